@@ -1,0 +1,128 @@
+"""The neutral model both adapters meet in. It knows neither Label Studio nor Labelbox.
+
+Geometry is in absolute pixels of the original media; text spans use Python slice
+semantics (``end`` exclusive). Every region carries the id it has in Label Studio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+ClassificationKind = Literal["radio", "checklist", "text"]
+ShapeKind = Literal["bbox", "polygon", "point", "polyline", "span"]
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """Axis-aligned box, optionally rotated clockwise (degrees) about its top-left corner."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    rotation: float = 0.0
+    kind: ShapeKind = field(default="bbox", init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Polygon:
+    """An open ring: the first point is not repeated at the end."""
+
+    points: tuple[tuple[float, float], ...]
+    kind: ShapeKind = field(default="polygon", init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Polyline:
+    points: tuple[tuple[float, float], ...]
+    kind: ShapeKind = field(default="polyline", init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPoint:
+    x: float
+    y: float
+    kind: ShapeKind = field(default="point", init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Character span in the task text; ``end`` is exclusive."""
+
+    start: int
+    end: int
+    text: str | None = None
+    kind: ShapeKind = field(default="span", init=False, repr=False)
+
+
+Shape = Union[Box, Polygon, Polyline, KeyPoint, Span]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One selected option of a radio or checklist question, with what is nested under it."""
+
+    name: str
+    classifications: tuple[Classification, ...] = ()
+    score: float | None = None
+    schema_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """A question and its answer(s): global (with its own ``id``) or nested in a region/answer."""
+
+    name: str
+    kind: ClassificationKind
+    answers: tuple[Answer, ...] = ()
+    text: str | None = None
+    id: str | None = None
+    score: float | None = None
+    schema_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A located object: its shape, the feature (label) it is, and per-region attributes."""
+
+    id: str
+    name: str
+    shape: Shape
+    classifications: tuple[Classification, ...] = ()
+    score: float | None = None
+    schema_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    source: str
+    target: str
+    name: str | None = None
+    bidirectional: bool = False
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DataRowRef:
+    """How a task is tied to a Labelbox data row. Any field may be unknown."""
+
+    id: str | None = None
+    global_key: str | None = None
+    external_id: str | None = None
+    row_data: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRegions:
+    """Everything labelled on one data row (one Label Studio task)."""
+
+    data_row: DataRowRef
+    regions: tuple[Region, ...] = ()
+    classifications: tuple[Classification, ...] = ()
+    relations: tuple[Relation, ...] = ()
+    width: int | None = None
+    height: int | None = None
+
+    def region_ids(self) -> set[str]:
+        return {r.id for r in self.regions}

@@ -1,0 +1,152 @@
+"""All configuration, from environment variables, validated once at start.
+
+Every variable is listed in the README's settings table; a wrong value stops start-up
+with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message names the variable."""
+
+
+def _env(name: str, **kw):
+    return Field(validation_alias=AliasChoices(name), **kw)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    # Predictions (Labelbox -> Label Studio)
+    export: Path | None = _env("LABELBRIDGE_EXPORT", default=None)
+    export_source: Literal["predictions", "run_labels", "project_labels"] = _env(
+        "LABELBRIDGE_EXPORT_SOURCE", default="predictions")
+    label_config: Path | None = _env("LABELBRIDGE_LABEL_CONFIG", default=None)
+    mapping: Path | None = _env("LABELBRIDGE_MAPPING", default=None)
+    ontology: Path | None = _env("LABELBRIDGE_ONTOLOGY", default=None)
+    model_version: str | None = _env("LABELBRIDGE_MODEL_VERSION", default=None)
+    match_order: str = _env("LABELBRIDGE_MATCH_ORDER", default="global_key,data_row_id,url")
+
+    # Service
+    data_dir: Path = _env("LABELBRIDGE_DATA_DIR", default=Path("./var"))
+    host: str = _env("LABELBRIDGE_HOST", default="127.0.0.1")
+    port: int = _env("LABELBRIDGE_PORT", default=9090, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _env("LOG_LEVEL", default="INFO")
+    basic_auth_user: str | None = _env("BASIC_AUTH_USER", default=None)
+    basic_auth_pass: SecretStr | None = _env("BASIC_AUTH_PASS", default=None)
+
+    # Webhook and delivery (Label Studio -> Labelbox)
+    webhook_token: SecretStr | None = _env("LABELBRIDGE_WEBHOOK_TOKEN", default=None)
+    webhook_header: str = _env("LABELBRIDGE_WEBHOOK_HEADER", default="X-Labelbridge-Token",
+                               pattern=r"^[A-Za-z0-9_-]+$")
+    batch_size: int = _env("LABELBRIDGE_BATCH_SIZE", default=50, ge=1, le=5000)
+    batch_max_wait: float = _env("LABELBRIDGE_BATCH_MAX_WAIT", default=2.0, ge=0, le=3600)
+    max_attempts: int = _env("LABELBRIDGE_MAX_ATTEMPTS", default=12, ge=1, le=1000)
+    retry_base: float = _env("LABELBRIDGE_RETRY_BASE", default=1.0, gt=0, le=3600)
+    retry_max: float = _env("LABELBRIDGE_RETRY_MAX", default=300.0, gt=0, le=86400)
+    import_poll_interval: float = _env("LABELBRIDGE_IMPORT_POLL_INTERVAL", default=2.0, gt=0, le=600)
+    import_timeout: float = _env("LABELBRIDGE_IMPORT_TIMEOUT", default=1800.0, gt=0)
+
+    # Labelbox
+    labelbox_api_key: SecretStr | None = _env("LABELBOX_API_KEY", default=None)
+    labelbox_project_id: str | None = _env("LABELBOX_PROJECT_ID", default=None)
+    labelbox_model_run_id: str | None = _env("LABELBOX_MODEL_RUN_ID", default=None)
+    labelbox_import_kind: Literal["ground_truth", "mal"] = _env(
+        "LABELBOX_IMPORT_KIND", default="ground_truth")
+    labelbox_endpoint: str = _env("LABELBOX_ENDPOINT", default="https://api.labelbox.com/graphql")
+    labelbox_rest_endpoint: str = _env("LABELBOX_REST_ENDPOINT",
+                                       default="https://api.labelbox.com/api/v1")
+    labelbox_app_url: str = _env("LABELBOX_APP_URL", default="https://app.labelbox.com")
+
+    # Label Studio (reconciliation, connect, doctor)
+    label_studio_url: str | None = _env("LABEL_STUDIO_URL", default=None)
+    label_studio_api_key: SecretStr | None = _env("LABEL_STUDIO_API_KEY", default=None)
+    label_studio_project_id: int | None = _env("LABEL_STUDIO_PROJECT_ID", default=None, ge=1)
+    reconcile_interval: float = _env("LABELBRIDGE_RECONCILE_INTERVAL", default=300.0, ge=0)
+
+    @field_validator("export", "label_config", "mapping", "ontology")
+    @classmethod
+    def _must_exist(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.exists():
+            raise ValueError(f"path does not exist: {v}")
+        return v
+
+    @field_validator("match_order")
+    @classmethod
+    def _match_order(cls, v: str) -> str:
+        allowed = {"global_key", "data_row_id", "url"}
+        parts = [p.strip() for p in v.split(",") if p.strip()]
+        bad = [p for p in parts if p not in allowed]
+        if not parts or bad:
+            raise ValueError(f"must be a comma-separated subset of {sorted(allowed)}, got {v!r}")
+        return ",".join(parts)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Settings:
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass and
+                                              self.basic_auth_pass.get_secret_value()):
+            raise ValueError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
+        if self.labelbox_api_key and not self.labelbox_project_id:
+            raise ValueError("LABELBOX_PROJECT_ID is required when LABELBOX_API_KEY is set "
+                             "(ground truth is imported into that project)")
+        if bool(self.label_studio_url) != bool(self.label_studio_api_key):
+            raise ValueError("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set together")
+        if self.retry_base > self.retry_max:
+            raise ValueError("LABELBRIDGE_RETRY_BASE must not exceed LABELBRIDGE_RETRY_MAX")
+        return self
+
+    # Derived
+    @property
+    def sink(self) -> Literal["labelbox", "file"]:
+        """Where ground truth goes: Labelbox when a key is set, else NDJSON files."""
+        return "labelbox" if self.labelbox_api_key else "file"
+
+    @property
+    def match_keys(self) -> tuple[str, ...]:
+        return tuple(self.match_order.split(","))
+
+    @property
+    def predictions_db(self) -> Path:
+        return self.data_dir / "predictions.sqlite3"
+
+    @property
+    def outbox_db(self) -> Path:
+        return self.data_dir / "outbox.sqlite3"
+
+    @property
+    def file_sink_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+
+_ALIASES = {name: f.validation_alias.choices[0]  # type: ignore[union-attr]
+            for name, f in Settings.model_fields.items()}
+
+
+def env_names() -> list[str]:
+    """Every environment variable the settings read."""
+    return sorted(_ALIASES.values())
+
+
+def load_settings(**overrides) -> Settings:
+    """Read the environment; raise SettingsError naming each wrong variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = err.get("loc") or ()
+            field = str(loc[0]) if loc else ""
+            name = _ALIASES.get(field, field) or "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            value = err.get("input")
+            shown = "" if name.endswith(("KEY", "PASS", "TOKEN")) or isinstance(value, dict) \
+                else f" (got {value!r})"
+            lines.append(f"{name}: {msg}{shown}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
