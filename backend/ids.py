@@ -42,3 +42,9 @@ def region_id_for_feature(feature_id: str | None, *fallback_parts: object) -> st
 def ndjson_uuid(ls_region_id: str) -> str:
     """The Labelbox annotation uuid for a Label Studio region id."""
     return str(uuid.uuid5(LABELBRIDGE_NAMESPACE, clean_region_id(ls_region_id)))
+
+
+def relation_uuid(source_region_id: str, target_region_id: str, name: str | None) -> str:
+    """Label Studio relations have no id; theirs is derived from what they connect."""
+    key = f"rel:{clean_region_id(source_region_id)}>{clean_region_id(target_region_id)}:{name or ''}"
+    return str(uuid.uuid5(LABELBRIDGE_NAMESPACE, key))

@@ -1,0 +1,265 @@
+"""Drains the outbox into Labelbox imports (or NDJSON files), one batch at a time.
+
+Exactly once: a batch's import name is stored before Labelbox is called, so after a crash the
+import is looked up by that name instead of being sent again; uuids are deterministic, so a
+re-sent annotation overrides rather than duplicates. Labelbox may keep an older label when an
+annotation is imported again, so after an update the annotation's earlier labels are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+import orjson
+
+from backend.groundtruth import ConversionFailed, GroundTruth, GroundTruthConverter
+from backend.labelbox.client import (ImportOutcome, LabelRef, LineStatus, PermanentError,
+                                     TransientError)
+from backend.outbox import Batch, Outbox, WorkItem
+
+log = logging.getLogger(__name__)
+CLOCK_SLACK = 5.0   # seconds of clock difference tolerated when matching labels to imports
+
+
+class Sink(Protocol):
+    def import_lines(self, name: str, lines: list[dict], resume: bool = False) -> ImportOutcome:
+        ...
+
+    def remove_labels(self, data_row: dict,
+                      choose: Callable[[list[LabelRef]], Iterable[str]]) -> list[str]:
+        ...
+
+
+class FileSink:
+    """The embedded default: each batch becomes ``<name>.ndjson``; removals are logged."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def import_lines(self, name: str, lines: list[dict], resume: bool = False) -> ImportOutcome:
+        started = time.time()
+        target = self.directory / f"{name}.ndjson"
+        if not (resume and target.exists()):
+            tmp = target.with_suffix(".part")
+            tmp.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+            tmp.replace(target)
+        return ImportOutcome(name, {line["uuid"]: LineStatus(line["uuid"], True)
+                                    for line in lines}, started, time.time())
+
+    def remove_labels(self, data_row: dict,
+                      choose: Callable[[list[LabelRef]], Iterable[str]]) -> list[str]:
+        with open(self.directory / "removals.ndjson", "ab") as fh:
+            fh.write(orjson.dumps({"dataRow": data_row, "at": time.time()}) + b"\n")
+        return []
+
+
+@dataclass
+class DeliveryPolicy:
+    batch_size: int = 50
+    max_wait: float = 2.0
+    max_attempts: int = 12
+    retry_base: float = 1.0
+    retry_max: float = 300.0
+
+    def backoff(self, attempts: int) -> float:
+        delay = min(self.retry_max, self.retry_base * 2 ** max(attempts - 1, 0))
+        return delay * random.uniform(0.5, 1.0)
+
+
+class Deliverer:
+    def __init__(self, outbox: Outbox, sink: Sink, converter: GroundTruthConverter,
+                 policy: DeliveryPolicy, wake: threading.Event | None = None) -> None:
+        self.outbox = outbox
+        self.sink = sink
+        self.converter = converter
+        self.policy = policy
+        self.wake = wake or threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ----- running ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="deliver", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        self.resume_interrupted()
+        while not self._stop.is_set():
+            try:
+                if not self.step():
+                    self.wake.wait(0.5)
+                    self.wake.clear()
+            except Exception:  # never let the worker die; the items stay in the outbox
+                log.exception("delivery step failed")
+                self._stop.wait(1.0)
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Deliver until nothing is due (for `labelbridge deliver --once` and tests)."""
+        self.resume_interrupted()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.step(wait_for_full_batch=False):
+                return
+
+    def resume_interrupted(self) -> None:
+        for batch in self.outbox.recover():
+            log.info("resuming batch %d (import %s) after a restart", batch.id, batch.import_name)
+            self.deliver(batch)
+
+    def step(self, wait_for_full_batch: bool = True) -> bool:
+        """Deliver one batch if one is due. False when there was nothing to do."""
+        if wait_for_full_batch and not self._batch_ready():
+            return False
+        batch = self.outbox.claim_batch(self.policy.batch_size)
+        if batch is None:
+            return False
+        self.deliver(batch)
+        return True
+
+    def _batch_ready(self) -> bool:
+        st = self.outbox.status()
+        due = st.get("due", 0)
+        if due == 0:
+            return False
+        if due >= self.policy.batch_size:
+            return True
+        oldest = st.get("oldest_pending_age_s") or 0.0
+        return oldest >= self.policy.max_wait
+
+    # ----- one batch ----------------------------------------------------------------------
+    def deliver(self, batch: Batch) -> None:
+        upserts = [i for i in batch.items if i.kind == "upsert"]
+        for item in batch.items:
+            if item.kind == "delete":
+                self._delete(item, batch.id)
+        converted: dict[int, GroundTruth] = {}
+        for item in upserts:
+            try:
+                converted[item.id] = self.converter.convert(item.payload)
+            except (ConversionFailed, KeyError, ValueError) as exc:
+                self.outbox.mark_failed([item.id], f"cannot convert: {exc}")
+        empty = [i for i in upserts if i.id in converted and not converted[i.id].lines]
+        for item in empty:
+            self._emptied(item, converted.pop(item.id))
+        sending = [i for i in upserts if i.id in converted]
+        if not sending:
+            return
+        name = batch.import_name or f"labelbridge-{batch.id}-{uuid.uuid4().hex[:12]}"
+        if batch.import_name is None:
+            self.outbox.set_import_name(batch.id, name)
+        lines = [line for i in sending for line in converted[i.id].lines]
+        try:
+            outcome = self.sink.import_lines(name, lines, resume=batch.import_name is not None)
+        except TransientError as exc:
+            self._retry(sending, str(exc))
+            return
+        except PermanentError as exc:
+            self.outbox.mark_failed([i.id for i in sending], str(exc))
+            return
+        for item in sending:
+            self._settle(item, batch, converted[item.id], outcome)
+
+    def _settle(self, item: WorkItem, batch: Batch, gt: GroundTruth,
+                outcome: ImportOutcome) -> None:
+        uuids = [line["uuid"] for line in gt.lines]
+        statuses = [outcome.statuses.get(u) for u in uuids]
+        missing = [u for u, s in zip(uuids, statuses) if s is None]
+        failed = [s for s in statuses if s is not None and not s.ok]
+        if failed or missing:
+            reasons = [f"{s.uuid}: {'; '.join(s.errors) or 'FAILURE'}" for s in failed]
+            reasons += [f"{u}: no status from Labelbox" for u in missing]
+            self.outbox.mark_failed([item.id], "Labelbox refused lines: " + " | ".join(reasons))
+            return
+        earlier = self.outbox.delivered_info(item.annotation_id)
+        try:
+            if earlier is not None:
+                self._remove_earlier_labels(item, gt.data_row, earlier)
+        except TransientError as exc:
+            self._retry([item], f"imported, but removing the earlier label failed: {exc}")
+            return
+        except PermanentError as exc:
+            log.warning("annotation %s: earlier label not removed: %s", item.annotation_id, exc)
+        self.outbox.record_delivered(item.annotation_id, gt.data_row, outcome.name, uuids)
+        self.outbox.record_region_ids(item.annotation_id, gt.regions)
+        self.outbox.mark_delivered([item.id], batch.id)
+
+    # ----- removing labels ----------------------------------------------------------------
+    def _owned_by(self, annotation_id: int, keep_newest: bool = False
+                  ) -> Callable[[list[LabelRef]], list[str]]:
+        """Which of our labels on a data row (oldest first) came from this annotation.
+
+        When the annotation is the only one of its task Labelbox got, all of them; otherwise
+        those created within one of its imports. ``keep_newest`` spares the newest label: the
+        one the import that just finished created (imports run one at a time).
+        """
+        windows = self.outbox.import_windows(annotation_id)
+        sole = self.outbox.sole_delivered_on_task(annotation_id)
+
+        def choose(labels: list[LabelRef]) -> list[str]:
+            if keep_newest:
+                labels = labels[:-1]
+            return [label.id for label in labels
+                    if sole or any(start - CLOCK_SLACK <= label.created_at <= end + CLOCK_SLACK
+                                   for start, end in windows)]
+        return choose
+
+    def _remove_earlier_labels(self, item: WorkItem, data_row: dict, earlier: dict) -> None:
+        removed = self.sink.remove_labels(earlier.get("data_row") or data_row,
+                                          self._owned_by(item.annotation_id, keep_newest=True))
+        if removed:
+            log.info("annotation %s: removed earlier labels %s", item.annotation_id, removed)
+
+    def _delete(self, item: WorkItem, batch_id: int) -> None:
+        info = self.outbox.delivered_info(item.annotation_id)
+        if info is None or not info.get("data_row"):
+            self.outbox.mark_skipped([item.id], "nothing of this annotation reached Labelbox")
+            return
+        try:
+            removed = self.sink.remove_labels(info["data_row"], self._owned_by(item.annotation_id))
+        except TransientError as exc:
+            self._retry([item], str(exc))
+            return
+        except PermanentError as exc:
+            self.outbox.mark_failed([item.id], str(exc))
+            return
+        self.outbox.set_label_ids(item.annotation_id, removed)
+        self.outbox.mark_delivered([item.id], batch_id)
+        log.info("annotation %s deleted: removed labels %s", item.annotation_id, removed)
+
+    def _emptied(self, item: WorkItem, gt: GroundTruth) -> None:
+        """An annotation with nothing to import: remove what an earlier version put there."""
+        if self.outbox.delivered_info(item.annotation_id) is None:
+            self.outbox.mark_skipped([item.id], "the annotation has no regions Labelbox can "
+                                     "import")
+            return
+        try:
+            self.sink.remove_labels(gt.data_row, self._owned_by(item.annotation_id))
+        except TransientError as exc:
+            self._retry([item], str(exc))
+            return
+        except PermanentError as exc:
+            self.outbox.mark_failed([item.id], str(exc))
+            return
+        self.outbox.mark_skipped([item.id], "emptied: earlier labels removed")
+
+    def _retry(self, items: list[WorkItem], error: str) -> None:
+        for item in items:
+            if item.attempts >= self.policy.max_attempts:
+                self.outbox.mark_failed([item.id], f"gave up after {item.attempts} attempts: "
+                                        f"{error}")
+            else:
+                self.outbox.mark_retry([item.id], error, self.policy.backoff(item.attempts))

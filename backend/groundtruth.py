@@ -1,0 +1,94 @@
+"""A stored Label Studio annotation -> the NDJSON lines of its Labelbox ground truth."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from backend.ids import ndjson_uuid
+from backend.labelbox.ndjson import DataRowMissing, to_ndjson
+from backend.labelstudio import webhooks
+from backend.labelstudio.results import ResultReader
+from backend.labelstudio.tasks import data_row_ref, object_fields, task_keys, task_text
+from backend.mapping import Mapping, MappingError, Overrides
+from backend.regions import DataRowRef
+from backend.report import ConversionReport
+
+log = logging.getLogger(__name__)
+CUID = re.compile(r"c[a-z0-9]{24}")
+
+
+class ConversionFailed(ValueError):
+    """The annotation cannot become Labelbox ground truth; the message says why."""
+
+
+@dataclass
+class GroundTruth:
+    data_row: dict                         # {"id": ...} or {"globalKey": ...}
+    lines: list[dict]
+    regions: list[tuple[str, str, str | None]]   # (LS region id, uuid, Labelbox feature id)
+    report: ConversionReport
+
+
+class GroundTruthConverter:
+    """Converts annotations with the label config they were made with (cached per config)."""
+
+    def __init__(self, label_config: Callable[[str], str | None], overrides: Overrides,
+                 resolve_row: Callable[[dict, list[str]], DataRowRef | None],
+                 labelbox_names: Callable[[], set[str]], include_relations: bool) -> None:
+        self._label_config = label_config
+        self._overrides = overrides
+        self._resolve_row = resolve_row
+        self._names = labelbox_names
+        self._include_relations = include_relations
+        self._mappings: dict[str, Mapping] = {}
+
+    def mapping(self, config_hash: str) -> Mapping:
+        if config_hash not in self._mappings:
+            xml = self._label_config(config_hash)
+            if xml is None:
+                raise ConversionFailed(f"label config {config_hash[:12]} is unknown")
+            try:
+                self._mappings[config_hash] = Mapping(xml, self._overrides, self._names())
+            except MappingError as exc:
+                raise ConversionFailed(str(exc)) from None
+        return self._mappings[config_hash]
+
+    def convert(self, payload: bytes) -> GroundTruth:
+        stored = webhooks.decode(payload)
+        mapping = self.mapping(stored.label_config_hash)
+        data = stored.task.get("data") or {}
+        ref = data_row_ref(data)
+        if not (ref.id or ref.global_key):
+            ref = self._resolve_row(data, object_fields(mapping)) or ref
+        report = ConversionReport()
+        tr = ResultReader(mapping, report).read(stored.annotation.get("result") or [], ref,
+                                                task_text=task_text(data, mapping))
+        try:
+            lines = to_ndjson(tr, report, rotated_boxes=mapping.overrides.rotated_boxes,
+                              include_relations=self._include_relations)
+        except DataRowMissing as exc:
+            raise ConversionFailed(f"task {stored.task.get('id')}: {exc}") from None
+        for loss in report.examples:
+            log.info("annotation %s: not sent: %s", stored.annotation.get("id"), loss)
+        from_prediction = stored.annotation.get("parent_prediction") is not None
+        regions = [(r.id, ndjson_uuid(r.id),
+                    r.id if from_prediction and CUID.fullmatch(r.id) else None)
+                   for r in tr.regions]
+        regions += [(c.id, ndjson_uuid(c.id), None) for c in tr.classifications if c.id]
+        data_row = {"id": tr.data_row.id} if tr.data_row.id else {"globalKey":
+                                                                  tr.data_row.global_key}
+        return GroundTruth(data_row, lines, regions, report)
+
+
+def resolver_from_store(store) -> Callable[[dict, list[str]], DataRowRef | None]:
+    """Find a task's data row in the prediction index by its object URL."""
+    def resolve(data: dict, fields: list[str]) -> DataRowRef | None:
+        url = task_keys(data, fields).url
+        if store is None or not url:
+            return None
+        found = store.data_row("url", url)
+        return DataRowRef(id=found[0], global_key=found[1]) if found else None
+    return resolve

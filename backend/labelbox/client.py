@@ -1,0 +1,204 @@
+"""The labelbox SDK calls labelbridge makes, and how their failures are classified.
+
+Transient (retry with backoff): rate limits (``ApiLimitError``), 5xx, timeouts, network errors.
+Permanent (dead letter): everything else, with Labelbox's own message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import labelbox as lb
+import orjson
+import requests
+from lbox import exceptions as lbx
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = (lbx.ApiLimitError, lbx.InternalServerError, lbx.TimeoutError, lbx.NetworkError,
+             requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)
+
+
+class TransientError(RuntimeError):
+    """Worth retrying later."""
+
+
+class PermanentError(RuntimeError):
+    """Retrying will not help; the message is Labelbox's."""
+
+
+def classify(exc: BaseException) -> RuntimeError:
+    if isinstance(exc, (TransientError, PermanentError)):
+        return exc
+    message = f"{exc.__class__.__name__}: {exc}"
+    if isinstance(exc, TRANSIENT):
+        return TransientError(message)
+    if isinstance(exc, lbx.LabelboxError) and any(code in str(exc) for code in
+                                                  ("502", "503", "504", "Bad Gateway")):
+        return TransientError(message)
+    return PermanentError(message)
+
+
+@dataclass(frozen=True)
+class LineStatus:
+    uuid: str
+    ok: bool
+    errors: tuple[str, ...] = ()
+
+
+@dataclass
+class ImportOutcome:
+    name: str
+    statuses: dict[str, LineStatus] = field(default_factory=dict)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class LabelRef:
+    id: str
+    created_at: float
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return 0.0
+
+
+class LabelboxGateway:
+    """One project, one import kind (ground truth or MAL)."""
+
+    def __init__(self, api_key: str, project_id: str, *, endpoint: str, rest_endpoint: str,
+                 app_url: str, import_kind: str = "ground_truth", poll_interval: float = 2.0,
+                 timeout: float = 1800.0) -> None:
+        self.client = lb.Client(api_key=api_key, endpoint=endpoint, rest_endpoint=rest_endpoint,
+                                app_url=app_url)
+        self.project_id = project_id
+        self.kind = lb.MALPredictionImport if import_kind == "mal" else lb.LabelImport
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self._user_id: str | None = None
+
+    # ----- imports ------------------------------------------------------------------------
+    def import_lines(self, name: str, lines: list[dict], resume: bool = False) -> ImportOutcome:
+        """Create the import (or find it again after a crash) and wait for per-line statuses."""
+        started = time.time()
+        try:
+            imp = self._find(name) if resume else None
+            if imp is None:
+                try:
+                    imp = self.kind.create_from_objects(self.client, self.project_id, name, lines)
+                except lbx.ResourceConflict:
+                    imp = self._find(name)   # created by an earlier attempt of ours
+                    if imp is None:
+                        raise
+            return self._wait(imp, name, started)
+        except (TransientError, PermanentError):
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def _find(self, name: str):
+        try:
+            return self.kind.from_name(self.client, self.project_id, name)
+        except lbx.ResourceNotFoundError:
+            return None
+
+    def _wait(self, imp, name: str, started: float) -> ImportOutcome:
+        interval = self.poll_interval
+        deadline = time.monotonic() + self.timeout
+        while imp.state == lb.AnnotationImportState.RUNNING:
+            if time.monotonic() > deadline:
+                raise TransientError(f"import {name} still running after {self.timeout:.0f} s")
+            time.sleep(interval)
+            interval = min(interval * 1.5, 30.0)
+            imp.refresh()
+        if imp.state == lb.AnnotationImportState.FAILED:
+            raise PermanentError(f"Labelbox rejected import {name}: the file was not accepted")
+        outcome = ImportOutcome(name, started_at=started, finished_at=time.time())
+        for status in imp.statuses:
+            uuid = status.get("uuid")
+            errors = tuple(f"{e.get('name')}: {e.get('message')}" for e in status.get("errors")
+                           or [])
+            outcome.statuses[uuid] = LineStatus(uuid, status.get("status") == "SUCCESS", errors)
+        return outcome
+
+    # ----- labels -------------------------------------------------------------------------
+    def user_id(self) -> str:
+        if self._user_id is None:
+            self._user_id = self.client.get_user().uid
+        return self._user_id
+
+    def remove_labels(self, data_row: dict,
+                      choose: Callable[[list[LabelRef]], Iterable[str]]) -> list[str]:
+        """Delete the labels ``choose`` picks among those on a data row in our project that our
+        API user created (given oldest first). Returns the deleted label ids."""
+        try:
+            if data_row.get("id"):
+                row = self.client.get_data_row(data_row["id"])
+            else:
+                row = self.client.get_data_row_by_global_key(data_row["globalKey"])
+            me = self.user_id()
+            ours = []
+            for label in row.labels():
+                if label.project().uid != self.project_id:
+                    continue
+                author = label.created_by()
+                if author is not None and author.uid != me:
+                    continue
+                ours.append(label)
+            ours.sort(key=lambda label: _timestamp(label.created_at))
+            chosen = set(choose([LabelRef(l.uid, _timestamp(l.created_at)) for l in ours]))
+            doomed = [l for l in ours if l.uid in chosen]
+            if doomed:
+                lb.Label.bulk_delete(doomed)
+            return [l.uid for l in doomed]
+        except lbx.ResourceNotFoundError:
+            return []
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    # ----- reading from Labelbox ----------------------------------------------------------
+    def ontology(self) -> dict:
+        try:
+            return self.client.get_project(self.project_id).ontology().normalized
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def export(self, dest: Path, model_run_id: str | None = None,
+               progress: Callable[[int], None] | None = None) -> int:
+        """Stream a model-run (with predictions) or project export to an NDJSON file."""
+        try:
+            if model_run_id:
+                task = self.client.get_model_run(model_run_id).export(
+                    params={"predictions": True, "data_row_details": True})
+            else:
+                task = self.client.get_project(self.project_id).export(
+                    params={"label_details": True, "data_row_details": True})
+            task.wait_till_done()
+            if task.has_errors():
+                errors = [e.json for e in task.get_buffered_stream(
+                    stream_type=lb.StreamType.ERRORS)]
+                raise PermanentError(f"Labelbox export failed: {errors[:3]}")
+            count = 0
+            tmp = dest.with_name(dest.name + ".part")
+            with open(tmp, "wb") as fh:
+                for item in task.get_buffered_stream():
+                    fh.write(orjson.dumps(item.json) + b"\n")
+                    count += 1
+                    if progress and count % 1000 == 0:
+                        progress(count)
+            tmp.replace(dest)
+            return count
+        except (TransientError, PermanentError):
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc

@@ -1,0 +1,107 @@
+"""The Label Studio REST calls labelbridge makes, through label-studio-sdk.
+
+Used by reconciliation (tasks with annotations changed since a cursor; which tasks still
+exist) and by ``labelbridge connect`` (ML backend and webhook wiring).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
+                   "ANNOTATIONS_DELETED"]
+
+
+class LabelStudioUnavailable(RuntimeError):
+    """Label Studio could not be reached or refused the request; the message says why."""
+
+
+def _dump(obj: Any) -> dict:
+    return obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
+
+
+def _unavailable(url: str, exc: Exception) -> LabelStudioUnavailable:
+    if isinstance(exc, ApiError):
+        body = exc.body if isinstance(exc.body, (str, dict)) else ""
+        return LabelStudioUnavailable(f"Label Studio at {url} answered {exc.status_code}: {body}")
+    return LabelStudioUnavailable(f"Label Studio at {url} is unreachable: "
+                                  f"{exc.__class__.__name__}: {exc}")
+
+
+class LabelStudioApi:
+    def __init__(self, url: str, api_key: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        try:
+            self.ls = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
+        except Exception as exc:
+            raise _unavailable(self.url, exc) from exc
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise _unavailable(self.url, exc) from exc
+
+    # ----- reading ------------------------------------------------------------------------
+    def project(self, project_id: int) -> dict:
+        return _dump(self._call(self.ls.projects.get, id=project_id))
+
+    def tasks(self, project_id: int, updated_since: str | None = None,
+              page_size: int = 100) -> Iterator[dict]:
+        """Tasks with their annotations, oldest update first; only those updated after
+        ``updated_since`` (ISO time) when given. Every annotation change updates its task."""
+        query: dict[str, Any] = {"ordering": ["tasks:updated_at"]}
+        if updated_since:
+            query["filters"] = {"conjunction": "and", "items": [{
+                "filter": "filter:tasks:updated_at", "operator": "greater",
+                "type": "Datetime", "value": updated_since}]}
+        pager = self._call(self.ls.tasks.list, project=project_id, fields="all",
+                           page_size=page_size, query=json.dumps(query))
+        try:
+            for task in pager:
+                yield _dump(task)
+        except Exception as exc:
+            raise _unavailable(self.url, exc) from exc
+
+    def task_ids(self, project_id: int, page_size: int = 1000) -> set[int]:
+        pager = self._call(self.ls.tasks.list, project=project_id, page_size=page_size,
+                           include="id")
+        try:
+            return {int(_dump(t)["id"]) for t in pager}
+        except Exception as exc:
+            raise _unavailable(self.url, exc) from exc
+
+    # ----- wiring (connect) ---------------------------------------------------------------
+    def ml_backends(self, project_id: int) -> list[dict]:
+        return [_dump(b) for b in self._call(self.ls.ml.list, project=project_id)]
+
+    def add_ml_backend(self, project_id: int, url: str, title: str, **auth: Any) -> dict:
+        return _dump(self._call(self.ls.ml.create, project=project_id, url=url, title=title,
+                                is_interactive=True, **auth))
+
+    def update_ml_backend(self, backend_id: int, project_id: int, url: str, **fields: Any) -> dict:
+        # A partial PATCH answers 500 in Label Studio 1.23: always send url and project.
+        return _dump(self._call(self.ls.ml.update, backend_id, project=project_id, url=url,
+                                **fields))
+
+    def webhooks(self, project_id: int) -> list[dict]:
+        return [_dump(w) for w in self._call(self.ls.webhooks.list, project=str(project_id))]
+
+    def add_webhook(self, project_id: int, url: str, headers: dict[str, str]) -> dict:
+        return _dump(self._call(self.ls.webhooks.create, project=project_id, url=url,
+                                headers=headers, send_payload=True, send_for_all_actions=False,
+                                actions=WEBHOOK_ACTIONS, is_active=True))
+
+    def update_webhook(self, webhook_id: int, url: str, headers: dict[str, str],
+                       actions: list[str] | None) -> dict:
+        fields: dict[str, Any] = {"url": url, "headers": headers, "send_payload": True,
+                                  "is_active": True}
+        if actions is None:
+            fields["send_for_all_actions"] = True
+        else:
+            fields.update(send_for_all_actions=False, actions=actions)
+        return _dump(self._call(self.ls.webhooks.update, webhook_id, **fields))

@@ -1,0 +1,359 @@
+"""Which Label Studio control (and label value) is which Labelbox feature.
+
+Derived from the project's label config (through label-studio-sdk ``LabelInterface``) by
+matching names case-insensitively, and overridable by a YAML mapping file (see
+``configs/mapping.example.yaml``). Neutral names are Labelbox feature names; only the Label
+Studio adapter uses this module to translate them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from xml.etree import ElementTree
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import yaml
+from label_studio_sdk.label_interface import LabelInterface
+
+from backend.regions import ClassificationKind, ShapeKind
+
+
+class MappingError(ValueError):
+    """The label config or the mapping file cannot be used; the message says where."""
+
+
+# Geometry tools and the kind of Labelbox object each holds.
+TOOL_KINDS: dict[str, ShapeKind] = {
+    "RectangleLabels": "bbox", "Rectangle": "bbox",
+    "PolygonLabels": "polygon", "Polygon": "polygon",
+    "KeyPointLabels": "point", "KeyPoint": "point",
+}
+# Objects a plain <Labels> control labels spans of.
+SPAN_OBJECTS = {"Text", "HyperText"}
+CLASSIFICATION_TAGS = {"Choices", "TextArea", "Number", "Rating"}
+RotatedBoxes = Literal["enclosing_box", "polygon"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectTarget:
+    """Where a Labelbox object feature lives in Label Studio."""
+
+    labelbox: str
+    kind: ShapeKind
+    control: str            # from_name of the result
+    to_name: str
+    result_type: str        # e.g. "rectanglelabels" (also for <Labels> merged with a geometry tool)
+    label: str | None       # LS label value; None for a label-less tool (<Rectangle/> alone)
+    object_tag: str         # Image, Text, HyperText, ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationTarget:
+    """Where a Labelbox classification (question) lives in Label Studio."""
+
+    labelbox: str
+    kind: ClassificationKind
+    control: str
+    to_name: str
+    tag: str                              # Choices, TextArea, Number, Rating
+    per_region: bool
+    answers: dict[str, str] = field(default_factory=dict)   # Labelbox option -> LS choice
+    parent: tuple[str, str] | None = None                   # (parent control, LS choice value)
+    max_rating: int | None = None
+
+    @property
+    def result_type(self) -> str:
+        return self.tag.lower()
+
+    def ls_answer(self, labelbox_answer: str) -> str | None:
+        if labelbox_answer in self.answers:
+            return self.answers[labelbox_answer]
+        return _ci_lookup(self.answers, labelbox_answer)
+
+    def labelbox_answer(self, ls_choice: str) -> str | None:
+        for lb, ls in self.answers.items():
+            if ls == ls_choice:
+                return lb
+        return None
+
+
+def _ci_lookup(table: dict[str, str], key: str) -> str | None:
+    folded = key.casefold()
+    hits = [v for k, v in table.items() if k.casefold() == folded]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in {"true", "1", "yes"}
+
+
+@dataclass
+class Overrides:
+    objects: list[dict] = field(default_factory=list)
+    classifications: list[dict] = field(default_factory=list)
+    relations: list[dict] = field(default_factory=list)
+    rotated_boxes: RotatedBoxes = "enclosing_box"
+    source: str = "<none>"
+
+    @classmethod
+    def load(cls, path: Path | None) -> Overrides:
+        if path is None:
+            return cls()
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise MappingError(f"{path}: cannot read mapping: {exc}") from None
+        return cls.from_dict(raw, str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "<mapping>") -> Overrides:
+        if not isinstance(raw, dict):
+            raise MappingError(f"{source}: the mapping must be a YAML mapping at the top level")
+        unknown = set(raw) - {"objects", "classifications", "relations", "options"}
+        if unknown:
+            raise MappingError(f"{source}: unknown top-level keys {sorted(unknown)}; "
+                               "allowed: objects, classifications, relations, options")
+        out = cls(source=source)
+        for key, required in (("objects", ("labelbox", "control")),
+                              ("classifications", ("labelbox", "control")),
+                              ("relations", ("labelbox",))):
+            entries = raw.get(key) or []
+            if not isinstance(entries, list):
+                raise MappingError(f"{source}: '{key}' must be a list")
+            for i, entry in enumerate(entries):
+                if not isinstance(entry, dict):
+                    raise MappingError(f"{source}: {key}[{i}] must be a mapping")
+                missing = [k for k in required if not entry.get(k)]
+                if missing:
+                    raise MappingError(f"{source}: {key}[{i}] needs {', '.join(missing)}")
+                if key == "classifications" and entry.get("answers") is not None \
+                        and not isinstance(entry["answers"], dict):
+                    raise MappingError(f"{source}: {key}[{i}].answers must be a mapping")
+            setattr(out, key, [dict(e) for e in entries])
+        options = raw.get("options") or {}
+        rotated = options.get("rotated_boxes", "enclosing_box")
+        if rotated not in ("enclosing_box", "polygon"):
+            raise MappingError(f"{source}: options.rotated_boxes must be enclosing_box or polygon, "
+                               f"got {rotated!r}")
+        out.rotated_boxes = rotated
+        return out
+
+
+class Mapping:
+    """Name resolution between a Label Studio label config and Labelbox features.
+
+    ``labelbox_names`` (optional) are the feature names Labelbox knows (from an ontology or seen
+    in an export); when given, names going to Labelbox use Labelbox's exact spelling.
+    """
+
+    def __init__(self, label_config: str, overrides: Overrides | None = None,
+                 labelbox_names: Iterable[str] = ()) -> None:
+        try:
+            self.interface = LabelInterface(label_config)
+        except Exception as exc:  # the SDK raises several types for malformed XML
+            raise MappingError(f"label config: cannot parse: {exc}") from None
+        self.label_config = label_config
+        self.overrides = overrides or Overrides()
+        self._lb_names = {n.casefold(): n for n in labelbox_names}
+        self.objects: list[ObjectTarget] = []
+        self.classifications: list[ClassificationTarget] = []
+        self.relation_labels: list[str] = []
+        self.problems: list[str] = []
+        self._build()
+
+    # ----- construction -------------------------------------------------------------------
+    def _object_tag(self, name: str) -> str:
+        try:
+            return self.interface.get_object(name).tag
+        except Exception:
+            return ""
+
+    def _build(self) -> None:
+        controls = list(self.interface.controls)
+        tools_by_object: dict[str, list[Any]] = {}
+        for c in controls:
+            if c.tag in TOOL_KINDS and not c.tag.endswith("Labels"):
+                for obj in c.to_name:
+                    tools_by_object.setdefault(obj, []).append(c)
+        for c in controls:
+            to_name = c.to_name[0] if c.to_name else ""
+            obj_tag = self._object_tag(to_name)
+            if c.tag in TOOL_KINDS and c.tag.endswith("Labels"):
+                kind = TOOL_KINDS[c.tag]
+                for label in c.labels:
+                    self.objects.append(ObjectTarget(self._lb(label), kind, c.name, to_name,
+                                                     c.tag.lower(), label, obj_tag))
+            elif c.tag in TOOL_KINDS:
+                has_labels = any(o.tag == "Labels" and set(o.to_name) & set(c.to_name)
+                                 for o in controls)
+                if not has_labels:  # label-less tool: mapped only through the YAML file
+                    self.objects.append(ObjectTarget("", TOOL_KINDS[c.tag], c.name, to_name,
+                                                     c.tag.lower(), None, obj_tag))
+            elif c.tag in ("Labels", "HyperTextLabels"):
+                if obj_tag in SPAN_OBJECTS or c.tag == "HyperTextLabels":
+                    rtype = "hypertextlabels" if obj_tag == "HyperText" else "labels"
+                    for label in c.labels:
+                        self.objects.append(ObjectTarget(self._lb(label), "span", c.name, to_name,
+                                                         rtype, label, obj_tag))
+                else:
+                    for tool in tools_by_object.get(to_name, []):
+                        kind = TOOL_KINDS[tool.tag]
+                        for label in c.labels:
+                            self.objects.append(ObjectTarget(
+                                self._lb(label), kind, c.name, to_name,
+                                f"{tool.tag.lower()}labels", label, obj_tag))
+            elif c.tag in CLASSIFICATION_TAGS:
+                self.classifications.append(self._classification_target(c, to_name))
+        # LabelInterface does not expose <Relations>; read their <Relation value> directly.
+        root = ElementTree.fromstring(self.label_config)
+        self.relation_labels = [el.get("value") for el in root.iter("Relation") if el.get("value")]
+        self._apply_overrides()
+
+    def _classification_target(self, c: Any, to_name: str) -> ClassificationTarget:
+        attr = c.attr or {}
+        if c.tag == "Choices":
+            kind: ClassificationKind = "checklist" if attr.get("choice") == "multiple" else "radio"
+        else:
+            kind = "text"
+        parent = None
+        if attr.get("visibleWhen") == "choice-selected" and attr.get("whenTagName"):
+            parent = (attr["whenTagName"], attr.get("whenChoiceValue") or "")
+        max_rating = int(attr.get("maxRating", 5)) if c.tag == "Rating" else None
+        answers = {self._lb(v): v for v in (c.labels or [])}
+        return ClassificationTarget(self._lb(c.name), kind, c.name, to_name, c.tag,
+                                    _truthy(attr.get("perRegion", "false")), answers, parent,
+                                    max_rating)
+
+    def _lb(self, ls_name: str) -> str:
+        """Labelbox spelling of a Label Studio name (exact when Labelbox's names are known)."""
+        return self._lb_names.get(ls_name.casefold(), ls_name)
+
+    def _apply_overrides(self) -> None:
+        ov = self.overrides
+        for entry in ov.objects:
+            control, label = entry["control"], entry.get("label")
+            matches = [o for o in self.objects if o.control == control
+                       and (label is None or o.label == label)]
+            if not matches:
+                self.problems.append(
+                    f"mapping objects: no control {control!r}" +
+                    (f" with label {label!r}" if label else "") + " in the label config")
+                continue
+            kinds = {o.kind for o in matches}
+            if entry.get("kind"):
+                kinds &= {entry["kind"]}
+            for o in list(self.objects):
+                if o in matches and o.kind in kinds:
+                    self.objects.remove(o)
+                    self.objects.append(ObjectTarget(str(entry["labelbox"]), o.kind, o.control,
+                                                     o.to_name, o.result_type, o.label,
+                                                     o.object_tag))
+        for entry in ov.classifications:
+            control = entry["control"]
+            found = [t for t in self.classifications if t.control == control]
+            if not found:
+                self.problems.append(f"mapping classifications: no control {control!r} "
+                                     "in the label config")
+                continue
+            t = found[0]
+            answers = dict(t.answers)
+            for lb_answer, ls_choice in (entry.get("answers") or {}).items():
+                if t.tag == "Choices" and str(ls_choice) not in set(t.answers.values()):
+                    self.problems.append(f"mapping classifications: control {control!r} has no "
+                                         f"choice {ls_choice!r}")
+                    continue
+                answers = {k: v for k, v in answers.items() if v != str(ls_choice)}
+                answers[str(lb_answer)] = str(ls_choice)
+            parent = t.parent
+            if entry.get("parent"):
+                p = entry["parent"]
+                parent = (str(p.get("control")), str(p.get("answer")))
+            self.classifications.remove(t)
+            self.classifications.append(ClassificationTarget(
+                str(entry["labelbox"]), t.kind, t.control, t.to_name, t.tag, t.per_region,
+                answers, parent, t.max_rating))
+        self._relation_overrides = {str(e["labelbox"]): e.get("label") for e in ov.relations}
+
+    # ----- Labelbox -> Label Studio -------------------------------------------------------
+    def object_target(self, kind: ShapeKind, labelbox_name: str) -> ObjectTarget | None:
+        same_kind = [o for o in self.objects if o.kind == kind and o.labelbox]
+        exact = [o for o in same_kind if o.labelbox == labelbox_name]
+        if len(exact) == 1:
+            return exact[0]
+        folded = labelbox_name.casefold()
+        loose = exact or [o for o in same_kind if o.labelbox.casefold() == folded]
+        return loose[0] if len(loose) == 1 else None
+
+    def classification_target(self, labelbox_name: str, per_region: bool,
+                              parent: tuple[str, str] | None = None
+                              ) -> ClassificationTarget | None:
+        """The control for a question; ``parent`` is (parent control, LS choice) when nested."""
+        folded = labelbox_name.casefold()
+        named = [t for t in self.classifications if t.labelbox == labelbox_name] or \
+                [t for t in self.classifications if t.labelbox.casefold() == folded]
+        placed = [t for t in named if t.per_region == per_region]
+        if parent is not None:
+            placed = [t for t in placed if t.parent in (None, parent)] or placed
+        return placed[0] if len(placed) == 1 else None
+
+    def relation_label(self, labelbox_name: str | None) -> str | None | Literal[False]:
+        """LS relation label for a Labelbox relationship: a value, None (unlabelled), or False."""
+        if labelbox_name is None:
+            return None
+        if labelbox_name in self._relation_overrides:
+            return self._relation_overrides[labelbox_name]
+        hit = _ci_lookup({v: v for v in self.relation_labels}, labelbox_name)
+        if hit:
+            return hit
+        return None if not self.relation_labels else False
+
+    # ----- Label Studio -> Labelbox -------------------------------------------------------
+    def object_from_ls(self, control: str, label: str | None, kind: ShapeKind | None = None
+                       ) -> ObjectTarget | None:
+        hits = [o for o in self.objects if o.control == control and o.label == label
+                and (kind is None or o.kind == kind) and o.labelbox]
+        return hits[0] if hits else None
+
+    def classification_from_ls(self, control: str) -> ClassificationTarget | None:
+        for t in self.classifications:
+            if t.control == control:
+                return t
+        return None
+
+    def relation_from_ls(self, ls_label: str | None) -> str | None:
+        for lb, ls in self._relation_overrides.items():
+            if ls == ls_label:
+                return lb
+        if ls_label is None:
+            unlabeled = [lb for lb, ls in self._relation_overrides.items() if ls is None]
+            return unlabeled[0] if unlabeled else None
+        return self._lb(ls_label)
+
+    # ----- helpers ------------------------------------------------------------------------
+    def objects_named(self, labelbox_name: str) -> list[ObjectTarget]:
+        """Every LS label (any kind) whose Labelbox name matches, case-insensitively."""
+        folded = labelbox_name.casefold()
+        return [o for o in self.objects if o.labelbox and o.labelbox.casefold() == folded]
+
+    def classifications_named(self, labelbox_name: str) -> list[ClassificationTarget]:
+        """Every control (global or per region) whose Labelbox name matches, case-insensitively."""
+        folded = labelbox_name.casefold()
+        return [t for t in self.classifications if t.labelbox.casefold() == folded]
+
+    def children_of(self, control: str, ls_choice: str) -> list[ClassificationTarget]:
+        return [t for t in self.classifications if t.parent == (control, ls_choice)]
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable hash of everything that changes conversion output."""
+        h = hashlib.sha1(self.label_config.encode("utf-8"))
+        h.update(repr((self.overrides.objects, self.overrides.classifications,
+                       self.overrides.relations, self.overrides.rotated_boxes,
+                       sorted(self._lb_names.values()))).encode("utf-8"))
+        return h.hexdigest()
+
+
+def label_config_hash(label_config: str) -> str:
+    return hashlib.sha1(label_config.encode("utf-8")).hexdigest()

@@ -1,0 +1,172 @@
+"""Label Studio tasks -> prepared predictions from the index.
+
+A *context* is everything that changes a prediction's bytes: the label config, the mapping and
+the model version. For each context every row is converted once (Labelbox regions -> Label
+Studio result), validated with label-studio-sdk's ``LabelInterface`` (Label Studio itself does
+not validate predictions), and stored as JSON bytes; ``/predict`` then only looks them up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import orjson
+
+from backend.labelbox.export import task_regions
+from backend.labelstudio.results import ResultWriter, prediction_score
+from backend.labelstudio.tasks import TaskKeys, object_fields, task_keys
+from backend.mapping import Mapping, Overrides
+from backend.report import ConversionReport
+from backend.store import PredictionStore
+
+log = logging.getLogger(__name__)
+NO_PREDICTION = b"[]"  # per-task element Label Studio stores nothing for (it asks again later)
+
+
+@dataclass
+class Context:
+    key: str
+    mapping: Mapping
+    fields: list[str]
+    report: ConversionReport = field(default_factory=ConversionReport)
+    invalid: int = 0
+
+
+class Predictor:
+    def __init__(self, store: PredictionStore, overrides: Overrides, model_version: str,
+                 match_keys: Sequence[str] = ("global_key", "data_row_id", "url")) -> None:
+        self.store = store
+        self.overrides = overrides
+        self.model_version = model_version
+        self.match_keys = tuple(match_keys)
+        self._contexts: OrderedDict[str, Context] = OrderedDict()
+        self._lock = threading.Lock()
+        self._preparing: set[str] = set()
+
+    # -- contexts
+    def context(self, label_config: str) -> Context:
+        raw = hashlib.sha1(label_config.encode("utf-8")).hexdigest()
+        with self._lock:
+            ctx = self._contexts.get(raw)
+            if ctx is not None:
+                self._contexts.move_to_end(raw)
+                return ctx
+        mapping = Mapping(label_config, self.overrides, self.store.feature_names())
+        key = hashlib.sha1(f"{mapping.fingerprint}:{self.model_version}".encode()).hexdigest()
+        ctx = Context(key, mapping, object_fields(mapping))
+        self.store.register_context(key, label_config)
+        with self._lock:
+            self._contexts[raw] = ctx
+            while len(self._contexts) > 32:
+                self._contexts.popitem(last=False)
+        return ctx
+
+    # -- conversion
+    def _convert(self, ctx: Context, payload: bytes) -> bytes:
+        report = ConversionReport()
+        tr = task_regions(orjson.loads(payload), report)
+        result = ResultWriter(ctx.mapping, report).write(tr)
+        result = self._validated(ctx, result, report, tr.data_row.id or tr.data_row.global_key)
+        ctx.report.merge(report)
+        if not result:
+            return NO_PREDICTION
+        return orjson.dumps({"result": result, "score": prediction_score(tr),
+                             "model_version": self.model_version})
+
+    def _validated(self, ctx: Context, result: list[dict], report: ConversionReport,
+                   row: str | None) -> list[dict]:
+        li = ctx.mapping.interface
+        if not result or not li.validate_prediction({"result": result}, return_errors=True):
+            return result
+        keep, dropped = [], set()
+        regions = [r for r in result if r.get("type") != "relation"]
+        for i, region in enumerate(regions):
+            errors = li.validate_region(region, return_errors=True, region_index=i)
+            if errors:
+                dropped.add(region.get("id"))
+                ctx.invalid += 1
+                report.loss(region.get("type", "result"), "rejected by LabelInterface "
+                            f"validation: {'; '.join(errors)}", region.get("from_name"), row)
+        for r in result:
+            if r.get("type") == "relation":
+                if r.get("from_id") in dropped or r.get("to_id") in dropped:
+                    report.loss("relationship", "related region failed validation", None, row)
+                    continue
+            elif r.get("id") in dropped:
+                continue
+            keep.append(r)
+        return keep
+
+    def prepare(self, label_config: str, progress: Callable[[int], None] | None = None) -> Context:
+        """Convert and validate every indexed row for this label config, once."""
+        ctx = self.context(label_config)
+        if self.store.context_complete(ctx.key):
+            return ctx
+        with self._lock:
+            if ctx.key in self._preparing:
+                return ctx
+            self._preparing.add(ctx.key)
+        try:
+            done = 0
+            for pks in self.store.iter_pks(1000):
+                have = self.store.prepared(ctx.key, pks)
+                todo = [pk for pk in pks if pk not in have]
+                rows = self.store.rows(todo)
+                self.store.put_prepared(ctx.key, [(pk, self._convert(ctx, rows[pk][1]))
+                                                  for pk in todo])
+                done += len(pks)
+                if progress:
+                    progress(done)
+            self.store.finish_context(ctx.key, ctx.report.as_dict())
+            log.info("predictions prepared for label config %s: %s", ctx.key[:12],
+                     dict(ctx.report.converted))
+        finally:
+            with self._lock:
+                self._preparing.discard(ctx.key)
+        return ctx
+
+    def prepare_in_background(self, label_config: str) -> None:
+        ctx = self.context(label_config)
+        if self.store.context_complete(ctx.key) or ctx.key in self._preparing:
+            return
+        threading.Thread(target=self._prepare_quietly, args=(label_config,), daemon=True,
+                         name="prepare-predictions").start()
+
+    def _prepare_quietly(self, label_config: str) -> None:
+        try:
+            self.prepare(label_config)
+        except Exception:  # a background job must not die silently
+            log.exception("preparing predictions failed")
+
+    # -- lookup
+    def match(self, keys: list[TaskKeys]) -> list[int | None]:
+        """Row pk per task, trying the configured keys in order."""
+        pks: list[int | None] = [None] * len(keys)
+        for kind in self.match_keys:
+            want = [(i, v) for i, k in enumerate(keys) if pks[i] is None and (v := k.get(kind))]
+            if not want:
+                continue
+            found = self.store.find(kind, [v for _, v in want])
+            for i, v in want:
+                pks[i] = found.get(v)
+        return pks
+
+    def predict(self, tasks: Sequence[dict], label_config: str) -> list[bytes]:
+        """One JSON element per task, in order: a prediction, or ``[]`` (nothing to store)."""
+        ctx = self.context(label_config)
+        keys = [task_keys(t.get("data") or {}, ctx.fields) for t in tasks]
+        pks = self.match(keys)
+        known = [pk for pk in pks if pk is not None]
+        ready = self.store.prepared(ctx.key, known) if known else {}
+        missing = [pk for pk in dict.fromkeys(known) if pk not in ready]
+        if missing:
+            rows = self.store.rows(missing)
+            fresh = [(pk, self._convert(ctx, rows[pk][1])) for pk in missing if pk in rows]
+            self.store.put_prepared(ctx.key, fresh)
+            ready.update(fresh)
+        return [ready.get(pk, NO_PREDICTION) if pk is not None else NO_PREDICTION for pk in pks]

@@ -1,0 +1,277 @@
+"""Prediction index (SQLite): data row keys -> the row's chosen label, and prepared predictions.
+
+Two tables do the work:
+* ``rows``: one per data row, findable by data row id, global key, external id or row_data
+  URL, holding an opaque compact payload (what conversion needs, nothing more);
+* ``prepared``: the Label Studio prediction of a row for one conversion context (label config,
+  mapping, model version), stored as ready-to-send JSON bytes so ``/predict`` is a lookup.
+
+The index is built by streaming the export into a temporary file that replaces the old one
+atomically, so memory stays bounded whatever the export size and readers never see half a build.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import orjson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (
+  pk INTEGER PRIMARY KEY,
+  data_row_id TEXT, global_key TEXT, external_id TEXT, row_data TEXT,
+  origin TEXT, payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS prepared (
+  context TEXT NOT NULL, pk INTEGER NOT NULL, prediction BLOB NOT NULL,
+  PRIMARY KEY (context, pk)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS contexts (
+  context TEXT PRIMARY KEY, label_config TEXT NOT NULL, complete INTEGER NOT NULL DEFAULT 0,
+  report TEXT, updated_at REAL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS feature_names (name TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+INDEXES = """
+CREATE INDEX IF NOT EXISTS rows_data_row_id ON rows(data_row_id);
+CREATE INDEX IF NOT EXISTS rows_global_key ON rows(global_key);
+CREATE INDEX IF NOT EXISTS rows_external_id ON rows(external_id);
+CREATE INDEX IF NOT EXISTS rows_row_data ON rows(row_data);
+"""
+KEY_COLUMNS = {"data_row_id": "data_row_id", "global_key": "global_key",
+               "external_id": "external_id", "url": "row_data"}
+BATCH = 2000
+_SQL_VARS = 900
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    data_row_id: str | None
+    global_key: str | None
+    external_id: str | None
+    row_data: str | None
+    origin: str | None
+    payload: bytes
+
+
+def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None,
+                           timeout=30)
+    conn.execute("PRAGMA busy_timeout=30000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def _chunks(seq: Sequence, n: int = _SQL_VARS) -> Iterator[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+def build_index(path: Path, rows: Iterable[IndexRow],
+                finish: Callable[[], tuple[dict[str, str], Iterable[str]]],
+                progress: Callable[[int], None] | None = None) -> int:
+    """Write a fresh index from ``rows`` (streamed) and atomically replace ``path``.
+
+    ``finish`` is called once every row was written and returns (meta, feature names): what is
+    only known at the end of the stream.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".build-{os.getpid()}")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.executescript(SCHEMA)
+        count = 0
+        batch: list[tuple] = []
+        conn.execute("BEGIN")
+        for r in rows:
+            batch.append((r.data_row_id, r.global_key, r.external_id, r.row_data, r.origin,
+                          r.payload))
+            if len(batch) >= BATCH:
+                conn.executemany("INSERT INTO rows(data_row_id, global_key, external_id, "
+                                 "row_data, origin, payload) VALUES (?,?,?,?,?,?)", batch)
+                count += len(batch)
+                batch.clear()
+                if progress:
+                    progress(count)
+        if batch:
+            conn.executemany("INSERT INTO rows(data_row_id, global_key, external_id, row_data, "
+                             "origin, payload) VALUES (?,?,?,?,?,?)", batch)
+            count += len(batch)
+            if progress:
+                progress(count)
+        meta, names = finish()
+        conn.executemany("INSERT OR IGNORE INTO feature_names(name) VALUES (?)",
+                         [(n,) for n in names])
+        meta = {**meta, "rows": str(count), "built_at": str(time.time())}
+        conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", meta.items())
+        conn.execute("COMMIT")
+        conn.executescript(INDEXES)
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    os.replace(tmp, path)
+    return count
+
+
+class PredictionStore:
+    """Reads the index; writes prepared predictions. Thread-safe; reopens after a rebuild."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._inode: int | None = None
+        self._checked = 0.0
+
+    # -- connection management
+    def _db(self) -> sqlite3.Connection:
+        now = time.monotonic()
+        if self._conn is not None and now - self._checked < 1.0:
+            return self._conn
+        with self._lock:
+            self._checked = now
+            try:
+                inode = self.path.stat().st_ino
+            except FileNotFoundError:
+                raise IndexMissing(f"no prediction index at {self.path}; run "
+                                   "`labelbridge index --export PATH`") from None
+            if self._conn is None or inode != self._inode:
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = _connect(self.path)
+                self._conn.executescript(SCHEMA)
+                self._inode = inode
+            return self._conn
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- metadata
+    def meta(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._db().execute("SELECT key, value FROM meta").fetchall())
+
+    def feature_names(self) -> set[str]:
+        with self._lock:
+            return {n for (n,) in self._db().execute("SELECT name FROM feature_names")}
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db().execute("SELECT count(*) FROM rows").fetchone()[0]
+
+    # -- lookups
+    def find(self, key: str, values: Sequence[str]) -> dict[str, int]:
+        """value -> row pk for one key kind (data_row_id, global_key, external_id, url)."""
+        column = KEY_COLUMNS[key]
+        found: dict[str, int] = {}
+        with self._lock:
+            db = self._db()
+            for chunk in _chunks(list(dict.fromkeys(values))):
+                marks = ",".join("?" * len(chunk))
+                for value, pk in db.execute(
+                        f"SELECT {column}, pk FROM rows WHERE {column} IN ({marks})", chunk):
+                    found.setdefault(value, pk)
+        return found
+
+    def data_row(self, key: str, value: str) -> tuple[str | None, str | None] | None:
+        """(data row id, global key) of the row whose ``key`` equals ``value``."""
+        column = KEY_COLUMNS[key]
+        with self._lock:
+            return self._db().execute(f"SELECT data_row_id, global_key FROM rows WHERE "
+                                      f"{column} = ? LIMIT 1", (value,)).fetchone()
+
+    def rows(self, pks: Sequence[int]) -> dict[int, tuple[str | None, bytes]]:
+        """pk -> (origin, payload)."""
+        out: dict[int, tuple[str | None, bytes]] = {}
+        with self._lock:
+            db = self._db()
+            for chunk in _chunks(list(pks)):
+                marks = ",".join("?" * len(chunk))
+                for pk, origin, payload in db.execute(
+                        f"SELECT pk, origin, payload FROM rows WHERE pk IN ({marks})", chunk):
+                    out[pk] = (origin, payload)
+        return out
+
+    def iter_pks(self, batch: int = 1000) -> Iterator[list[int]]:
+        last = 0
+        while True:
+            with self._lock:
+                pks = [pk for (pk,) in self._db().execute(
+                    "SELECT pk FROM rows WHERE pk > ? ORDER BY pk LIMIT ?", (last, batch))]
+            if not pks:
+                return
+            yield pks
+            last = pks[-1]
+
+    # -- prepared predictions
+    def prepared(self, context: str, pks: Sequence[int]) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        with self._lock:
+            db = self._db()
+            for chunk in _chunks(list(pks)):
+                marks = ",".join("?" * len(chunk))
+                out.update(db.execute(f"SELECT pk, prediction FROM prepared WHERE context = ? "
+                                      f"AND pk IN ({marks})", (context, *chunk)).fetchall())
+        return out
+
+    def put_prepared(self, context: str, items: Iterable[tuple[int, bytes]]) -> None:
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO prepared(context, pk, prediction) "
+                               "VALUES (?, ?, ?)", [(context, pk, b) for pk, b in items])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def register_context(self, context: str, label_config: str) -> None:
+        with self._lock:
+            self._db().execute("INSERT OR IGNORE INTO contexts(context, label_config, updated_at) "
+                               "VALUES (?, ?, ?)", (context, label_config, time.time()))
+
+    def finish_context(self, context: str, report: dict) -> None:
+        with self._lock:
+            self._db().execute("UPDATE contexts SET complete = 1, report = ?, updated_at = ? "
+                               "WHERE context = ?",
+                               (orjson.dumps(report).decode(), time.time(), context))
+
+    def context_complete(self, context: str) -> bool:
+        with self._lock:
+            row = self._db().execute("SELECT complete FROM contexts WHERE context = ?",
+                                     (context,)).fetchone()
+        return bool(row and row[0])
+
+    def contexts(self) -> list[dict]:
+        with self._lock:
+            rows = self._db().execute("SELECT context, complete, report, updated_at FROM "
+                                      "contexts ORDER BY updated_at").fetchall()
+        return [{"context": c, "complete": bool(done), "report": orjson.loads(r) if r else None,
+                 "updated_at": t} for c, done, r, t in rows]
+
+
+class IndexMissing(RuntimeError):
+    """No prediction index has been built yet."""

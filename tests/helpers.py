@@ -1,0 +1,96 @@
+"""Small builders shared by tests: Labelbox export rows and label configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CAPTURES = FIXTURES / "ls-captures"
+DEMO_EXPORT = ROOT / "configs" / "demo" / "labelbox-export.ndjson"
+
+RUN = "crun0000000000000000000001"[:25]
+MODEL = "cmodel000000000000000000001"[:25]
+DATA_ROW = "cdatarow00000000000000001"
+
+
+def capture(name: str) -> dict:
+    """A request Label Studio 1.23.2 really sent (see fixtures/ls-captures/README.md)."""
+    data = json.loads((CAPTURES / name).read_text())
+    return data.get("json", data.get("body"))
+
+
+def export_row(objects=(), classifications=(), relationships=(), *, width=640, height=480,
+               data_row_id=DATA_ROW, global_key="img-1.jpg", row_data="http://x/img-1.jpg",
+               runs=None) -> dict:
+    annotations = {"objects": list(objects), "classifications": list(classifications),
+                   "relationships": list(relationships)}
+    runs = runs or {RUN: {"name": "r", "predictions": [{"id": "p", "annotations": annotations}],
+                          "labels": []}}
+    media = {"width": width, "height": height} if width else {}
+    return {"data_row": {"id": data_row_id, "global_key": global_key, "external_id": "ext-1",
+                         "row_data": row_data},
+            "media_attributes": media,
+            "experiments": {MODEL: {"name": "m", "runs": runs}}}
+
+
+def bbox(fid, name, left, top, width, height, **extra) -> dict:
+    return {"feature_id": fid, "name": name, "annotation_kind": "ImageBoundingBox",
+            "bounding_box": {"left": left, "top": top, "width": width, "height": height},
+            "classifications": extra.pop("classifications", []), **extra}
+
+
+def radio(fid, name, answer, nested=()) -> dict:
+    return {"feature_id": fid, "name": name,
+            "radio_answer": {"name": answer, "classifications": list(nested)}}
+
+
+def checklist(fid, name, answers, nested=None) -> dict:
+    nested = nested or {}
+    return {"feature_id": fid, "name": name,
+            "checklist_answers": [{"name": a, "classifications": list(nested.get(a, []))}
+                                  for a in answers]}
+
+
+def text(fid, name, content) -> dict:
+    return {"feature_id": fid, "name": name, "text_answer": {"content": content}}
+
+
+IMAGE_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="Car"/><Label value="Person"/><Label value="Bicycle"/>
+  </RectangleLabels>
+  <PolygonLabels name="poly" toName="image"><Label value="road"/></PolygonLabels>
+  <KeyPointLabels name="kp" toName="image"><Label value="nose"/></KeyPointLabels>
+  <Choices name="occluded" toName="image" perRegion="true"><Choice value="yes"/><Choice value="no"/></Choices>
+  <Choices name="attributes" toName="image" perRegion="true" choice="multiple"
+           visibleWhen="choice-selected" whenTagName="occluded" whenChoiceValue="yes">
+    <Choice value="parked"/><Choice value="blurred"/>
+  </Choices>
+  <Choices name="cause" toName="image" perRegion="true"
+           visibleWhen="choice-selected" whenTagName="attributes" whenChoiceValue="blurred">
+    <Choice value="motion"/><Choice value="focus"/>
+  </Choices>
+  <TextArea name="note" toName="image" perRegion="true"/>
+  <Choices name="weather" toName="image"><Choice value="sunny"/><Choice value="rainy"/></Choices>
+  <Choices name="rain_intensity" toName="image"
+           visibleWhen="choice-selected" whenTagName="weather" whenChoiceValue="rainy">
+    <Choice value="light"/><Choice value="heavy"/>
+  </Choices>
+  <Choices name="wet" toName="image"
+           visibleWhen="choice-selected" whenTagName="rain_intensity" whenChoiceValue="heavy">
+    <Choice value="puddles"/><Choice value="flooded"/>
+  </Choices>
+  <Number name="count" toName="image"/>
+  <Rating name="quality" toName="image" maxRating="5"/>
+  <Relations><Relation value="drives"/><Relation value="next_to"/></Relations>
+</View>"""
+
+TEXT_CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Labels name="label" toName="text"><Label value="PER"/><Label value="ORG"/><Label value="LOC"/></Labels>
+  <Choices name="sentiment" toName="text"><Choice value="positive"/><Choice value="negative"/></Choices>
+  <TextArea name="summary" toName="text"/>
+</View>"""

@@ -1,0 +1,184 @@
+"""Labelbox export-v2 rows -> neutral regions."""
+
+import gzip
+
+import orjson
+import pytest
+
+from backend.labelbox.export import (ExportError, Selection, compact_row, iter_rows, parse_line,
+                                     task_regions)
+from backend.regions import Box, KeyPoint, Polygon, Polyline, Span
+from backend.report import ConversionReport
+from tests.helpers import (DATA_ROW, DEMO_EXPORT, RUN, bbox, checklist, export_row, radio,
+                           text)
+
+
+def regions_of(row, sel=Selection(), report=None):
+    picked = compact_row(row, sel)
+    assert picked is not None
+    return task_regions(picked[1], report if report is not None else ConversionReport())
+
+
+def test_bounding_box_is_pixels_left_top_width_height():
+    tr = regions_of(export_row([bbox("cfeat1", "Car", 10.5, 20.25, 30, 40, confidence=0.8)]))
+    (r,) = tr.regions
+    assert r.id == "cfeat1" and r.name == "Car" and r.score == 0.8
+    assert r.shape == Box(10.5, 20.25, 30.0, 40.0)
+    assert (tr.width, tr.height) == (640, 480)
+    assert tr.data_row.id == DATA_ROW and tr.data_row.global_key == "img-1.jpg"
+
+
+def test_polygon_drops_the_repeated_closing_point_only():
+    closed = {"feature_id": "cp", "name": "road", "annotation_kind": "ImagePolygon",
+              "polygon": [{"x": 1, "y": 2}, {"x": 5, "y": 2}, {"x": 3, "y": 9}, {"x": 1, "y": 2}]}
+    open_ = dict(closed, feature_id="cq", polygon=closed["polygon"][:3])
+    tr = regions_of(export_row([closed, open_]))
+    assert [r.shape for r in tr.regions] == [Polygon(((1, 2), (5, 2), (3, 9)))] * 2
+
+
+def test_point_and_polyline():
+    tr = regions_of(export_row([
+        {"feature_id": "c1", "name": "nose", "annotation_kind": "ImagePoint",
+         "point": {"x": 3.5, "y": 4}},
+        {"feature_id": "c2", "name": "lane", "annotation_kind": "ImagePolyline",
+         "line": [{"x": 0, "y": 0}, {"x": 10, "y": 5}, {"x": 20, "y": 5}]}]))
+    assert tr.regions[0].shape == KeyPoint(3.5, 4.0)
+    assert tr.regions[1].shape == Polyline(((0, 0), (10, 5), (20, 5)))
+
+
+def test_ner_inclusive_end_becomes_exclusive():
+    # "research suggests" is 17 characters at 112..128 inclusive (the SDK's own test data)
+    obj = {"feature_id": "cn", "name": "PER", "annotation_kind": "TextEntity",
+           "location": {"start": 112, "end": 128, "token": "research suggests"}}
+    (r,) = regions_of(export_row([obj], width=None)).regions
+    assert r.shape == Span(112, 129, "research suggests")
+    assert r.shape.end - r.shape.start == len("research suggests")
+
+
+def test_single_character_entity():
+    obj = {"feature_id": "cn", "name": "PER", "location": {"start": 0, "end": 0, "token": "I"}}
+    (r,) = regions_of(export_row([obj], width=None)).regions
+    assert (r.shape.start, r.shape.end) == (0, 1)
+
+
+def test_nested_classifications_to_depth_three():
+    deep = radio("cq1", "occluded", "yes", [
+        checklist("cq2", "attributes", ["parked", "blurred"],
+                  {"blurred": [radio("cq3", "cause", "motion")]})])
+    tr = regions_of(export_row([bbox("cb", "Car", 0, 0, 1, 1, classifications=[deep])]))
+    (occluded,) = tr.regions[0].classifications
+    assert occluded.kind == "radio" and occluded.answers[0].name == "yes"
+    (attributes,) = occluded.answers[0].classifications
+    assert attributes.kind == "checklist"
+    assert [a.name for a in attributes.answers] == ["parked", "blurred"]
+    (cause,) = attributes.answers[1].classifications
+    assert (cause.name, cause.answers[0].name) == ("cause", "motion")
+
+
+def test_global_classifications_radio_checklist_text():
+    tr = regions_of(export_row(classifications=[
+        radio("cw", "weather", "rainy", [radio("ci", "rain_intensity", "heavy")]),
+        checklist("ct", "tags", ["a", "b"]), text("cc", "caption", "hello")]))
+    weather, tags, caption = tr.classifications
+    assert weather.id == "cw" and weather.answers[0].classifications[0].id == "ci"
+    assert [a.name for a in tags.answers] == ["a", "b"]
+    assert (caption.kind, caption.text) == ("text", "hello")
+
+
+def test_relationship_ids_resolve_and_direction():
+    rels = [{"feature_id": "cr1", "name": "drives", "unidirectional": True, "source": "ca",
+             "target": "cb"},
+            {"feature_id": "cr2", "name": "next_to", "unidirectional": False,
+             "source": {"feature_id": "cb"}, "target": {"feature_id": "ca"}},
+            {"name": "dangling", "source": "ca", "target": "cmissing"}]
+    report = ConversionReport()
+    tr = regions_of(export_row([bbox("ca", "Car", 0, 0, 1, 1), bbox("cb", "Person", 1, 1, 1, 1)],
+                               relationships=rels), report=report)
+    assert [(r.source, r.target, r.name, r.bidirectional) for r in tr.relations] == [
+        ("ca", "cb", "drives", False), ("cb", "ca", "next_to", True)]
+    assert report.skipped[("relationship", "source or target object is not in this label")] == 1
+
+
+def test_masks_and_video_are_counted_and_reported_not_silently_dropped(caplog):
+    mask = {"feature_id": "cm", "name": "seg", "annotation_kind": "ImageSegmentationMask",
+            "mask": {"url": "https://x"}}
+    report = ConversionReport()
+    tr = regions_of(export_row([mask, bbox("cb", "Car", 0, 0, 1, 1)]), report=report)
+    assert len(tr.regions) == 1
+    assert report.skipped[("mask", "masks are not supported yet")] == 1
+    assert "masks are not supported yet" in caplog.text
+    video = export_row()
+    video["experiments"][next(iter(video["experiments"]))]["runs"][RUN]["predictions"][0][
+        "annotations"] = {"frames": {"1": {"objects": {"cv": {"name": "Car"}}}}, "segments": {}}
+    regions_of(video, report=report)
+    assert report.skipped[("video", "video is not supported yet")] == 1
+
+
+def test_ids_are_stable_without_feature_ids():
+    row = export_row([{"name": "Car", "bounding_box": {"left": 0, "top": 0, "width": 1,
+                                                       "height": 1}}],
+                     [{"name": "weather", "radio_answer": {"name": "x"}}])
+    first, second = regions_of(row), regions_of(orjson.loads(orjson.dumps(row)))
+    assert first.regions[0].id == second.regions[0].id
+    assert first.classifications[0].id == second.classifications[0].id
+    assert "#" not in first.regions[0].id
+
+
+def test_selection_of_run_and_labels():
+    pred = [bbox("cp", "Car", 0, 0, 1, 1)]
+    row = export_row(pred)
+    run = row["experiments"][next(iter(row["experiments"]))]["runs"][RUN]
+    run["labels"] = [{"annotations": {"objects": [bbox("cl", "Person", 0, 0, 2, 2)]}}]
+    assert regions_of(row).regions[0].id == "cp"
+    assert regions_of(row, Selection("run_labels")).regions[0].id == "cl"
+    assert compact_row(row, Selection(model_run_id="cother")) is None
+
+
+def test_several_runs_need_a_choice():
+    runs = {"crunA": {"predictions": [{"annotations": {}}]},
+            "crunB": {"predictions": [{"annotations": {}}]}}
+    row = export_row(runs=runs)
+    with pytest.raises(ExportError, match="LABELBOX_MODEL_RUN_ID"):
+        compact_row(row, Selection())
+    assert compact_row(row, Selection(model_run_id="crunB"))[0] == "crunB"
+
+
+def test_project_labels_pick_the_newest_label():
+    row = export_row()
+    row["projects"] = {"cproj": {"labels": [
+        {"label_details": {"updated_at": "2024-01-02T00:00:00Z"},
+         "annotations": {"objects": [bbox("cnew", "Car", 0, 0, 1, 1)]}},
+        {"label_details": {"updated_at": "2023-01-01T00:00:00Z"},
+         "annotations": {"objects": [bbox("cold", "Car", 0, 0, 1, 1)]}}]}}
+    assert regions_of(row, Selection("project_labels")).regions[0].id == "cnew"
+
+
+def test_reads_gzip_and_directories(tmp_path):
+    line = orjson.dumps(export_row([bbox("cb", "Car", 0, 0, 1, 1)])) + b"\n"
+    (tmp_path / "a.ndjson").write_bytes(line)
+    (tmp_path / "b.ndjson.gz").write_bytes(gzip.compress(line + b"\n" + line))
+    (tmp_path / "notes.txt").write_text("ignored")
+    assert len(list(iter_rows(tmp_path))) == 3
+
+
+def test_bad_lines_name_file_and_line(tmp_path):
+    f = tmp_path / "x.ndjson"
+    f.write_bytes(orjson.dumps(export_row()) + b"\n{not json\n")
+    with pytest.raises(ExportError, match=r"x.ndjson:2: not valid JSON"):
+        list(iter_rows(f))
+    with pytest.raises(ExportError, match="no 'data_row'"):
+        parse_line(b'{"a": 1}', "y", 1)
+
+
+def test_demo_export_exercises_every_kind():
+    report = ConversionReport()
+    kinds = set()
+    for row in iter_rows(DEMO_EXPORT):
+        picked = compact_row(row, Selection())
+        tr = task_regions(picked[1], report)
+        kinds |= {r.shape.kind for r in tr.regions}
+        kinds |= {c.kind for c in tr.classifications}
+        kinds |= {"relationship"} if tr.relations else set()
+    assert kinds >= {"bbox", "polygon", "point", "polyline", "span", "radio", "checklist",
+                     "text", "relationship"}
+    assert {k for k, _ in report.skipped} == {"mask", "video"}
