@@ -11,7 +11,8 @@ import orjson
 from backend.labelbox import export
 from backend.labelbox.ndjson import DataRowMissing, to_ndjson
 from backend.labelstudio.results import ResultReader, ResultWriter, prediction_score
-from backend.labelstudio.tasks import data_row_ref, ls_task, object_fields, task_text
+from backend.labelstudio.tasks import (data_row_ref, ls_task, media_mismatch, object_fields,
+                                       task_text)
 from backend.mapping import Mapping
 from backend.report import ConversionReport
 
@@ -34,6 +35,10 @@ def lb_to_ls(export_path: Path, mapping: Mapping, selection: export.Selection, o
         if picked is None:
             continue
         origin, compact = picked
+        mismatch = media_mismatch(mapping, (compact.get("media") or {}).get("mime_type"))
+        if mismatch:
+            report.loss("data row", f"skipped: {mismatch}", None, compact["data_row"].get("id"))
+            continue
         tr = export.task_regions(compact, report)
         result = ResultWriter(mapping, report).write(tr)
         errors = li.validate_prediction({"result": result}, return_errors=True) if result else []

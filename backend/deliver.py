@@ -29,6 +29,9 @@ CLOCK_SLACK = 5.0   # seconds of clock difference tolerated when matching labels
 
 
 class Sink(Protocol):
+    # True when importing the same uuids again replaces what was there (no cleanup needed).
+    replaces_by_uuid: bool
+
     def import_lines(self, name: str, lines: list[dict], resume: bool = False) -> ImportOutcome:
         ...
 
@@ -38,7 +41,11 @@ class Sink(Protocol):
 
 
 class FileSink:
-    """The embedded default: each batch becomes ``<name>.ndjson``; removals are logged."""
+    """The embedded default: each batch becomes ``<name>.ndjson``; deletions are appended to
+    ``removals.ndjson``. Files are meant to be applied in order, a later uuid replacing an
+    earlier one."""
+
+    replaces_by_uuid = True
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -63,7 +70,7 @@ class FileSink:
 
 @dataclass
 class DeliveryPolicy:
-    batch_size: int = 50
+    batch_size: int = 100
     max_wait: float = 2.0
     max_attempts: int = 12
     retry_base: float = 1.0
@@ -186,7 +193,7 @@ class Deliverer:
             return
         earlier = self.outbox.delivered_info(item.annotation_id)
         try:
-            if earlier is not None:
+            if earlier is not None and not self.sink.replaces_by_uuid:
                 self._remove_earlier_labels(item, gt.data_row, earlier)
         except TransientError as exc:
             self._retry([item], f"imported, but removing the earlier label failed: {exc}")

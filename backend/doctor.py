@@ -915,6 +915,11 @@ def log_report(report: Report, logger: logging.Logger) -> None:
     """What the server logs at start: every finding at warning level, or one line when fine."""
     for f in report.findings:
         logger.warning("doctor: %s: %s [%s]", f.severity, f.message, f.code)
-    if not report.findings:
+    if report.findings:
+        logger.warning("doctor: %d errors, %d warnings between the label config (%s) and the "
+                       "Labelbox ontology (%s); `labelbridge doctor` shows them again",
+                       len(report.errors), len(report.warnings),
+                       report.sources.get("label_config"), report.sources.get("ontology"))
+    else:
         logger.info("doctor: the label config (%s) and the Labelbox ontology (%s) map fully",
                     report.sources.get("label_config"), report.sources.get("ontology"))

@@ -13,6 +13,7 @@ from backend.labelbox import export
 from backend.store import IndexRow, build_index
 
 log = logging.getLogger(__name__)
+_COMPACT_KEYS = ["data_row", "media", "annotations"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,20 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
             origin, compact = picked
             if origin:
                 origins[origin] += 1
-            if len(names) < 100_000:
-                names.update(export.feature_names(compact))
             dr = compact["data_row"]
+            if list(compact) == _COMPACT_KEYS:
+                # serialize the annotations once: for the payload (the same bytes as
+                # dumps(compact)) and to read the feature names from
+                annotations = dumps(compact["annotations"])
+                payload = b'{"data_row":%b,"media":%b,"annotations":%b}' % (
+                    dumps(dr), dumps(compact["media"]), annotations)
+                found = export.feature_names_json(annotations)
+            else:
+                payload, found = dumps(compact), None
+            if len(names) < 100_000:
+                names.update(export.feature_names(compact) if found is None else found)
             yield IndexRow(dr.get("id"), dr.get("global_key"), dr.get("external_id"),
-                           dr.get("row_data"), origin, dumps(compact))
+                           dr.get("row_data"), origin, payload)
 
     meta = {"export": str(export_path), "fingerprint": fingerprint, "source": selection.source,
             "model_run_id": selection.model_run_id or "", "project_id": selection.project_id or ""}

@@ -22,7 +22,8 @@ def _env(name: str, **kw):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True,
+                                      env_ignore_empty=True)
 
     # Predictions (Labelbox -> Label Studio)
     export: Path | None = _env("LABELBRIDGE_EXPORT", default=None)
@@ -46,7 +47,7 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = _env("LABELBRIDGE_WEBHOOK_TOKEN", default=None)
     webhook_header: str = _env("LABELBRIDGE_WEBHOOK_HEADER", default="X-Labelbridge-Token",
                                pattern=r"^[A-Za-z0-9_-]+$")
-    batch_size: int = _env("LABELBRIDGE_BATCH_SIZE", default=50, ge=1, le=5000)
+    batch_size: int = _env("LABELBRIDGE_BATCH_SIZE", default=100, ge=1, le=5000)
     batch_max_wait: float = _env("LABELBRIDGE_BATCH_MAX_WAIT", default=2.0, ge=0, le=3600)
     max_attempts: int = _env("LABELBRIDGE_MAX_ATTEMPTS", default=12, ge=1, le=1000)
     retry_base: float = _env("LABELBRIDGE_RETRY_BASE", default=1.0, gt=0, le=3600)

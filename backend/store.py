@@ -13,12 +13,12 @@ atomically, so memory stays bounded whatever the export size and readers never s
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import orjson
 
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS rows (
 CREATE TABLE IF NOT EXISTS prepared (
   context TEXT NOT NULL, pk INTEGER NOT NULL, prediction BLOB NOT NULL,
   PRIMARY KEY (context, pk)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS contexts (
   context TEXT PRIMARY KEY, label_config TEXT NOT NULL, complete INTEGER NOT NULL DEFAULT 0,
   report TEXT, updated_at REAL
@@ -47,12 +47,14 @@ CREATE INDEX IF NOT EXISTS rows_row_data ON rows(row_data);
 """
 KEY_COLUMNS = {"data_row_id": "data_row_id", "global_key": "global_key",
                "external_id": "external_id", "url": "row_data"}
-BATCH = 2000
+BATCH = 500  # rows per insert; two batches may wait for the writer thread (bounded memory)
 _SQL_VARS = 900
+MMAP_SIZE = 1 << 40  # capped by SQLite's compile-time maximum
+INSERT_ROW = ("INSERT INTO rows(data_row_id, global_key, external_id, row_data, origin, payload) "
+              "VALUES (?,?,?,?,?,?)")
 
 
-@dataclass(frozen=True)
-class IndexRow:
+class IndexRow(NamedTuple):  # a tuple in column order: inserted as is
     data_row_id: str | None
     global_key: str | None
     external_id: str | None
@@ -66,6 +68,7 @@ def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None,
                            timeout=30)
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA mmap_size={MMAP_SIZE}")  # reads without a syscall per page
     if not readonly:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -89,30 +92,13 @@ def build_index(path: Path, rows: Iterable[IndexRow],
     tmp = path.with_name(path.name + f".build-{os.getpid()}")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp, isolation_level=None)
+    conn = sqlite3.connect(tmp, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
         conn.executescript(SCHEMA)
-        count = 0
-        batch: list[tuple] = []
         conn.execute("BEGIN")
-        for r in rows:
-            batch.append((r.data_row_id, r.global_key, r.external_id, r.row_data, r.origin,
-                          r.payload))
-            if len(batch) >= BATCH:
-                conn.executemany("INSERT INTO rows(data_row_id, global_key, external_id, "
-                                 "row_data, origin, payload) VALUES (?,?,?,?,?,?)", batch)
-                count += len(batch)
-                batch.clear()
-                if progress:
-                    progress(count)
-        if batch:
-            conn.executemany("INSERT INTO rows(data_row_id, global_key, external_id, row_data, "
-                             "origin, payload) VALUES (?,?,?,?,?,?)", batch)
-            count += len(batch)
-            if progress:
-                progress(count)
+        count = _insert_rows(conn, rows, progress)
         meta, names = finish()
         conn.executemany("INSERT OR IGNORE INTO feature_names(name) VALUES (?)",
                          [(n,) for n in names])
@@ -126,6 +112,49 @@ def build_index(path: Path, rows: Iterable[IndexRow],
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     os.replace(tmp, path)
+    return count
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: Iterable[IndexRow],
+                 progress: Callable[[int], None] | None) -> int:
+    """Insert ``rows`` in batches. A second thread runs the inserts while this one produces the
+    next batch (sqlite3 releases the GIL while SQLite works); at most two batches wait."""
+    pending: queue.Queue[list[IndexRow] | None] = queue.Queue(maxsize=2)
+    failed: list[BaseException] = []
+
+    def writer() -> None:
+        while (batch := pending.get()) is not None:
+            if not failed:
+                try:
+                    conn.executemany(INSERT_ROW, batch)
+                except BaseException as exc:  # re-raised by the producer
+                    failed.append(exc)
+
+    thread = threading.Thread(target=writer, name="index-writer", daemon=True)
+    thread.start()
+    count = 0
+    try:
+        batch: list[IndexRow] = []
+        for r in rows:
+            batch.append(r)
+            if len(batch) >= BATCH:
+                pending.put(batch)
+                count += len(batch)
+                batch = []
+                if failed:
+                    break
+                if progress:
+                    progress(count)
+        if batch and not failed:
+            pending.put(batch)
+            count += len(batch)
+    finally:
+        pending.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
+    if progress and count % BATCH:
+        progress(count)
     return count
 
 

@@ -16,12 +16,15 @@ from typing import Any, Callable, Iterable
 import labelbox as lb
 import orjson
 import requests
+from google.api_core.exceptions import RetryError
 from lbox import exceptions as lbx
 
 log = logging.getLogger(__name__)
 
+# RetryError: the SDK's own 5xx retry loop gave up (about 80-120 s); not a LabelboxError.
 TRANSIENT = (lbx.ApiLimitError, lbx.InternalServerError, lbx.TimeoutError, lbx.NetworkError,
-             requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)
+             RetryError, requests.ConnectionError, requests.Timeout, ConnectionError,
+             TimeoutError)
 
 
 class TransientError(RuntimeError):
@@ -75,6 +78,10 @@ def _timestamp(value: Any) -> float:
 
 class LabelboxGateway:
     """One project, one import kind (ground truth or MAL)."""
+
+    # Whether a second import of the same uuids replaces the label is not documented for
+    # label imports: assume it may add one, and remove the earlier label ourselves.
+    replaces_by_uuid = False
 
     def __init__(self, api_key: str, project_id: str, *, endpoint: str, rest_endpoint: str,
                  app_url: str, import_kind: str = "ground_truth", poll_interval: float = 2.0,
@@ -184,6 +191,9 @@ class LabelboxGateway:
                 task = self.client.get_project(self.project_id).export(
                     params={"label_details": True, "data_row_details": True})
             task.wait_till_done()
+            if not task.has_result() and not task.has_errors():
+                dest.write_bytes(b"")
+                return 0
             if task.has_errors():
                 errors = [e.json for e in task.get_buffered_stream(
                     stream_type=lb.StreamType.ERRORS)]

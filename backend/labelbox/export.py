@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -61,7 +62,7 @@ def iter_lines(path: Path) -> Iterator[tuple[str, int, bytes]]:
     for file in export_files(path):
         with _open(file) as fh:
             for n, line in enumerate(fh, 1):
-                if line.strip():
+                if not line.isspace():  # same test as line.strip(), without copying the line
                     yield file.name, n, line
 
 
@@ -350,3 +351,18 @@ def feature_names(compact: dict) -> set[str]:
                 walk(v)
     walk(compact.get("annotations") or {})
     return names
+
+
+_NAME_KEY = re.compile(rb'"name":"([^"\\]*)"')
+
+
+def feature_names_json(annotations_json: bytes) -> set[str] | None:
+    """``feature_names`` of annotations serialized by ``orjson.dumps``, read without walking them
+    (several times faster), or None when the JSON holds a backslash: then use ``feature_names``.
+
+    Without any backslash no quote is escaped, so every ``"name":"`` is a "name" key whose value
+    is a string, and the value ends at the next quote: exactly the names the walk collects.
+    """
+    if b"\\" in annotations_json:
+        return None
+    return {raw.decode() for raw in set(_NAME_KEY.findall(annotations_json))}

@@ -62,6 +62,21 @@ def task_text(data: dict, mapping: Mapping) -> str | None:
     return None
 
 
+_MEDIA = {"Image": "image/", "Text": "text/", "HyperText": "text/", "Video": "video/",
+          "Audio": "audio/", "AudioPlus": "audio/"}
+
+
+def media_mismatch(mapping: Mapping, mime_type: str | None) -> str | None:
+    """Why a data row of this MIME type does not fit the config's first object, or None."""
+    objects = list(mapping.interface.objects)
+    if not mime_type or not objects:
+        return None
+    prefix = _MEDIA.get(objects[0].tag)
+    if prefix and not mime_type.startswith(prefix):
+        return f"a {mime_type} data row does not fit <{objects[0].tag}>"
+    return None
+
+
 def ls_task(data_row: DataRowRef, field: str, predictions: list[dict]) -> dict:
     """A Label Studio task to import: object value, identity fields and predictions."""
     data: dict[str, Any] = {field: data_row.row_data}

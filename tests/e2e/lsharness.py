@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -147,7 +148,23 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
     return proc.returncode
 
 
+def _on_sigterm(signum, frame) -> None:
+    """Kill our children, then die of SIGTERM as if no handler had been installed."""
+    _cleanup_at_exit()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_sigterm_cleanup() -> None:
+    # atexit does not run when this process is killed by SIGTERM (e.g. a CI timeout); without
+    # this handler Label Studio would outlive it. Only when nobody else handles SIGTERM.
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def _spawn(cmd: list[str], env: dict, log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
+    _install_sigterm_cleanup()
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -381,11 +398,15 @@ def start_label_studio(work_dir: Path, port: int | None = None,
 
 
 def stop_label_studio(server: LabelStudioServer) -> None:
-    """Stop the server's process group: SIGINT (clean runserver exit), then SIGKILL after 15 s."""
+    """Stop the server's process group: SIGTERM, then SIGKILL after 15 s.
+
+    (Not SIGINT: a process started in the background by a non-interactive shell inherits
+    SIGINT as ignored, and so would Label Studio.)
+    """
     if server._client is not None:
         with contextlib.suppress(Exception):
             server._client._client_wrapper.httpx_client.httpx_client.close()
-    stop_process(server.process, signal.SIGINT, timeout=15)
+    stop_process(server.process, signal.SIGTERM, timeout=15)
 
 
 # --------------------------------------------------------------------------- template data dir
@@ -441,10 +462,11 @@ def ensure_template(force: bool = False) -> bool:
             try:
                 _check_template_server(port, log_path)
             finally:
-                rc = stop_process(proc, signal.SIGINT, timeout=30)
-            if rc not in (0, -signal.SIGINT):
-                _say(f"warning: label-studio exited with {rc} while stopping the template server")
-            for leftover in ("label_studio.sqlite3-wal", "label_studio.sqlite3-shm"):
+                rc = stop_process(proc, signal.SIGTERM, timeout=30)
+            if rc not in (0, -signal.SIGTERM):
+                raise ProcessStartError(f"template server did not stop on SIGTERM (exit {rc})")
+            for leftover in ("label_studio.sqlite3-journal", "label_studio.sqlite3-wal",
+                             "label_studio.sqlite3-shm"):
                 if (build / leftover).exists():
                     raise ProcessStartError(f"template not shut down cleanly: {leftover} left behind")
             (build / TEMPLATE_META).write_text(json.dumps(_template_meta(), indent=1) + "\n")
@@ -554,6 +576,13 @@ def install(force_template: bool = False) -> None:
 
 def _serve(port: int | None) -> None:
     import tempfile
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # Also when started in the background (SIGINT inherited as ignored) or stopped by SIGTERM.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
     work = Path(tempfile.mkdtemp(prefix="lsharness-"))
     server = start_label_studio(work, port=port)
     _say(f"Label Studio up at {server.url} in {server.boot_seconds:.1f} s "

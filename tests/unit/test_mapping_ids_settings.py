@@ -121,3 +121,14 @@ def test_secrets_are_not_echoed(monkeypatch):
     monkeypatch.delenv("LABELBRIDGE_PORT")
     assert "super-secret-key" not in repr(Settings(LABELBOX_API_KEY="super-secret-key",
                                                    LABELBOX_PROJECT_ID="p"))
+
+
+def test_empty_values_mean_unset(monkeypatch):
+    for name in env_names():
+        monkeypatch.delenv(name, raising=False)
+    for name in ("LABELBRIDGE_EXPORT", "BASIC_AUTH_USER", "BASIC_AUTH_PASS",
+                 "LABEL_STUDIO_PROJECT_ID", "LABELBRIDGE_WEBHOOK_TOKEN"):
+        monkeypatch.setenv(name, "")
+    s = load_settings()
+    assert s.export is None and s.basic_auth_user is None and s.webhook_token is None
+    assert s.label_studio_project_id is None

@@ -1,0 +1,265 @@
+"""Ground truth delivered to Labelbox (the strict stand-in, through the real SDK) by the service
+running as a process: batching, exactly once under faults and crashes, updates, deletes,
+dead letters."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend.ids import LABELBRIDGE_NAMESPACE
+from tests.helpers import capture
+from tests.lbstandin import Feature, LabelboxStandIn, new_cuid
+from tests.procs import free_port, start_process, stop_process
+
+TOKEN = "hook-secret"
+PROJECT = new_cuid()
+CREATED = capture("basic-auth-flow/ml-auto-webhook_ANNOTATION_CREATED.json")
+ONTOLOGY = [Feature("Car", "bbox", nested=[Feature("attr", "checklist",
+                                                   options=["occluded", "truncated"])]),
+            Feature("Person", "bbox", nested=[Feature("attr", "checklist",
+                                                      options=["occluded", "truncated"])]),
+            Feature("weather", "radio", options=["sunny", "rainy"]),
+            Feature("drives", "relationship")]
+
+
+def u5(region_id: str) -> str:
+    return str(uuid.uuid5(LABELBRIDGE_NAMESPACE, region_id))
+
+
+def annotation(ann_id: int, task_id: int, global_key: str, *, x: float = 10,
+               updated_at: str = "2026-11-22T12:26:19.411536Z", action="ANNOTATION_CREATED",
+               prefix: str = "r") -> dict:
+    """The captured body, as another annotation: its own ids, task and region ids."""
+    body = copy.deepcopy(CREATED)
+    body["action"] = action
+    ann = body["annotation"]
+    ann.update(id=ann_id, task=task_id, updated_at=updated_at)
+    rename = {"lbBox000001": f"{prefix}{ann_id}a", "lbBox000002": f"{prefix}{ann_id}b",
+              "lbCls000001": f"{prefix}{ann_id}w"}
+    for item in ann["result"]:
+        for key in ("id", "from_id", "to_id"):
+            if key in item:
+                item[key] = rename[item[key]]
+    ann["result"][0]["value"]["x"] = x
+    body["task"].update(id=task_id, data={"image": f"http://img/{global_key}",
+                                          "global_key": global_key})
+    return body
+
+
+class Service:
+    """labelbridge as a process, restartable on the same data dir and port."""
+
+    def __init__(self, tmp: Path, standin: LabelboxStandIn, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "LABELBRIDGE_DATA_DIR": str(tmp / "var"),
+                    "LABELBRIDGE_PORT": str(self.port), "LABELBRIDGE_WEBHOOK_TOKEN": TOKEN,
+                    "LABELBOX_API_KEY": "test-key", "LABELBOX_PROJECT_ID": PROJECT,
+                    "LABELBOX_ENDPOINT": standin.endpoint,
+                    "LABELBOX_REST_ENDPOINT": standin.rest_endpoint,
+                    "LABELBOX_APP_URL": standin.app_url,
+                    "LABELBRIDGE_BATCH_MAX_WAIT": "0.2", "LABELBRIDGE_IMPORT_POLL_INTERVAL": "0.1",
+                    "LABELBRIDGE_RETRY_BASE": "0.2", "LABELBRIDGE_RETRY_MAX": "1",
+                    **env}
+        self.log = tmp / "service.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, **env: str) -> Service:
+        self.env.update(env)
+        self.proc = start_process([sys.executable, "-m", "backend.cli", "serve"], self.env,
+                                  self.url + "/health", self.log)
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        stop_process(self.proc, signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def post(self, body: dict) -> httpx.Response:
+        r = httpx.post(self.url + "/webhook", json=body, headers={"X-Labelbridge-Token": TOKEN})
+        assert r.status_code == 200, r.text
+        return r
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "backend.cli", *args], env=self.env,
+                              capture_output=True, text=True, timeout=60)
+
+    def status(self) -> dict:
+        return json.loads(self.cli("outbox", "status", "--json").stdout)
+
+    def wait_delivered(self, n: int, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.status()
+            if st["counts"]["delivered"] >= n:
+                return st
+            time.sleep(0.2)
+        raise AssertionError(f"not delivered in time: {self.status()}\n{self.log.read_text()}")
+
+
+@pytest.fixture()
+def standin():
+    s = LabelboxStandIn(api_key="test-key").start()
+    s.add_project(PROJECT, name="bridge", ontology=ONTOLOGY)
+    s.add_data_rows(PROJECT, [{"id": new_cuid(), "global_key": f"img-{i}.jpg",
+                               "row_data": f"http://img/img-{i}.jpg",
+                               "media_attributes": {"width": 640, "height": 480}}
+                              for i in range(40)])
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def service(tmp_path, standin):
+    svc = Service(tmp_path, standin)
+    yield svc
+    svc.stop()
+
+
+def lines_per_uuid(standin) -> Counter:
+    """How many successful import lines carried each uuid (exactly once means 1)."""
+    counts: Counter = Counter()
+    for imp in standin.imports(PROJECT):
+        for line, status in zip(imp["lines"], imp["statuses"] or []):
+            if status.get("status") == "SUCCESS":
+                counts[line["uuid"]] += 1
+    return counts
+
+
+def live_labels(standin) -> list[dict]:
+    return standin.labels(PROJECT)
+
+
+def test_annotations_are_batched_and_delivered_exactly_once(service, standin):
+    service.start(LABELBRIDGE_BATCH_MAX_WAIT="5", LABELBRIDGE_BATCH_SIZE="20")
+    started = time.monotonic()
+    for i in range(30):
+        service.post(annotation(100 + i, 200 + i, f"img-{i}.jpg"))
+    assert time.monotonic() - started < 5, "posting took longer than the batch wait"
+    service.wait_delivered(30)
+    imports = standin.imports(PROJECT)
+    assert [len({l["dataRow"]["globalKey"] for l in i["lines"]}) for i in imports] == [20, 10]
+    counts = lines_per_uuid(standin)
+    for i in range(30):
+        for suffix in "abw":
+            assert counts[u5(f"r{100 + i}{suffix}")] == 1
+    labels = live_labels(standin)
+    assert Counter(l["global_key"] for l in labels) == {f"img-{i}.jpg": 1 for i in range(30)}
+    car = next(l for l in labels[0]["annotations"] if l.get("name") == "Car")
+    assert car["bbox"] == {"top": 96.0, "left": 64.0, "height": 192.0, "width": 192.0}
+    assert car["classifications"] == [{"name": "attr", "answer": [{"name": "occluded"}]}]
+
+
+def test_an_update_replaces_the_label_and_a_delete_removes_it(service, standin):
+    service.start()
+    service.post(annotation(7, 70, "img-7.jpg"))
+    service.wait_delivered(1)
+    service.post(annotation(7, 70, "img-7.jpg", x=50, action="ANNOTATION_UPDATED",
+                            updated_at="2026-11-22T13:00:00Z"))
+    service.wait_delivered(2)
+    (label,) = [l for l in live_labels(standin) if l["global_key"] == "img-7.jpg"]
+    car = next(l for l in label["annotations"] if l["uuid"] == u5("r7a"))
+    assert car["bbox"]["left"] == 320.0                # the new version, alone
+    service.post({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 7}],
+                  "project": CREATED["project"]})
+    service.wait_delivered(3)
+    assert [l for l in live_labels(standin) if l["global_key"] == "img-7.jpg"] == []
+
+
+def test_refused_lines_are_dead_letters_with_the_labelbox_message(service, standin):
+    service.start()
+    service.post(annotation(9, 90, "img-missing.jpg"))
+    deadline = time.monotonic() + 20
+    while service.status()["counts"]["failed"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    dead = service.cli("outbox", "dead")
+    assert "DataRowNotFound" in dead.stdout and "annotation 9" in dead.stdout
+    standin.add_data_rows(PROJECT, [{"id": new_cuid(), "global_key": "img-missing.jpg",
+                                     "row_data": "http://img/m.jpg"}])
+    assert "requeued 1" in service.cli("outbox", "retry").stderr
+    service.wait_delivered(1)
+    assert lines_per_uuid(standin)[u5("r9a")] == 1
+
+
+@pytest.mark.parametrize("kind", ["429", "503"])
+def test_rate_limits_and_server_errors_are_retried(service, standin, kind):
+    service.start()
+    standin.fail_for(2.0, kind, operations={"createLabelImport"})
+    for i in range(5):
+        service.post(annotation(300 + i, 400 + i, f"img-{i}.jpg"))
+    service.wait_delivered(5, timeout=60)
+    assert all(lines_per_uuid(standin)[u5(f"r{300 + i}a")] == 1 for i in range(5))
+    assert standin.fault_log, "the fault was never hit"
+
+
+def test_labelbox_down_then_back(service, standin):
+    service.start()
+    standin.go_down()
+    for i in range(10):
+        service.post(annotation(500 + i, 600 + i, f"img-{i}.jpg"))
+    time.sleep(2.0)
+    st = service.status()
+    assert st["counts"]["delivered"] == 0 and st["counts"]["pending"] + \
+        st["counts"]["in_flight"] == 10
+    standin.come_back()
+    service.wait_delivered(10, timeout=60)
+    assert all(lines_per_uuid(standin)[u5(f"r{500 + i}a")] == 1 for i in range(10))
+
+
+def test_killed_between_accept_and_delivery(service, standin):
+    service.start(LABELBRIDGE_BATCH_MAX_WAIT="60")      # nothing is sent before the kill
+    for i in range(10):
+        service.post(annotation(700 + i, 800 + i, f"img-{i}.jpg"))
+    service.kill()
+    assert standin.imports(PROJECT) == []
+    service.start(LABELBRIDGE_BATCH_MAX_WAIT="0.2")
+    service.wait_delivered(10)
+    counts = lines_per_uuid(standin)
+    assert all(counts[u5(f"r{700 + i}a")] == 1 for i in range(10))
+
+
+def test_killed_while_an_import_runs_resumes_it_instead_of_resending(service, standin):
+    standin.set_import_duration(3.0)
+    service.start(LABELBRIDGE_BATCH_SIZE="10", LABELBRIDGE_BATCH_MAX_WAIT="30")  # one batch
+    for i in range(10):
+        service.post(annotation(900 + i, 1000 + i, f"img-{i}.jpg"))
+    deadline = time.monotonic() + 20
+    while not standin.imports(PROJECT) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    service.kill()                                       # the import is still RUNNING
+    service.start()
+    service.wait_delivered(10, timeout=40)
+    assert len(standin.imports(PROJECT)) == 1            # looked up by name, not sent again
+    counts = lines_per_uuid(standin)
+    assert all(counts[u5(f"r{900 + i}a")] == 1 for i in range(10))
+    assert len(live_labels(standin)) == 10
+
+
+def test_mal_imports_carry_relationships(tmp_path, standin):
+    svc = Service(tmp_path, standin, LABELBOX_IMPORT_KIND="mal").start()
+    try:
+        svc.post(annotation(11, 110, "img-11.jpg"))
+        svc.wait_delivered(1)
+        (imp,) = standin.imports(PROJECT)
+        assert imp["kind"] == "mal"
+        rel = next(l for l in imp["lines"] if "relationship" in l)
+        assert rel["relationship"] == {"source": u5("r11b"), "target": u5("r11a"),
+                                       "type": "unidirectional"}
+        assert all(s["status"] == "SUCCESS" for s in imp["statuses"])
+    finally:
+        svc.stop()
