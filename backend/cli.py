@@ -405,6 +405,9 @@ def connect(ls_url: str = typer.Option(..., help="Label Studio URL, e.g. http://
                                                       "bridge at (default: from "
                                                       "LABELBRIDGE_HOST/PORT)")) -> None:
     """Wire a Label Studio project to the bridge: ML backend, webhook header, mapping check."""
+    from pydantic import SecretStr
+
+    from backend import doctor
     from backend.connect import connect as wire
     from backend.labelstudio.client import LabelStudioApi, LabelStudioUnavailable
 
@@ -421,31 +424,19 @@ def connect(ls_url: str = typer.Option(..., help="Label Studio URL, e.g. http://
     if not settings.webhook_token:
         err.print("[yellow]warning:[/] LABELBRIDGE_WEBHOOK_TOKEN is not set: the webhook has no "
                   "shared secret")
-    try:
-        mapping = Mapping(result.label_config, Overrides.load(settings.mapping))
-    except MappingError as exc:
-        fail(str(exc), 1)
-        return
-    problems = list(mapping.problems) + mapping_gaps(mapping)
-    for problem in problems:
-        err.print(f"[yellow]cannot map:[/] {problem}")
-    if problems:
+    report = doctor.run_checks(settings.model_copy(update={
+        "label_studio_url": ls_url, "label_studio_api_key": SecretStr(ls_token)}),
+        ls_project=project)
+    errors = [f for f in report.errors if f.code != "not-configured"]
+    if any(f.code == "not-configured" for f in report.errors):
+        err.print("note: no Labelbox ontology configured (LABELBRIDGE_ONTOLOGY, or "
+                  "LABELBOX_API_KEY + LABELBOX_PROJECT_ID): names were not checked")
+    for finding in errors + report.warnings:
+        colour = "yellow" if finding.severity == "warning" else "red"
+        err.print(f"[{colour}]{finding.severity}:[/] {finding.message}", highlight=False)
+    if errors:
+        err.print("connected, but these names cannot be mapped (see `labelbridge doctor`)")
         raise typer.Exit(1)
-
-
-def mapping_gaps(mapping: Mapping) -> list[str]:
-    """Label Studio labels/controls no indexed Labelbox feature name matches."""
-    from backend.store import PredictionStore
-
-    settings = settings_or_exit()
-    if not settings.predictions_db.exists():
-        return []
-    names = {n.casefold() for n in PredictionStore(settings.predictions_db).feature_names()}
-    gaps = [f"label {o.label!r} of control {o.control!r} matches no Labelbox feature in the "
-            "export" for o in mapping.objects if o.label and o.labelbox.casefold() not in names]
-    gaps += [f"control {c.control!r} matches no Labelbox classification in the export"
-             for c in mapping.classifications if c.labelbox.casefold() not in names]
-    return gaps
 
 
 @app.command()

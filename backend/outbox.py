@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Sequence
@@ -42,6 +42,14 @@ SCHEMA_VERSION = 1
 REJECTED_BODY_CAP = 5 * 1024 * 1024
 STATES = ("pending", "in_flight", "delivered", "failed", "superseded", "skipped")
 _SQL_VARS = 500
+# The first incarnation of Label Studio annotation N is key N; a later one (an id reused after
+# a deletion) is N + k * INCARNATION_STEP. Label Studio ids stay far below it.
+INCARNATION_STEP = 1 << 40
+
+
+def ls_annotation_id(key: int) -> int:
+    """Label Studio's annotation id of an outbox annotation key."""
+    return key % INCARNATION_STEP
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -154,6 +162,12 @@ CREATE TABLE IF NOT EXISTS rejected (
   truncated INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS incarnations (
+  key INTEGER PRIMARY KEY,             -- the annotation_id used everywhere else in this file
+  ls_id INTEGER NOT NULL,              -- the Label Studio annotation id
+  created_us INTEGER,                  -- its creation time, NULL when never told
+  UNIQUE (ls_id, created_us)
+);
 """
 
 
@@ -170,6 +184,9 @@ class IncomingEvent:
     source: str
     reason: str | None = None
     label_config_hash: str | None = None
+    # When the annotation was created (ISO 8601). Label Studio on SQLite reuses the ids of
+    # deleted annotations; the creation time tells a new annotation from an old one.
+    incarnation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +255,22 @@ class _Prepared:
     us: int | None
     key: str
     payload: bytes
+    created_us: int | None = None
+
+
+def _dedup_key(kind: str, aid: int, us: int | None, reason: str | None) -> str:
+    if kind == "delete":
+        return f"d:{aid}"
+    if us is not None:  # upserts, and ignored events that carry a version: one key space
+        return f"u:{aid}:{us}"
+    return f"i:{aid}:{reason or ''}"
+
+
+def _rekey(p: _Prepared, key: int) -> _Prepared:
+    """The same event, for the annotation incarnation ``key``."""
+    ev = replace(p.ev, annotation_id=key)
+    return _Prepared(ev, p.us, _dedup_key(ev.kind, key, p.us, ev.reason), p.payload,
+                     p.created_us)
 
 
 def _prepare(ev: IncomingEvent) -> _Prepared:
@@ -254,19 +287,12 @@ def _prepare(ev: IncomingEvent) -> _Prepared:
     payload = bytes(payload)
     if not isinstance(ev.source, str) or not ev.source:
         raise ValueError("source must be a non-empty string")
-    aid = ev.annotation_id
-    if ev.kind == "delete":
-        return _Prepared(ev, None, f"d:{aid}", payload)
-    if ev.kind == "upsert":
-        if ev.updated_at is None:
-            raise ValueError("an upsert needs updated_at")
-        us = parse_timestamp(ev.updated_at)
-        return _Prepared(ev, us, f"u:{aid}:{us}", payload)
-    # ignored: same key space as upserts when it carries a version
-    if ev.updated_at is not None:
-        us = parse_timestamp(ev.updated_at)
-        return _Prepared(ev, us, f"u:{aid}:{us}", payload)
-    return _Prepared(ev, None, f"i:{aid}:{ev.reason or ''}", payload)
+    if ev.kind == "upsert" and ev.updated_at is None:
+        raise ValueError("an upsert needs updated_at")
+    us = None if ev.kind == "delete" or ev.updated_at is None else parse_timestamp(ev.updated_at)
+    created = parse_timestamp(ev.incarnation) if ev.incarnation else None
+    return _Prepared(ev, us, _dedup_key(ev.kind, ev.annotation_id, us, ev.reason), payload,
+                     created)
 
 
 def _chunks(seq: Sequence, n: int = _SQL_VARS) -> Iterator[Sequence]:
@@ -571,6 +597,43 @@ class Outbox:
             except RuntimeError:  # the caller's loop is closed: nobody is waiting
                 pass
 
+    @staticmethod
+    def _resolve_incarnations(c: sqlite3.Connection, requests: list[list[_Prepared]]) -> None:
+        """Give every event the key of its annotation incarnation (in place, in order).
+
+        An upsert names its incarnation by the annotation's creation time: a known one keeps
+        its key, the first one of an id is the id itself, and a new one after that (the id was
+        reused) gets the next key. Deletes (ids only) and events without a creation time go to
+        the newest incarnation.
+        """
+        known: dict[int, list[list]] = {}
+        for req in requests:
+            for i, p in enumerate(req):
+                ls = p.ev.annotation_id
+                if ls not in known:
+                    known[ls] = [list(r) for r in c.execute(
+                        "SELECT key, created_us FROM incarnations WHERE ls_id = ? ORDER BY key",
+                        (ls,))]
+                rows = known[ls]
+                if p.created_us is None or p.ev.kind == "delete":
+                    key = rows[-1][0] if rows else ls
+                else:
+                    match = [k for k, created in rows if created == p.created_us]
+                    if match:
+                        key = match[0]
+                    elif rows and rows[-1][1] is None:   # told its creation time only now
+                        key = rows[-1][0]
+                        rows[-1][1] = p.created_us
+                        c.execute("UPDATE incarnations SET created_us = ? WHERE key = ?",
+                                  (p.created_us, key))
+                    else:
+                        key = rows[-1][0] + INCARNATION_STEP if rows else ls
+                        rows.append([key, p.created_us])
+                        c.execute("INSERT INTO incarnations(key, ls_id, created_us) VALUES "
+                                  "(?, ?, ?)", (key, ls, p.created_us))
+                if key != ls:
+                    req[i] = _rekey(p, key)
+
     def _append_tx(self, c: sqlite3.Connection, requests: list[list[_Prepared]],
                    now: float) -> list[_Counts]:
         """Apply the events of several callers inside one transaction.
@@ -580,6 +643,7 @@ class Outbox:
         annotation inside the group behave exactly as if appended one by one) and writes with
         ``executemany``. Ids are assigned here: the transaction holds the write lock.
         """
+        self._resolve_incarnations(c, requests)
         flat = [p for req in requests for p in req]
         seen_keys: set[str] = set()
         for part in _chunks(list({p.key for p in flat})):
@@ -1128,12 +1192,22 @@ class Outbox:
 
     # -- reconciliation ---------------------------------------------------------------
 
-    def has_seen(self, annotation_id: int, updated_at: str) -> bool:
-        """Whether this version of the annotation was already received (any outcome)."""
-        key = f"u:{annotation_id}:{parse_timestamp(updated_at)}"
-        return self._reader().execute("SELECT 1 FROM events WHERE dedup_key = ?",
-                                      (key,)).fetchone() is not None
-
+    def has_seen(self, annotation_id: int, updated_at: str,
+                 incarnation: str | None = None) -> bool:
+        """Whether this version of the annotation (of this incarnation, when its creation time
+        is given) was already received (any outcome)."""
+        c = self._reader()
+        rows = c.execute("SELECT key, created_us FROM incarnations WHERE ls_id = ? ORDER BY key",
+                         (annotation_id,)).fetchall()
+        key = rows[-1][0] if rows else annotation_id
+        if incarnation is not None and rows:
+            created = parse_timestamp(incarnation)
+            match = [k for k, cu in rows if cu in (created, None)]
+            if not match:
+                return False   # an incarnation never seen: a reused id
+            key = match[0]
+        return c.execute("SELECT 1 FROM events WHERE dedup_key = ?",
+                         (f"u:{key}:{parse_timestamp(updated_at)}",)).fetchone() is not None
     def is_deleted(self, annotation_id: int) -> bool:
         row = self._reader().execute("SELECT deleted_at FROM annotations WHERE annotation_id ="
                                      " ?", (annotation_id,)).fetchone()
@@ -1152,15 +1226,18 @@ class Outbox:
             "SELECT DISTINCT project_id FROM annotations WHERE project_id IS NOT NULL"
             " ORDER BY project_id")]
 
-    def task_annotations(self, task_id: int) -> list[int]:
-        """Annotations of a task seen and not deleted (to notice deletions LS never sent)."""
-        return [r[0] for r in self._reader().execute(
-            "SELECT annotation_id FROM annotations WHERE task_id = ? AND deleted_at IS NULL"
-            " ORDER BY annotation_id", (task_id,))]
+    def task_annotations(self, task_id: int, project_id: int | None = None) -> list[int]:
+        """Label Studio ids of a task's annotations seen and not deleted (to notice deletions
+        Label Studio never sent)."""
+        sql = "SELECT annotation_id FROM annotations WHERE task_id = ? AND deleted_at IS NULL"
+        args: tuple = (task_id,)
+        if project_id is not None:
+            sql, args = sql + " AND project_id = ?", (task_id, project_id)
+        return sorted({ls_annotation_id(r[0]) for r in self._reader().execute(sql, args)})
 
     def live_annotations(self, project_id: int) -> list[tuple[int, int | None]]:
-        """(annotation_id, task_id) of the project's annotations not deleted."""
-        return [(r[0], r[1]) for r in self._reader().execute(
+        """(Label Studio annotation id, task_id) of the project's annotations not deleted."""
+        return [(ls_annotation_id(r[0]), r[1]) for r in self._reader().execute(
             "SELECT annotation_id, task_id FROM annotations WHERE project_id = ? AND"
             " deleted_at IS NULL ORDER BY annotation_id", (project_id,))]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from backend.labelstudio import webhooks
@@ -65,8 +65,9 @@ class Reconciler:
         project_ref = {"id": project_id, "label_config": label_config}
         cursor = None if full else self.outbox.get_cursor(_cursor_key(project_id))
         since = None
-        if cursor:
-            since = (datetime.fromisoformat(cursor) - SLACK).isoformat()
+        if cursor:  # Label Studio's date filter reads exactly this format
+            start = datetime.fromisoformat(cursor).astimezone(timezone.utc) - SLACK
+            since = start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         newest = cursor
         events: list[IncomingEvent] = []
         for task in self.api.tasks(project_id, updated_since=since):
@@ -101,7 +102,8 @@ class Reconciler:
             live.add(ann["id"])
             ann = {**ann, "task": task["id"]}
             updated = ann.get("updated_at") or ann.get("created_at")
-            if isinstance(updated, str) and self.outbox.has_seen(ann["id"], updated):
+            created = ann.get("created_at") if isinstance(ann.get("created_at"), str) else None
+            if isinstance(updated, str) and self.outbox.has_seen(ann["id"], updated, created):
                 continue
             body = {"action": "ANNOTATION_UPDATED", "annotation": ann, "task": task_ref,
                     "project": project_ref}
@@ -112,7 +114,7 @@ class Reconciler:
                             task["id"], exc)
                 continue
             events.append(self._event(change, config_hash))
-        for annotation_id in self.outbox.task_annotations(task["id"]):
+        for annotation_id in self.outbox.task_annotations(task["id"], project_ref["id"]):
             if annotation_id not in live:
                 events.append(IncomingEvent("delete", annotation_id, project_ref["id"],
                                             task["id"], None, b"", "reconcile"))
@@ -131,7 +133,7 @@ class Reconciler:
     def _event(change: webhooks.AnnotationChange, config_hash: str) -> IncomingEvent:
         return IncomingEvent(change.kind, change.annotation_id, change.project_id,  # type: ignore[arg-type]
                              change.task_id, change.updated_at, change.payload, "reconcile",
-                             change.reason, config_hash)
+                             change.reason, config_hash, change.created_at)
 
     # ----- periodic job -------------------------------------------------------------------
     def start(self, interval: float, configured_project: int | None) -> None:

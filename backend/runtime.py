@@ -134,7 +134,8 @@ class Runtime:
         return [IncomingEvent(kind=c.kind, annotation_id=c.annotation_id,  # type: ignore[arg-type]
                               project_id=c.project_id, task_id=c.task_id,
                               updated_at=c.updated_at, payload=c.payload, source=source,
-                              reason=c.reason, label_config_hash=config_hash)
+                              reason=c.reason, label_config_hash=config_hash,
+                              incarnation=c.created_at)
                 for c in parsed.changes]
 
     def remember_config(self, parsed: ParsedWebhook) -> None:

@@ -48,11 +48,15 @@ def export_files(path: Path) -> list[Path]:
     return [path]
 
 
+_BUFFER = 1 << 20  # export lines are often longer than the default 8 KiB buffer
+
+
 def _open(path: Path) -> io.BufferedReader:
-    raw = open(path, "rb")
+    raw = open(path, "rb", buffering=_BUFFER)
     if raw.read(2) == b"\x1f\x8b":
         raw.seek(0)
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw))  # type: ignore[arg-type]
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw),  # type: ignore[arg-type]
+                                 buffer_size=_BUFFER)
     raw.seek(0)
     return raw  # type: ignore[return-value]
 

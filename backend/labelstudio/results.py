@@ -128,6 +128,10 @@ class ResultWriter:
         value = self._classification_value(c, target, row)
         if value is None:
             return []
+        if parent is not None and target.parent != parent:
+            self.report.loss("nesting", f"nested under {parent[0]}={parent[1]!r} in Labelbox; "
+                             f"control {target.control!r} has no such visibleWhen parent, so "
+                             "it is shown unconditionally", c.name, row)
         result_id = region.id if per_region else (rid or c.id)
         if result_id is None:
             self.report.loss(c.kind, "classification without an id", c.name, row)

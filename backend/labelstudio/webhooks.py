@@ -46,6 +46,7 @@ class AnnotationChange:
     updated_at: str | None
     payload: bytes = b""
     reason: str | None = None
+    created_at: str | None = None     # tells a new annotation from an old one whose id it reuses
 
 
 @dataclass
@@ -148,14 +149,17 @@ def _upsert(ann: dict, loc: list, tasks: dict[int, dict], project_id: int | None
         raise WebhookError(["task"], f"task {task_id} of annotation {ann_id} is missing")
     if not isinstance(task.get("data"), dict):
         raise WebhookError(["task", "data"], "must be an object")
+    created_at = ann.get("created_at") if isinstance(ann.get("created_at"), str) else None
     if ann.get("was_cancelled"):
         return AnnotationChange("ignored", ann_id, project_id, task_id, updated_at,
-                                reason="was_cancelled: the task was skipped, nothing to export")
+                                reason="was_cancelled: the task was skipped, nothing to export",
+                                created_at=created_at)
     kept = {k: ann[k] for k in ANNOTATION_FIELDS if k in ann}
     kept["task"] = task_id
     payload = orjson.dumps({"annotation": kept, "task": {"id": task_id, "data": task["data"]},
                             "project": project_id, "label_config_hash": config_hash})
-    return AnnotationChange("upsert", ann_id, project_id, task_id, updated_at, payload)
+    return AnnotationChange("upsert", ann_id, project_id, task_id, updated_at, payload,
+                            created_at=created_at)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from tests.procs import free_port, start_process, stop_process
 SETUP = capture("e2e-flow/ml-backend_POST-setup.json")
 PREDICT = capture("e2e-flow/ml-backend_POST-predict_dm-retrieve-predictions.json")
 RUN = "crun000000000000000000001"
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret").decode()}
 
 
 def captured_task_export(path: Path) -> None:
@@ -50,12 +50,9 @@ def server(tmp_path_factory):
            "LABELBRIDGE_WEBHOOK_TOKEN": "hook-secret"}
     proc = start_process([sys.executable, "-m", "backend.cli", "serve"], env,
                          f"http://127.0.0.1:{port}/health", tmp / "server.log",
-                         auth=("ls", "s3cret"))
+                         headers=AUTH)
     yield f"http://127.0.0.1:{port}", tmp
     stop_process(proc)
-
-
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret").decode()}
 
 
 def test_health_and_root(server):

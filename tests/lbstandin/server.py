@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 import urllib.request
-import uuid as uuidlib
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant,
                                  precondition, rule)
 
-from backend.outbox import (REJECTED_BODY_CAP, AppendResult, IncomingEvent, Outbox,
+from backend.outbox import (REJECTED_BODY_CAP, AppendResult, IncomingEvent, Outbox, ls_annotation_id,
                             OutboxClosed, parse_timestamp)
 
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
@@ -956,3 +956,49 @@ OutboxMachine.TestCase.settings = settings(
     max_examples=80, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestOutboxProperties = OutboxMachine.TestCase
+
+
+# ----- Label Studio on SQLite reuses the ids of deleted annotations ----------------------------
+
+def _up(aid, updated, created, task=1):
+    return IncomingEvent("upsert", aid, 1, task, updated, b"p", "webhook", incarnation=created)
+
+
+def test_a_reused_annotation_id_is_a_new_annotation(tmp_path):
+    ob = Outbox(tmp_path / "o.db")
+    ob.append([_up(5, "2026-01-01T00:00:01Z", "2026-01-01T00:00:00Z")])
+    batch = ob.claim_batch(10)
+    ob.set_import_name(batch.id, "imp-1")
+    ob.record_delivered(5, {"globalKey": "g"}, "imp-1", ["u1"])
+    ob.mark_delivered([batch.items[0].id], batch.id)
+    ob.append([IncomingEvent("delete", 5, 1, None, None, b"", "webhook")])
+    delete = ob.claim_batch(10)
+    assert [i.kind for i in delete.items] == ["delete"]
+    ob.mark_delivered([delete.items[0].id], delete.id)
+    # Label Studio gives the next annotation the same id: it must not be ignored as deleted
+    result = ob.append([_up(5, "2026-01-02T00:00:01Z", "2026-01-02T00:00:00Z")])
+    assert (result.accepted, result.ignored) == (1, 0)
+    fresh = ob.claim_batch(10)
+    (item,) = fresh.items
+    assert item.kind == "upsert" and ls_annotation_id(item.annotation_id) == 5
+    assert item.annotation_id != 5 and item.data_row is None   # nothing of the old one
+    assert ob.has_seen(5, "2026-01-02T00:00:01Z", "2026-01-02T00:00:00Z")
+    assert not ob.has_seen(5, "2026-01-03T00:00:00Z", "2026-01-03T00:00:00Z")
+    # the same event again, and an update of the new incarnation, stay with it
+    assert ob.append([_up(5, "2026-01-02T00:00:01Z", "2026-01-02T00:00:00Z")]).duplicates == 1
+    ob.mark_delivered([item.id], fresh.id)
+    ob.record_delivered(item.annotation_id, {"globalKey": "g"}, "imp-2", ["u2"])
+    ob.append([IncomingEvent("delete", 5, 1, None, None, b"", "webhook")])
+    (gone,) = ob.claim_batch(10).items
+    assert gone.kind == "delete" and gone.annotation_id == item.annotation_id
+    assert ob.task_annotations(1, 1) == []
+    ob.close()
+
+
+def test_spellings_of_the_creation_time_are_one_incarnation(tmp_path):
+    ob = Outbox(tmp_path / "o.db")
+    ob.append([_up(8, "2026-01-01T00:00:01Z", "2026-01-01T00:00:00Z")])
+    again = ob.append([_up(8, "2026-01-01T00:00:01+00:00", "2026-01-01T00:00:00.000000+00:00")])
+    assert again.duplicates == 1
+    assert ob.task_annotations(1) == [8]
+    ob.close()

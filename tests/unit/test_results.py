@@ -224,3 +224,18 @@ def test_export_to_ls_and_back_is_lossless(row_objects, row_cls):
     assert tree(back.regions[0].classifications) == tree(tr.regions[0].classifications)
     assert [c.name for c in back.classifications] == ["weather", "count"]
     assert back.classifications[0].answers[0].classifications[0].answers[0].name == "light"
+
+
+def test_nesting_the_config_does_not_express_is_declared():
+    config = ('<View><Image name="image" value="$image"/>'
+              '<RectangleLabels name="label" toName="image"><Label value="Car"/></RectangleLabels>'
+              '<Choices name="occluded" toName="image" perRegion="true"><Choice value="yes"/></Choices>'
+              '<Choices name="attributes" toName="image" perRegion="true" choice="multiple">'
+              '<Choice value="parked"/></Choices></View>')
+    nested = Classification("occluded", "radio", (Answer("yes", (
+        Classification("attributes", "checklist", (Answer("parked"),)),)),))
+    tr = TaskRegions(REF, (Region("cb", "Car", Box(0, 0, 64, 48), (nested,)),), width=640,
+                     height=480)
+    result, report = write(tr, config)
+    assert [r["from_name"] for r in result] == ["label", "occluded", "attributes"]
+    assert any(k == "nesting" and "no such visibleWhen parent" in r for k, r in report.skipped)
