@@ -4,14 +4,12 @@ stand-in, and the label config through label-studio-sdk; unreachable services ar
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from typer.testing import CliRunner
 
 from backend.cli import app
-from backend.doctor import (Ontology, label_config_from_label_studio, ontology_from_labelbox,
+from backend.doctor import (Ontology, ontology_from_labelbox,
                             run_checks)
 from backend.settings import env_names, load_settings
 from tests.lbstandin import Feature, LabelboxStandIn, Option
@@ -194,47 +192,3 @@ def test_closed_ports_are_unreachable(env, monkeypatch):
     assert [f["code"] for f in json.loads(result.stdout)["findings"]] == ["unreachable"] * 2
 
 
-class _FakeLabelStudio(BaseHTTPRequestHandler):
-    """GET /api/projects/<id>/ the way Label Studio answers it (only what the SDK reads)."""
-
-    def do_GET(self):  # noqa: N802
-        if self.headers.get("Authorization") != "Token ls-key":
-            body, status = {"detail": "Invalid token."}, 401
-        elif self.path.rstrip("/").split("?")[0] == "/api/projects/3":
-            body, status = {"id": 3, "title": "doctor", "label_config": MATCHING}, 200
-        else:
-            body, status = {"detail": "Not found."}, 404
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def fake_ls():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLabelStudio)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_label_config_from_label_studio_and_the_remote_ontology(env, fake_ls):
-    assert label_config_from_label_studio(fake_ls, "ls-key", 3) == MATCHING
-    settings = load_settings(LABEL_STUDIO_URL=fake_ls, LABEL_STUDIO_API_KEY="ls-key",
-                             LABEL_STUDIO_PROJECT_ID=3)
-    report = run_checks(settings)
-    assert report.ok and [f.code for f in report.findings] == ["unsupported"]
-    assert report.sources == {"label_config": f"Label Studio project 3 at {fake_ls}",
-                              "ontology": f"Labelbox project {PROJECT}", "mapping": "none"}
-    denied = run_checks(load_settings(LABEL_STUDIO_URL=fake_ls, LABEL_STUDIO_API_KEY="bad",
-                                      LABEL_STUDIO_PROJECT_ID=3))
-    assert [(f.code, f.message) for f in denied.findings] == [
-        ("remote-error", f"Label Studio at {fake_ls} answered 401: {{'detail': 'Invalid "
-                         "token.'}")]
