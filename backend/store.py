@@ -13,7 +13,6 @@ atomically, so memory stays bounded whatever the export size and readers never s
 from __future__ import annotations
 
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -47,7 +46,7 @@ CREATE INDEX IF NOT EXISTS rows_row_data ON rows(row_data);
 """
 KEY_COLUMNS = {"data_row_id": "data_row_id", "global_key": "global_key",
                "external_id": "external_id", "url": "row_data"}
-BATCH = 500  # rows per insert; two batches may wait for the writer thread (bounded memory)
+BATCH = 1000  # rows per insert
 _SQL_VARS = 900
 MMAP_SIZE = 1 << 40  # capped by SQLite's compile-time maximum
 INSERT_ROW = ("INSERT INTO rows(data_row_id, global_key, external_id, row_data, origin, payload) "
@@ -92,7 +91,7 @@ def build_index(path: Path, rows: Iterable[IndexRow],
     tmp = path.with_name(path.name + f".build-{os.getpid()}")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(tmp, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
@@ -117,44 +116,23 @@ def build_index(path: Path, rows: Iterable[IndexRow],
 
 def _insert_rows(conn: sqlite3.Connection, rows: Iterable[IndexRow],
                  progress: Callable[[int], None] | None) -> int:
-    """Insert ``rows`` in batches. A second thread runs the inserts while this one produces the
-    next batch (sqlite3 releases the GIL while SQLite works); at most two batches wait."""
-    pending: queue.Queue[list[IndexRow] | None] = queue.Queue(maxsize=2)
-    failed: list[BaseException] = []
-
-    def writer() -> None:
-        while (batch := pending.get()) is not None:
-            if not failed:
-                try:
-                    conn.executemany(INSERT_ROW, batch)
-                except BaseException as exc:  # re-raised by the producer
-                    failed.append(exc)
-
-    thread = threading.Thread(target=writer, name="index-writer", daemon=True)
-    thread.start()
+    """Insert ``rows`` in batches (in this thread: a writer thread would fight the producer
+    for the GIL on every row, which measured slower)."""
     count = 0
-    try:
-        batch: list[IndexRow] = []
-        for r in rows:
-            batch.append(r)
-            if len(batch) >= BATCH:
-                pending.put(batch)
-                count += len(batch)
-                batch = []
-                if failed:
-                    break
-                if progress:
-                    progress(count)
-        if batch and not failed:
-            pending.put(batch)
+    batch: list[IndexRow] = []
+    for r in rows:
+        batch.append(r)
+        if len(batch) >= BATCH:
+            conn.executemany(INSERT_ROW, batch)
             count += len(batch)
-    finally:
-        pending.put(None)
-        thread.join()
-    if failed:
-        raise failed[0]
-    if progress and count % BATCH:
-        progress(count)
+            batch.clear()
+            if progress:
+                progress(count)
+    if batch:
+        conn.executemany(INSERT_ROW, batch)
+        count += len(batch)
+        if progress:
+            progress(count)
     return count
 
 
