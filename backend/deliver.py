@@ -108,7 +108,8 @@ class Deliverer:
         while not self._stop.is_set():
             try:
                 if not self.step():
-                    self.wake.wait(0.5)
+                    # woken at once by the server's thread; a process polls the outbox
+                    self.wake.wait(min(0.5, max(self.policy.max_wait, 0.05)))
                     self.wake.clear()
             except Exception:  # never let the worker die; the items stay in the outbox
                 log.exception("delivery step failed")

@@ -13,7 +13,6 @@ from backend.labelbox import export
 from backend.store import IndexRow, build_index
 
 log = logging.getLogger(__name__)
-_COMPACT_KEYS = ["data_row", "media", "annotations"]
 
 
 @dataclass(frozen=True)
@@ -49,15 +48,14 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
     """Stream ``export_path`` into a fresh index at ``index_path``."""
     fingerprint = export_fingerprint(export_path, selection)
     origins: Counter[str] = Counter()
-    names: set[str] = set()
+    names = export.FeatureNames()
     skipped = 0
 
     def rows() -> Iterator[IndexRow]:
         nonlocal skipped
         dumps = export.orjson.dumps
         for name, n, line in export.iter_lines(export_path):
-            row = export.parse_line(line, name, n)
-            picked = export.compact_row(row, selection)
+            picked = export.compact_row(export.parse_line(line, name, n), selection)
             if picked is None:
                 skipped += 1
                 continue
@@ -65,17 +63,12 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
             if origin:
                 origins[origin] += 1
             dr = compact["data_row"]
-            if list(compact) == _COMPACT_KEYS:
-                # serialize the annotations once: for the payload (the same bytes as
-                # dumps(compact)) and to read the feature names from
-                annotations = dumps(compact["annotations"])
-                payload = b'{"data_row":%b,"media":%b,"annotations":%b}' % (
-                    dumps(dr), dumps(compact["media"]), annotations)
-                found = export.feature_names_json(annotations)
-            else:
-                payload, found = dumps(compact), None
-            if len(names) < 100_000:
-                names.update(export.feature_names(compact) if found is None else found)
+            # serialize the annotations once: for the payload (the same bytes as
+            # dumps(compact)) and to read the feature names from
+            annotations = dumps(compact["annotations"])
+            payload = b'{"data_row":%b,"media":%b,"annotations":%b}' % (
+                dumps(dr), dumps(compact["media"]), annotations)
+            names.add(annotations, compact["annotations"])
             yield IndexRow(dr.get("id"), dr.get("global_key"), dr.get("external_id"),
                            dr.get("row_data"), origin, payload)
 
@@ -86,7 +79,7 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
     def finish() -> tuple[dict[str, str], list[str]]:
         nonlocal model_version
         model_version = _model_version(origins, selection, fingerprint)
-        return {**meta, "model_version": model_version}, sorted(names)
+        return {**meta, "model_version": model_version}, sorted(names.names)
 
     count = build_index(index_path, rows(), finish, progress=progress)
     if skipped:

@@ -18,8 +18,9 @@ from backend.mapping import Overrides
 from backend.outbox import AppendResult, IncomingEvent, Outbox
 from backend.predictor import NO_PREDICTION, Predictor
 from backend.reconcile import Reconciler
-from backend.settings import Settings
+from backend.settings import Settings, as_env
 from backend.store import PredictionStore
+from backend.worker_process import DeliveryProcess
 
 log = logging.getLogger(__name__)
 EMPTY_MODEL_VERSION = "labelbridge-no-export"
@@ -95,8 +96,12 @@ class Runtime:
         self._known_configs: set[str] = set()
         self._wake = threading.Event()
         self._open_index()
-        self.deliverer = make_deliverer(settings, self.outbox, self.store, self.overrides,
-                                        self._wake)
+        self.deliverer: Deliverer | DeliveryProcess | None = None
+        if settings.delivery_worker == "process":
+            self.deliverer = DeliveryProcess(as_env(settings))
+        elif settings.delivery_worker == "thread":
+            self.deliverer = make_deliverer(settings, self.outbox, self.store, self.overrides,
+                                            self._wake)
         self.reconciler = make_reconciler(settings, self.outbox)
 
     # ----- predictions --------------------------------------------------------------------
@@ -162,10 +167,16 @@ class Runtime:
         if self.default_label_config and self.predictor is not None:
             self.predictor.prepare_in_background(self.default_label_config)
         self.check_mapping()
-        self.deliverer.start()
-        log.info("delivering ground truth to %s", f"Labelbox project "
-                 f"{self.settings.labelbox_project_id}" if self.settings.sink == "labelbox"
-                 else f"NDJSON files in {self.settings.file_sink_dir}")
+        target = (f"Labelbox project {self.settings.labelbox_project_id}"
+                  if self.settings.sink == "labelbox"
+                  else f"NDJSON files in {self.settings.file_sink_dir}")
+        if self.deliverer is None:
+            log.info("LABELBRIDGE_DELIVERY_WORKER=off: run `labelbridge deliver` to deliver "
+                     "ground truth to %s", target)
+        else:
+            self.deliverer.start()
+            log.info("delivering ground truth to %s (worker: %s)", target,
+                     self.settings.delivery_worker)
         if self.reconciler is not None and self.settings.reconcile_interval > 0:
             self.reconciler.start(self.settings.reconcile_interval,
                                   self.settings.label_studio_project_id)
@@ -194,7 +205,8 @@ class Runtime:
     def stop(self) -> None:
         if self.reconciler is not None:
             self.reconciler.stop()
-        self.deliverer.stop()
+        if self.deliverer is not None:
+            self.deliverer.stop()
         self.outbox.close()
         if self.store is not None:
             self.store.close()
@@ -202,7 +214,10 @@ class Runtime:
     def metrics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model_version": self.model_version,
                                "index_rows": self.index_rows,
-                               "outbox": self.outbox.status()}
+                               "outbox": self.outbox.status(),
+                               "delivery_worker": (self.deliverer.status()
+                                                   if isinstance(self.deliverer, DeliveryProcess)
+                                                   else {"mode": self.settings.delivery_worker})}
         if self.store is not None:
             out["prepared"] = [{k: v for k, v in c.items() if k != "report"} | {
                 "converted": (c["report"] or {}).get("converted"),

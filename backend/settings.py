@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     retry_max: float = _env("LABELBRIDGE_RETRY_MAX", default=300.0, gt=0, le=86400)
     import_poll_interval: float = _env("LABELBRIDGE_IMPORT_POLL_INTERVAL", default=2.0, gt=0, le=600)
     import_timeout: float = _env("LABELBRIDGE_IMPORT_TIMEOUT", default=1800.0, gt=0)
+    delivery_worker: Literal["process", "thread", "off"] = _env(
+        "LABELBRIDGE_DELIVERY_WORKER", default="process")
 
     # Labelbox
     labelbox_api_key: SecretStr | None = _env("LABELBOX_API_KEY", default=None)
@@ -128,6 +130,18 @@ class Settings(BaseSettings):
 
 _ALIASES = {name: f.validation_alias.choices[0]  # type: ignore[union-attr]
             for name, f in Settings.model_fields.items()}
+
+
+def as_env(settings: Settings) -> dict[str, str]:
+    """The settings as environment variables (for a child process that must see the same)."""
+    out = {}
+    for name, alias in _ALIASES.items():
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is not None:
+            out[alias] = str(value)
+    return out
 
 
 def env_names() -> list[str]:

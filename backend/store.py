@@ -93,6 +93,7 @@ def build_index(path: Path, rows: Iterable[IndexRow],
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
+        conn.execute("PRAGMA page_size=65536")  # payloads are KBs: fewer overflow pages
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
         conn.executescript(SCHEMA)
@@ -106,8 +107,11 @@ def build_index(path: Path, rows: Iterable[IndexRow],
         conn.execute("COMMIT")
         conn.executescript(INDEXES)
         conn.execute("PRAGMA journal_mode=WAL")
-    finally:
+    except BaseException:
         conn.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    conn.close()
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     os.replace(tmp, path)

@@ -4,8 +4,8 @@
 
 1. Generates (or reuses) a synthetic Labelbox export under ``bench/out/`` (``bench/synthetic.py``).
 2. Index build: ``index_export`` against the floor "read the file line by line and
-   ``orjson.loads`` each line" (same machine, same run); peak RSS of the indexing process, for
-   the export and for one 4x smaller.
+   ``orjson.loads`` each line" (same machine, same run, both in one process); peak RSS of the
+   indexing process (and any children), for the export and for one 4x smaller.
 3. Preparation: every row converted and validated for ``tests.helpers.IMAGE_CONFIG``.
 4. ``/predict``: labelbridge (``python -m backend.cli serve``) against a no-op FastAPI app
    (``bench/floor_app.py``), both under uvicorn, pinned to the same CPUs; the load generator is
@@ -29,6 +29,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,17 +63,46 @@ def cpu_plan() -> tuple[list[int], list[int]]:
     return cpus[1:], cpus[:1]
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (worker processes included)."""
+    total_kb, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                total_kb += next(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    stack += [int(c) for c in fh.read().split()]
+        except (OSError, StopIteration, ValueError):  # gone meanwhile, or a zombie
+            pass
+    return total_kb / 1024
+
+
 def run_child(args: list[str], env: dict | None = None) -> tuple[dict, float]:
-    """Run ``bench/predict.py --child ...``; (its JSON answer, its own peak RSS in MB)."""
+    """Run ``bench/predict.py --child ...``; (its JSON answer, peak RSS in MB of the child and
+    its own children together, sampled every 10 ms, and never less than the child's own peak)."""
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--child", *args], stdout=subprocess.PIPE,
                             env=env, cwd=ROOT)
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], tree_rss_mb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     out = proc.stdout.read()  # type: ignore[union-attr]
+    done.set()
+    sampler.join()
     _, status, usage = os.wait4(proc.pid, 0)  # rusage of this child alone
     proc.returncode = os.waitstatus_to_exitcode(status)
     proc.stdout.close()  # type: ignore[union-attr]
     if proc.returncode != 0:
         raise RuntimeError(f"child {args[0]} failed with exit status {proc.returncode}")
-    return json.loads(out.decode().strip().splitlines()[-1]), usage.ru_maxrss / 1024  # KB -> MB
+    return (json.loads(out.decode().strip().splitlines()[-1]),
+            max(peak[0], usage.ru_maxrss / 1024))  # ru_maxrss is in KB
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -145,7 +175,8 @@ def child_index(export: str, index: str) -> dict:
 
 
 def child_idle() -> dict:
-    import backend.indexer  # noqa: F401  (what the index child imports, nothing done)
+    import importlib
+    importlib.import_module("backend.indexer")  # what the index child imports, nothing done
     return {}
 
 
@@ -523,7 +554,6 @@ def main(argv: list[str] | None = None) -> int:
     out_path = args.out or OUT / ("predict-quick.json" if args.quick else "predict.json")
     OUT.mkdir(parents=True, exist_ok=True)
     server_cpus, client_cpus = cpu_plan()
-    os.sched_setaffinity(0, client_cpus)  # this process only waits; keep it off the servers
     t_all = time.perf_counter()
 
     log(f"[1/4] synthetic export: {rows:,} rows x {args.regions} regions")
@@ -545,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare = bench_prepare(data_dir / "predictions.sqlite3", index["model_version"])
 
     log("[4/4] /predict: labelbridge vs no-op FastAPI floor")
+    os.sched_setaffinity(0, client_cpus)  # from here this process only waits: off the servers
     one = write_bodies(OUT / "bodies-1.ndjson", rows, 1000, 1, seed=1)
     batch = write_bodies(OUT / "bodies-100.ndjson", rows, 60, BATCH, seed=2)
     from tests.procs import stop_process

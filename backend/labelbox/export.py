@@ -357,16 +357,34 @@ def feature_names(compact: dict) -> set[str]:
     return names
 
 
-_NAME_KEY = re.compile(rb'"name":"([^"\\]*)"')
+class FeatureNames:
+    """Collects ``feature_names`` of many rows cheaply, from their annotations as serialized by
+    ``orjson.dumps``.
 
-
-def feature_names_json(annotations_json: bytes) -> set[str] | None:
-    """``feature_names`` of annotations serialized by ``orjson.dumps``, read without walking them
-    (several times faster), or None when the JSON holds a backslash: then use ``feature_names``.
-
-    Without any backslash no quote is escaped, so every ``"name":"`` is a "name" key whose value
-    is a string, and the value ends at the next quote: exactly the names the walk collects.
+    Without a backslash in that JSON no quote is escaped, so every ``"name":"`` is a "name" key
+    whose string value ends at the next quote: exactly the names the walk collects. The pattern
+    skips names already known (a negative lookahead, rebuilt when a new name turns up), so a
+    row costs one scan in C and Python objects only for new names. Rows whose JSON holds a
+    backslash are walked instead.
     """
-    if b"\\" in annotations_json:
-        return None
-    return {raw.decode() for raw in set(_NAME_KEY.findall(annotations_json))}
+
+    LOOKAHEAD_LIMIT = 2000  # beyond this many names, match all and subtract
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self._pattern = self._compile()
+
+    def _compile(self) -> re.Pattern[bytes]:
+        if not self.names or len(self.names) > self.LOOKAHEAD_LIMIT:
+            return re.compile(rb'"name":"([^"\\]*)"')
+        known = b"|".join(re.escape(n.encode()) for n in sorted(self.names, key=len, reverse=True))
+        return re.compile(rb'"name":"(?!(?:' + known + rb')")([^"\\]*)"')
+
+    def add(self, annotations_json: bytes, annotations: dict) -> None:
+        if b"\\" in annotations_json:
+            new = feature_names({"annotations": annotations}) - self.names
+        else:
+            new = {raw.decode() for raw in self._pattern.findall(annotations_json)} - self.names
+        if new:
+            self.names |= new
+            self._pattern = self._compile()

@@ -17,7 +17,6 @@ import labelbox as lb
 import labelbox.types as lbt
 import pytest
 import requests
-from google.api_core.exceptions import RetryError  # noqa: F401  (documented 5xx-exhausted type)
 from lbox import exceptions as lbx
 
 from tests.lbstandin import Feature, LabelboxStandIn, Option
