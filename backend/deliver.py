@@ -236,13 +236,8 @@ class Deliverer:
         if info is None or not info.get("data_row"):
             self.outbox.mark_skipped([item.id], "nothing of this annotation reached Labelbox")
             return
-        try:
-            removed = self.sink.remove_labels(info["data_row"], self._owned_by(item.annotation_id))
-        except TransientError as exc:
-            self._retry([item], str(exc))
-            return
-        except PermanentError as exc:
-            self.outbox.mark_failed([item.id], str(exc))
+        removed = self._remove_owned(item, info["data_row"])
+        if removed is None:
             return
         self.outbox.set_label_ids(item.annotation_id, removed)
         self.outbox.mark_delivered([item.id], batch_id)
@@ -254,15 +249,19 @@ class Deliverer:
             self.outbox.mark_skipped([item.id], "the annotation has no regions Labelbox can "
                                      "import")
             return
+        if self._remove_owned(item, gt.data_row) is not None:
+            self.outbox.mark_skipped([item.id], "emptied: earlier labels removed")
+
+    def _remove_owned(self, item: WorkItem, data_row: dict) -> list[str] | None:
+        """Remove the labels this annotation's imports created (their ids); None when that
+        failed, and the item is then retried or dead."""
         try:
-            self.sink.remove_labels(gt.data_row, self._owned_by(item.annotation_id))
+            return self.sink.remove_labels(data_row, self._owned_by(item.annotation_id))
         except TransientError as exc:
             self._retry([item], str(exc))
-            return
         except PermanentError as exc:
             self.outbox.mark_failed([item.id], str(exc))
-            return
-        self.outbox.mark_skipped([item.id], "emptied: earlier labels removed")
+        return None
 
     def _retry(self, items: list[WorkItem], error: str) -> None:
         for item in items:

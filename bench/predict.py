@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import socket
@@ -39,6 +38,8 @@ if str(ROOT) not in sys.path:
 
 import orjson  # noqa: E402
 
+from bench.common import clean_env, cpu_plan, log, percentile, pinned, verdict  # noqa: E402
+
 from bench import synthetic  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -51,16 +52,8 @@ BATCH = 100
 
 # ----- small helpers ------------------------------------------------------------------------
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
-def cpu_plan() -> tuple[list[int], list[int]]:
-    """(server CPUs, client CPUs): the load generator keeps the first CPU, servers the rest."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return cpus, cpus
-    return cpus[1:], cpus[:1]
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -105,19 +98,8 @@ def run_child(args: list[str], env: dict | None = None) -> tuple[dict, float]:
             max(peak[0], usage.ru_maxrss / 1024))  # ru_maxrss is in KB
 
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    k = max(0, math.ceil(p / 100 * len(sorted_values)) - 1)
-    return sorted_values[k]
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any labelbridge/Labelbox/Label Studio setting of the caller."""
-    drop = ("LABELBRIDGE_", "LABELBOX_", "LABEL_STUDIO_", "BASIC_AUTH_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k != "LOG_LEVEL"}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
 
 
 # ----- step 2: index build ------------------------------------------------------------------
@@ -237,8 +219,6 @@ def write_bodies(path: Path, rows: int, count: int, size: int, seed: int) -> Pat
     return path
 
 
-def pinned(cmd: list[str], cpus: list[int]) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--child", "pin", ",".join(map(str, cpus)), "--", *cmd]
 
 
 def start_servers(export: Path, data_dir: Path, cpus: list[int]) -> dict:
@@ -482,15 +462,10 @@ def child_loadgen(spec_path: str) -> dict:
             "errors": errors, "bytes": received, "samples_us": samples_us}
 
 
-def child_pin(cpus: str, cmd: list[str]) -> None:
-    os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
-    os.execv(cmd[0], cmd)
 
 
 # ----- report -------------------------------------------------------------------------------
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
 
 
 def summarize(res: dict) -> str:
@@ -636,9 +611,6 @@ def _has(module: str) -> bool:
 
 def child_main(argv: list[str]) -> int:
     role, rest = argv[0], argv[1:]
-    if role == "pin":
-        child_pin(rest[0], rest[2:] if rest[1:2] == ["--"] else rest[1:])
-        return 0  # not reached
     if role == "index":
         answer = child_index(rest[0], rest[1])
     elif role == "idle":

@@ -41,7 +41,6 @@ import argparse
 import array
 import asyncio
 import json
-import math
 import os
 import re
 import shutil
@@ -59,6 +58,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
+
+from bench.common import clean_env, cpu_plan, log, percentile, pinned, verdict  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 SCRIPT = Path(__file__).resolve()
@@ -85,39 +86,14 @@ LOG_LINE = re.compile(r'"(GET|POST|HEAD|PUT|DELETE) (\S+) HTTP/1\.[01]" (\d{3})'
 
 # ----- small helpers ------------------------------------------------------------------------
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
-def cpu_plan() -> tuple[list[int], list[int]]:
-    """(server CPUs, client CPUs): the load generator and the stand-in keep the first CPU."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return cpus, cpus
-    return cpus[1:], cpus[:1]
 
 
-def pinned(cmd: list[str], cpus: list[int]) -> list[str]:
-    if shutil.which("taskset"):
-        return ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
-    return cmd
 
 
-def percentile(sorted_values, p: float) -> float:
-    """Nearest-rank percentile of an ascending sequence."""
-    if not sorted_values:
-        return float("nan")
-    k = max(0, math.ceil(p / 100 * len(sorted_values)) - 1)
-    return sorted_values[k]
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any labelbridge/Labelbox/Label Studio setting of the caller."""
-    drop = ("LABELBRIDGE_", "LABELBOX_", "LABEL_STUDIO_", "BASIC_AUTH_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k != "LOG_LEVEL"}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
 
 
 def cpu_seconds(pid: int) -> float:
@@ -720,8 +696,6 @@ def stop_profiler(proc: subprocess.Popen, work: Path, top: int = 12) -> dict:
 
 # ----- report -------------------------------------------------------------------------------
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
 
 
 def summarize(res: dict) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,3 +95,13 @@ TEXT_CONFIG = """<View>
   <Choices name="sentiment" toName="text"><Choice value="positive"/><Choice value="negative"/></Choices>
   <TextArea name="summary" toName="text"/>
 </View>"""
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval: float = 0.1):
+    """The first truthy value of ``predicate()``, polled until ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout} s")

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from backend.ids import LABELBRIDGE_NAMESPACE
-from tests.helpers import ROOT, bbox, checklist, export_row, radio, text
+from tests.helpers import ROOT, bbox, checklist, export_row, radio, text, wait_for
 from tests.lbstandin import Feature, LabelboxStandIn, Option, new_cuid
 from tests.procs import free_port, start_process, stop_process
 
@@ -171,16 +171,6 @@ def annotations(ls, task_id: int) -> list[dict]:
 
 def labels_of(standin, global_key: str) -> list[dict]:
     return [label for label in standin.labels(PROJECT) if label["global_key"] == global_key]
-
-
-def wait_for(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 def successful_lines(standin, uuid_: str) -> int:

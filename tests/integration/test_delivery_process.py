@@ -6,26 +6,16 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 
 import httpx
 import pytest
 
 from backend.settings import Settings, as_env
-from tests.helpers import capture
+from tests.helpers import capture, wait_for
 from tests.procs import free_port, start_process, stop_process
 
 TOKEN = "hook-secret"
 CREATED = capture("basic-auth-flow/ml-auto-webhook_ANNOTATION_CREATED.json")
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def alive(pid: int) -> bool:

@@ -14,7 +14,7 @@ from backend.ids import LABELBRIDGE_NAMESPACE
 from backend.outbox import Outbox
 from backend.server import create_app
 from backend.settings import Settings
-from tests.helpers import capture
+from tests.helpers import capture, wait_for
 
 TOKEN = "hook-secret"
 HEADERS = {"X-Labelbridge-Token": TOKEN}
@@ -35,16 +35,6 @@ def service(tmp_path):
                         LABELBRIDGE_BATCH_MAX_WAIT=0.05)
     with TestClient(create_app(settings)) as client:
         yield client, settings
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def sink_lines(settings) -> list[dict]:
