@@ -911,28 +911,23 @@ class Outbox:
     def mark_retry(self, item_ids: Sequence[int], error: str, delay_s: float,
                    now: float | None = None) -> int:
         """In-flight items -> pending again, due at now + delay_s; the error is kept."""
-        with self._write() as c:
-            t = time.time() if now is None else now
-            rows = self._in_flight_rows(c, item_ids)
-            for part in _chunks([r[0] for r in rows]):
-                marks = ",".join("?" * len(part))
-                c.execute(f"UPDATE items SET state = 'pending', next_attempt_at = ?,"
-                          f" last_error = ?, changed_at = ? WHERE id IN ({marks})",
-                          (t + max(0.0, delay_s), error, time.time(), *part))
-            self._close_batches(c, [r[4] for r in rows], t)
-            self._normalize(c, [r[2] for r in rows], t)
-        return len(rows)
+        t = time.time() if now is None else now
+        return self._release(item_ids, "pending", t + max(0.0, delay_s), error, t)
 
     def mark_failed(self, item_ids: Sequence[int], reason: str) -> int:
         """In-flight items -> failed (dead letter, kept with the reason)."""
+        return self._release(item_ids, "failed", None, reason, time.time())
+
+    def _release(self, item_ids: Sequence[int], state: str, due_at: float | None, error: str,
+                 now: float) -> int:
+        """In-flight items -> ``state`` with ``error``; their batches close at ``now``."""
         with self._write() as c:
-            now = time.time()
             rows = self._in_flight_rows(c, item_ids)
             for part in _chunks([r[0] for r in rows]):
                 marks = ",".join("?" * len(part))
-                c.execute(f"UPDATE items SET state = 'failed', next_attempt_at = NULL,"
+                c.execute(f"UPDATE items SET state = ?, next_attempt_at = ?,"
                           f" last_error = ?, changed_at = ? WHERE id IN ({marks})",
-                          (reason, now, *part))
+                          (state, due_at, error, time.time(), *part))
             self._close_batches(c, [r[4] for r in rows], now)
             self._normalize(c, [r[2] for r in rows], now)
         return len(rows)

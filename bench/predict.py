@@ -286,17 +286,8 @@ def verify(lb_port: int, floor_port: int, batch_body: bytes, rows: int) -> dict:
             "checked_predictions": checked}
 
 
-def loadgen_run(spec: dict) -> dict:
-    path = OUT / f"loadgen-{os.getpid()}-{time.monotonic_ns()}.json"
-    path.write_text(json.dumps(spec))
-    try:
-        answer, _ = run_child(["loadgen", str(path)])
-    finally:
-        path.unlink(missing_ok=True)
-    return answer
-
-
-def loadgen_parallel(specs: list[dict]) -> list[dict]:
+def run_loadgens(specs: list[dict]) -> list[dict]:
+    """Run one load generator process per spec, at the same time; their answers in order."""
     paths, procs = [], []
     for n, spec in enumerate(specs):
         path = OUT / f"loadgen-{os.getpid()}-{n}.json"
@@ -329,9 +320,9 @@ def bench_http(servers: dict, one_bodies: Path, batch_bodies: Path, client_cpus:
     _, floor_port = servers["floor"]
     targets = [{"name": "labelbridge", "port": lb_port}, {"name": "floor", "port": floor_port}]
     log(f"  one-task latency: {requests:,} requests per server after {warmup} warm-up")
-    lat = loadgen_run({"mode": "latency", "targets": targets, "bodies": str(one_bodies),
-                       "requests": requests, "warmup": warmup, "chunk": 500,
-                       "cpus": client_cpus})
+    lat, = run_loadgens([{"mode": "latency", "targets": targets, "bodies": str(one_bodies),
+                          "requests": requests, "warmup": warmup, "chunk": 500,
+                          "cpus": client_cpus}])
     out: dict = {"latency_one_task": {name: {**latency_summary(lat[name]["samples_us"]),
                                              "errors": lat[name]["errors"]}
                                       for name in ("labelbridge", "floor")}}
@@ -344,7 +335,7 @@ def bench_http(servers: dict, one_bodies: Path, batch_bodies: Path, client_cpus:
                       "warmup": 20, "seconds": seconds, "start_at": start_at,
                       "tasks_per_body": BATCH, "cpus": client_cpus, "offset": 7 * c}
                      for c in range(clients)]
-            answers = loadgen_parallel(specs)
+            answers = run_loadgens(specs)
             tasks = sum(a["tasks"] for a in answers)
             elapsed = max(a["seconds"] for a in answers)
             tp.setdefault(f"{clients}_client", {})[t["name"]] = {
