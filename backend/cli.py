@@ -98,7 +98,10 @@ def serve() -> None:
 def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file or folder "
                                                 "(default: LABELBRIDGE_EXPORT)"),
           label_config: Optional[Path] = typer.Option(
-              None, help="Also convert and validate predictions for this label config now")) -> None:
+              None, help="Also convert and validate predictions for this label config now"),
+          workers: Optional[int] = typer.Option(
+              None, min=0, help="Processes that read the export (default: one per CPU for "
+              "an export of 32 MiB or more; 0: read it in this process)")) -> None:
     """Build the prediction index from a Labelbox export (streaming, bounded memory)."""
     from backend.indexer import index_export
     from backend.predictor import Predictor
@@ -112,7 +115,7 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
     try:
         with counting_progress(f"indexing {settings.export}") as progress:
             result = index_export(settings.export, settings.predictions_db, selection(settings),
-                                  progress)
+                                  progress, workers)
     except ExportError as exc:
         fail(str(exc))
         return

@@ -1,18 +1,40 @@
-"""Builds the prediction index from a Labelbox export, streaming (bounded memory)."""
+"""Builds the prediction index from a Labelbox export, streaming (bounded memory).
+
+Parsing rows is most of the work and holds the GIL, so a large export is cut into chunks of
+whole lines (a gzip file is one chunk) that worker processes (``backend.index_worker``), one
+per CPU, read in parallel; this process only writes the rows they send back, as they come.
+A row's key is its place in the export (file number, byte offset), so the index holds the
+rows in export order whichever worker read them and whenever. A small export is read here.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
-from collections import Counter
+import os
+import pickle
+import selectors
+import struct
+import subprocess
+import sys
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
 
+import orjson
+
+from backend import store
 from backend.labelbox import export
-from backend.store import IndexRow, build_index
+from backend.store import IndexRow, IndexTail, build_index
 
 log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 4 << 20
+PARALLEL_MIN_BYTES = 32 << 20  # below this, starting workers costs more than it saves
+_FILE_SHIFT = 40  # row pk = file number << 40 | byte offset of its line
 
 
 @dataclass(frozen=True)
@@ -23,9 +45,25 @@ class IndexResult:
     model_version: str
 
 
+class Chunk(NamedTuple):
+    """Whole lines ``[start, end)`` of one export file; ``end`` None: to the end (gzip)."""
+    file_no: int
+    path: str
+    start: int
+    end: int | None
+
+
+class Tally(NamedTuple):
+    """What the rows read so far add up to, besides the rows."""
+    origins: Counter
+    skipped: int
+    names: set[str]
+
+
 def export_fingerprint(path: Path, selection: export.Selection) -> str:
-    """Changes when the export files or the selection change (size + mtime, not content)."""
-    h = hashlib.sha1(repr(selection).encode())
+    """Changes when the export files, the selection or the index format change (size + mtime,
+    not content)."""
+    h = hashlib.sha1(f"{store.FORMAT}:{selection!r}".encode())
     for f in export.export_files(path):
         st = f.stat()
         h.update(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -43,45 +81,247 @@ def _model_version(origins: Counter, selection: export.Selection, fingerprint: s
     return f"labelbox-export-{fingerprint[:12]}"
 
 
-def index_export(export_path: Path, index_path: Path, selection: export.Selection,
-                 progress: Callable[[int], None] | None = None) -> IndexResult:
-    """Stream ``export_path`` into a fresh index at ``index_path``."""
-    fingerprint = export_fingerprint(export_path, selection)
-    origins: Counter[str] = Counter()
-    names = export.FeatureNames()
-    skipped = 0
+# ----- chunks -------------------------------------------------------------------------------
 
-    def rows() -> Iterator[IndexRow]:
-        nonlocal skipped
-        dumps = export.orjson.dumps
-        for name, n, line in export.iter_lines(export_path):
-            picked = export.compact_row(export.parse_line(line, name, n), selection)
+def plan_chunks(files: list[Path], chunk_bytes: int = CHUNK_BYTES) -> list[Chunk]:
+    """Cut plain files at the first line start after every ``chunk_bytes``; gzip stays whole."""
+    chunks: list[Chunk] = []
+    for no, f in enumerate(files):
+        if export.is_gzip(f):
+            chunks.append(Chunk(no, str(f), 0, None))
+            continue
+        size = f.stat().st_size
+        start = 0
+        with open(f, "rb") as fh:
+            while start < size:
+                fh.seek(min(start + chunk_bytes, size))
+                fh.readline()
+                end = min(fh.tell(), size)
+                chunks.append(Chunk(no, str(f), start, end))
+                start = end
+    return chunks
+
+
+def _chunk_lines(chunk: Chunk) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) of every non-blank line of ``chunk``."""
+    with export.open_export(Path(chunk.path)) as fh:
+        fh.seek(chunk.start)
+        offset = chunk.start
+        for line in fh:
+            if chunk.end is not None and offset >= chunk.end:
+                break
+            if not line.isspace():  # same test as line.strip(), without copying the line
+                yield offset, line
+            offset += len(line)
+
+
+def _line_number(path: str, offset: int) -> int:
+    """The number of the line starting at ``offset`` (only for error messages: reads again)."""
+    with export.open_export(Path(path)) as fh:
+        return fh.read(offset).count(b"\n") + 1
+
+
+# ----- rows ---------------------------------------------------------------------------------
+
+class RowReader:
+    """Export lines -> index rows, tallying origins, skipped rows and feature names."""
+
+    def __init__(self, selection: export.Selection) -> None:
+        self.selection = selection
+        self.origins: Counter[str] = Counter()
+        self.skipped = 0
+        self.names = export.FeatureNames()
+
+    def tally(self) -> Tally:
+        return Tally(self.origins, self.skipped, self.names.names)
+
+    def rows(self, chunk: Chunk) -> Iterator[IndexRow]:
+        dumps = orjson.dumps
+        base = chunk.file_no << _FILE_SHIFT
+        for offset, line in _chunk_lines(chunk):
+            try:
+                row = export.parse_line(line)
+            except export.ExportError:  # parse again, naming file and line, to raise
+                row = export.parse_line(line, Path(chunk.path).name,
+                                        _line_number(chunk.path, offset))
+            picked = export.compact_row(row, self.selection)
             if picked is None:
-                skipped += 1
+                self.skipped += 1
                 continue
             origin, compact = picked
             if origin:
-                origins[origin] += 1
+                self.origins[origin] += 1
             dr = compact["data_row"]
             # serialize the annotations once: for the payload (the same bytes as
             # dumps(compact)) and to read the feature names from
             annotations = dumps(compact["annotations"])
             payload = b'{"data_row":%b,"media":%b,"annotations":%b}' % (
                 dumps(dr), dumps(compact["media"]), annotations)
-            names.add(annotations, compact["annotations"])
-            yield IndexRow(dr.get("id"), dr.get("global_key"), dr.get("external_id"),
-                           dr.get("row_data"), origin, payload)
+            self.names.add(annotations, compact["annotations"])
+            yield IndexRow(base | offset, dr.get("id"), dr.get("global_key"),
+                           dr.get("external_id"), dr.get("row_data"), origin, payload)
+
+
+def reader_count(chunks: list[Chunk], wanted: int | None) -> int:
+    """How many worker processes read the chunks; 1: none, this process reads them."""
+    if wanted is None:
+        size = sum(Path(p).stat().st_size for p in {c.path for c in chunks})
+        wanted = len(os.sched_getaffinity(0)) if size >= PARALLEL_MIN_BYTES else 1
+    return max(1, min(wanted, len(chunks)))
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile. Rows hold no cycles, but the many fresh dicts
+    of each parsed row trigger collections that scan every live object: ~10% of a build."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# ----- worker processes ---------------------------------------------------------------------
+# A worker reads the pickled selection and then pickled chunks on stdin, and answers each
+# chunk with framed messages on stdout: ("rows", [IndexRow, ...]) as many as it takes, then
+# ("done", Tally), or ("error", ExportError). Processes of our own rather than multiprocessing,
+# which would import the caller's main module (the whole CLI) again in every worker.
+
+_LENGTH = struct.Struct("<Q")
+MESSAGE_BYTES = 1 << 20  # rows per message: about this many payload bytes
+CHUNKS_PER_WORKER = 2  # the next chunk waits in the pipe while the worker reads one
+
+
+def send_message(stream: BinaryIO, message: tuple) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _read_exact(raw: BinaryIO, size: int) -> bytearray:
+    buf = bytearray(size)
+    view, got = memoryview(buf), 0
+    while got < size:
+        n = raw.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            raise EOFError
+        got += n
+    return buf
+
+
+class _ReaderPool:
+    """Worker processes reading chunks; each is given the next chunk as it finishes one, and
+    their messages are taken from whichever is ready (unbuffered pipes, so that ``select``
+    sees every byte not yet read)."""
+
+    def __init__(self, count: int, selection: export.Selection, chunks: list[Chunk]) -> None:
+        self.todo = deque(chunks)
+        self.busy: dict[subprocess.Popen, int] = {}
+        for _ in range(count):
+            proc = subprocess.Popen([sys.executable, "-m", "backend.index_worker"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+            self.busy[proc] = 0
+            self._send(proc, selection)
+            for _ in range(CHUNKS_PER_WORKER):
+                self._give(proc)
+
+    @staticmethod
+    def _send(proc: subprocess.Popen, obj: object) -> None:
+        data = memoryview(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        while data:  # a raw pipe may take part of it
+            data = data[proc.stdin.write(data):]  # type: ignore[union-attr]
+
+    def _give(self, proc: subprocess.Popen) -> None:
+        if self.todo:
+            self._send(proc, self.todo.popleft())
+            self.busy[proc] += 1
+
+    def messages(self) -> Iterator[tuple[str, Any]]:
+        """("rows", [...]) and ("done", Tally) messages until every chunk is read."""
+        with selectors.DefaultSelector() as ready:
+            for proc in self.busy:
+                ready.register(proc.stdout, selectors.EVENT_READ, proc)  # type: ignore[arg-type]
+            while any(self.busy.values()):
+                for key, _ in ready.select():
+                    proc = key.data
+                    try:
+                        size = _LENGTH.unpack(_read_exact(proc.stdout, _LENGTH.size))[0]
+                        kind, body = pickle.loads(_read_exact(proc.stdout, size))
+                    except EOFError:
+                        raise RuntimeError(f"index worker {proc.pid} exited with {proc.wait()} "
+                                           "(its error is in the log above)") from None
+                    if kind == "error":
+                        raise body
+                    if kind == "done":
+                        self.busy[proc] -= 1
+                        self._give(proc)
+                    yield kind, body
+
+    def close(self, abort: bool) -> None:
+        """Let the workers exit (they do when stdin closes), or kill them on ``abort``."""
+        for proc in self.busy:
+            if abort:
+                proc.kill()
+            proc.stdin.close()  # type: ignore[union-attr]
+        for proc in self.busy:
+            proc.wait()
+            proc.stdout.close()  # type: ignore[union-attr]
+
+
+def index_export(export_path: Path, index_path: Path, selection: export.Selection,
+                 progress: Callable[[int], None] | None = None, workers: int | None = None,
+                 chunk_bytes: int = CHUNK_BYTES) -> IndexResult:
+    """Stream ``export_path`` into a fresh index at ``index_path``.
+
+    ``workers``: processes that read the export (None: one per CPU for a large export;
+    0 or 1: none, this process reads it).
+    """
+    fingerprint = export_fingerprint(export_path, selection)
+    chunks = plan_chunks(export.export_files(export_path), chunk_bytes)
+    here = RowReader(selection)  # when this process reads the chunks itself
+    origins: Counter[str] = Counter()
+    names: set[str] = set()
+    skipped = 0
+
+    tallies: list[Tally] = []
+
+    def rows() -> Iterator[IndexRow]:
+        readers = reader_count(chunks, workers)
+        if readers < 2:
+            for chunk in chunks:
+                yield from here.rows(chunk)
+            tallies.append(here.tally())
+            return
+        pool = _ReaderPool(readers, selection, chunks)
+        done = False
+        try:
+            for kind, body in pool.messages():
+                if kind == "rows":
+                    yield from body
+                else:
+                    tallies.append(body)
+            done = True
+        finally:
+            pool.close(abort=not done)
 
     meta = {"export": str(export_path), "fingerprint": fingerprint, "source": selection.source,
             "model_run_id": selection.model_run_id or "", "project_id": selection.project_id or ""}
     model_version = ""
 
-    def finish() -> tuple[dict[str, str], list[str]]:
-        nonlocal model_version
+    def finish() -> IndexTail:
+        nonlocal model_version, skipped
+        for tally in tallies:
+            origins.update(tally.origins)
+            names.update(tally.names)
+            skipped += tally.skipped
         model_version = _model_version(origins, selection, fingerprint)
-        return {**meta, "model_version": model_version}, sorted(names.names)
+        return IndexTail({**meta, "model_version": model_version}, sorted(names))
 
-    count = build_index(index_path, rows(), finish, progress=progress)
+    with gc_paused():
+        count = build_index(index_path, rows(), finish, progress=progress)
     if skipped:
         log.info("%d export rows carry no %s and were not indexed", skipped, selection.source)
     return IndexResult(count, skipped, dict(origins), model_version)

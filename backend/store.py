@@ -1,8 +1,9 @@
 """Prediction index (SQLite): data row keys -> the row's chosen label, and prepared predictions.
 
-Two tables do the work:
+Three tables do the work:
 * ``rows``: one per data row, findable by data row id, global key, external id or row_data
-  URL, holding an opaque compact payload (what conversion needs, nothing more);
+  URL; ``payloads``: its opaque compact payload (what conversion needs, nothing more), apart
+  so that building the key indexes does not read every payload;
 * ``prepared``: the Label Studio prediction of a row for one conversion context (label config,
   mapping, model version), stored as ready-to-send JSON bytes so ``/predict`` is a lookup.
 
@@ -24,9 +25,9 @@ import orjson
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
   pk INTEGER PRIMARY KEY,
-  data_row_id TEXT, global_key TEXT, external_id TEXT, row_data TEXT,
-  origin TEXT, payload BLOB NOT NULL
+  data_row_id TEXT, global_key TEXT, external_id TEXT, row_data TEXT, origin TEXT
 );
+CREATE TABLE IF NOT EXISTS payloads (pk INTEGER PRIMARY KEY, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS prepared (
   context TEXT NOT NULL, pk INTEGER NOT NULL, prediction BLOB NOT NULL,
   PRIMARY KEY (context, pk)
@@ -44,16 +45,20 @@ CREATE INDEX IF NOT EXISTS rows_global_key ON rows(global_key);
 CREATE INDEX IF NOT EXISTS rows_external_id ON rows(external_id);
 CREATE INDEX IF NOT EXISTS rows_row_data ON rows(row_data);
 """
+FORMAT = "2"  # of the files build_index writes: part of the export fingerprint, so an index
+# written by an older version is rebuilt instead of misread
 KEY_COLUMNS = {"data_row_id": "data_row_id", "global_key": "global_key",
                "external_id": "external_id", "url": "row_data"}
 BATCH = 1000  # rows per insert
 _SQL_VARS = 900
 MMAP_SIZE = 1 << 40  # capped by SQLite's compile-time maximum
-INSERT_ROW = ("INSERT INTO rows(data_row_id, global_key, external_id, row_data, origin, payload) "
+INSERT_ROW = ("INSERT INTO rows(pk, data_row_id, global_key, external_id, row_data, origin) "
               "VALUES (?,?,?,?,?,?)")
+INSERT_PAYLOAD = "INSERT INTO payloads(pk, payload) VALUES (?,?)"
 
 
-class IndexRow(NamedTuple):  # a tuple in column order: inserted as is
+class IndexRow(NamedTuple):  # the columns of rows, then the payload
+    pk: int  # orders the rows: the first of several with one key is the one found
     data_row_id: str | None
     global_key: str | None
     external_id: str | None
@@ -79,13 +84,17 @@ def _chunks(seq: Sequence, n: int = _SQL_VARS) -> Iterator[Sequence]:
         yield seq[i:i + n]
 
 
-def build_index(path: Path, rows: Iterable[IndexRow],
-                finish: Callable[[], tuple[dict[str, str], Iterable[str]]],
+class IndexTail(NamedTuple):
+    """What is only known once every row was read."""
+    meta: dict[str, str]
+    feature_names: Iterable[str]
+
+
+def build_index(path: Path, rows: Iterable[IndexRow], finish: Callable[[], IndexTail],
                 progress: Callable[[int], None] | None = None) -> int:
     """Write a fresh index from ``rows`` (streamed) and atomically replace ``path``.
 
-    ``finish`` is called once every row was written and returns (meta, feature names): what is
-    only known at the end of the stream.
+    ``finish`` is called once every row was written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".build-{os.getpid()}")
@@ -94,15 +103,15 @@ def build_index(path: Path, rows: Iterable[IndexRow],
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
         conn.execute("PRAGMA page_size=65536")  # payloads are KBs: fewer overflow pages
-        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA journal_mode=OFF")  # a failed build is thrown away, not recovered
         conn.execute("PRAGMA synchronous=OFF")
         conn.executescript(SCHEMA)
         conn.execute("BEGIN")
         count = _insert_rows(conn, rows, progress)
-        meta, names = finish()
+        tail = finish()
         conn.executemany("INSERT OR IGNORE INTO feature_names(name) VALUES (?)",
-                         [(n,) for n in names])
-        meta = {**meta, "rows": str(count), "built_at": str(time.time())}
+                         [(n,) for n in tail.feature_names])
+        meta = {**tail.meta, "rows": str(count), "built_at": str(time.time())}
         conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", meta.items())
         conn.execute("COMMIT")
         conn.executescript(INDEXES)
@@ -124,19 +133,22 @@ def _insert_rows(conn: sqlite3.Connection, rows: Iterable[IndexRow],
     for the GIL on every row, which measured slower)."""
     count = 0
     batch: list[IndexRow] = []
+
+    def flush() -> None:
+        nonlocal count
+        conn.executemany(INSERT_ROW, [r[:6] for r in batch])
+        conn.executemany(INSERT_PAYLOAD, [(r[0], r[6]) for r in batch])
+        count += len(batch)
+        batch.clear()
+        if progress:
+            progress(count)
+
     for r in rows:
         batch.append(r)
         if len(batch) >= BATCH:
-            conn.executemany(INSERT_ROW, batch)
-            count += len(batch)
-            batch.clear()
-            if progress:
-                progress(count)
+            flush()
     if batch:
-        conn.executemany(INSERT_ROW, batch)
-        count += len(batch)
-        if progress:
-            progress(count)
+        flush()
     return count
 
 
@@ -221,7 +233,8 @@ class PredictionStore:
             for chunk in _chunks(list(pks)):
                 marks = ",".join("?" * len(chunk))
                 for pk, origin, payload in db.execute(
-                        f"SELECT pk, origin, payload FROM rows WHERE pk IN ({marks})", chunk):
+                        f"SELECT pk, origin, payload FROM rows JOIN payloads USING (pk) "
+                        f"WHERE pk IN ({marks})", chunk):
                     out[pk] = (origin, payload)
         return out
 

@@ -51,7 +51,13 @@ def export_files(path: Path) -> list[Path]:
 _BUFFER = 1 << 20  # export lines are often longer than the default 8 KiB buffer
 
 
-def _open(path: Path) -> io.BufferedReader:
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def open_export(path: Path) -> io.BufferedReader:
+    """An export file for reading bytes, decompressed if it is gzip."""
     raw = open(path, "rb", buffering=_BUFFER)
     if raw.read(2) == b"\x1f\x8b":
         raw.seek(0)
@@ -64,7 +70,7 @@ def _open(path: Path) -> io.BufferedReader:
 def iter_lines(path: Path) -> Iterator[tuple[str, int, bytes]]:
     """(file name, line number, line) for every non-blank line, streaming."""
     for file in export_files(path):
-        with _open(file) as fh:
+        with open_export(file) as fh:
             for n, line in enumerate(fh, 1):
                 if not line.isspace():  # same test as line.strip(), without copying the line
                     yield file.name, n, line

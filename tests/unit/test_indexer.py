@@ -1,5 +1,7 @@
 """Index build: the feature names it collects and what a bad export leaves behind."""
 
+import gzip
+import os
 import random
 import sqlite3
 
@@ -7,9 +9,12 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from backend.indexer import index_export
-from backend.labelbox.export import ExportError, FeatureNames, Selection, feature_names
+from backend.cli import app
+from backend.indexer import index_export, plan_chunks, reader_count
+from backend.labelbox.export import (ExportError, FeatureNames, Selection, export_files,
+                                     feature_names)
 from bench import synthetic
 
 NAMES = st.sampled_from(["Car", "car", "Car ", "a\"b", "back\\slash", "Ünïcode", "ca", "", "r"])
@@ -60,3 +65,86 @@ def test_a_bad_line_names_file_and_line_and_leaves_no_index(tmp_path):
     with pytest.raises(ExportError, match=r"export.ndjson:301: not valid JSON"):
         index_export(export, tmp_path / "ix.sqlite3", Selection())
     assert list(tmp_path.iterdir()) == [export]  # no index, no half-built file left
+
+
+def _rows_table(path):
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute("SELECT * FROM rows JOIN payloads USING (pk) ORDER BY pk").fetchall()
+        names = db.execute("SELECT name FROM feature_names ORDER BY name").fetchall()
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key != 'built_at'"))
+    finally:
+        db.close()
+    return rows, names, meta
+
+
+def _mixed_export(folder):
+    """A folder of two plain files and a gzip, with rows that carry no predictions."""
+    rnd = random.Random(3)
+    lines = []
+    for i in range(240):
+        row = synthetic.make_row(i, 2, rnd)
+        if i % 17 == 0:
+            row.pop("experiments")  # skipped: no predictions
+        lines.append(orjson.dumps(row) + b"\n")
+    folder.mkdir()
+    (folder / "a.ndjson").write_bytes(b"".join(lines[:100]))
+    with gzip.open(folder / "b.ndjson.gz", "wb") as fh:
+        fh.write(b"".join(lines[100:140]))
+    (folder / "c.ndjson").write_bytes(b"".join(lines[140:]) + b"\n\n")
+    return folder
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_readers_in_parallel_build_the_index_one_process_builds(tmp_path, workers):
+    export = _mixed_export(tmp_path / "export")
+    one = index_export(export, tmp_path / "one.sqlite3", Selection(), workers=1)
+    many = index_export(export, tmp_path / "many.sqlite3", Selection(), workers=workers,
+                        chunk_bytes=20_000)
+    assert reader_count(plan_chunks(export_files(export), 20_000), workers) == workers
+    assert (many.rows, many.skipped_rows, many.origins) == (one.rows, one.skipped_rows,
+                                                            one.origins)
+    assert one.rows == 240 - len(range(0, 240, 17))
+    assert _rows_table(tmp_path / "many.sqlite3") == _rows_table(tmp_path / "one.sqlite3")
+    leftovers = {p.name for p in tmp_path.iterdir()} - {"export", "one.sqlite3", "many.sqlite3"}
+    assert not leftovers  # no shard and no build file left behind
+
+
+def test_a_bad_line_read_by_a_worker_names_file_and_line_and_leaves_nothing(tmp_path):
+    export = tmp_path / "export.ndjson"
+    good = orjson.dumps(synthetic.make_row(0, 1, random.Random(1)))
+    export.write_bytes(b"\n".join([good] * 300 + [b'{"data_row": 1}'] + [good] * 5) + b"\n")
+    with pytest.raises(ExportError, match=r"export.ndjson:301: not an export-v2 row"):
+        index_export(export, tmp_path / "ix.sqlite3", Selection(), workers=2,
+                     chunk_bytes=len(good) * 40)
+    assert list(tmp_path.iterdir()) == [export]
+
+
+def test_chunks_are_whole_lines_that_cover_each_file(tmp_path):
+    export = _mixed_export(tmp_path / "export")
+    chunks = plan_chunks(export_files(export), 5_000)
+    for f in export_files(export):
+        mine = [c for c in chunks if c.path == str(f)]
+        if f.name.endswith(".gz"):
+            assert [(c.start, c.end) for c in mine] == [(0, None)]
+            continue
+        data = f.read_bytes()
+        assert mine[0].start == 0 and mine[-1].end == len(data) and len(mine) > 1
+        for a, b in zip(mine, mine[1:]):
+            assert a.end == b.start and data[a.end - 1:a.end] == b"\n"
+
+
+def test_cli_index_with_workers(tmp_path, monkeypatch):
+    export = _mixed_export(tmp_path / "export")
+    for name in list(os.environ):
+        if name.startswith(("LABELBRIDGE_", "LABELBOX_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LABELBRIDGE_DATA_DIR", str(tmp_path / "var"))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["index", "--export", str(export), "--workers", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert "indexed 225 data rows (15 without predictions)" in ok.output
+    (export / "c.ndjson").write_bytes(b'{"data_row": {"id": "x"}}\n{"data_row": []}\n')
+    bad = runner.invoke(app, ["index", "--export", str(export), "--workers", "2"])
+    assert bad.exit_code != 0
+    assert "c.ndjson:2: not an export-v2 row (no 'data_row' object)" in bad.output
