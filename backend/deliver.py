@@ -22,7 +22,7 @@ import orjson
 from backend.groundtruth import ConversionFailed, GroundTruth, GroundTruthConverter
 from backend.labelbox.client import (ImportOutcome, LabelRef, LineStatus, PermanentError,
                                      TransientError)
-from backend.outbox import Batch, Outbox, WorkItem
+from backend.outbox import Batch, Delivery, Outbox, WorkItem
 
 log = logging.getLogger(__name__)
 CLOCK_SLACK = 5.0   # seconds of clock difference tolerated when matching labels to imports
@@ -178,32 +178,51 @@ class Deliverer:
         except PermanentError as exc:
             self.outbox.mark_failed([i.id for i in sending], str(exc))
             return
-        for item in sending:
-            self._settle(item, batch, converted[item.id], outcome)
+        self._settle(sending, batch, converted, outcome)
 
-    def _settle(self, item: WorkItem, batch: Batch, gt: GroundTruth,
+    def _settle(self, sending: list[WorkItem], batch: Batch, converted: dict[int, GroundTruth],
                 outcome: ImportOutcome) -> None:
-        uuids = [line["uuid"] for line in gt.lines]
+        """Record what the import delivered. Annotations delivered for the first time are
+        recorded together, in one transaction; one delivered before first has its earlier
+        label removed (a Labelbox call), then is recorded on its own."""
+        first: list[Delivery] = []
+        again: list[tuple[WorkItem, Delivery, dict]] = []
+        for item in sending:
+            gt = converted[item.id]
+            uuids = [line["uuid"] for line in gt.lines]
+            if self._refused(item, uuids, outcome):
+                continue
+            done = Delivery(item.id, item.annotation_id, gt.data_row, uuids, gt.regions)
+            earlier = (None if self.sink.replaces_by_uuid
+                       else self.outbox.delivered_info(item.annotation_id))
+            if earlier is None:
+                first.append(done)
+            else:
+                again.append((item, done, earlier))
+        if first:
+            self.outbox.record_deliveries(batch.id, outcome.name, first)
+        for item, done, earlier in again:
+            try:
+                self._remove_earlier_labels(item, done.data_row, earlier)
+            except TransientError as exc:
+                self._retry([item], f"imported, but removing the earlier label failed: {exc}")
+                continue
+            except PermanentError as exc:
+                log.warning("annotation %s: earlier label not removed: %s",
+                            item.annotation_id, exc)
+            self.outbox.record_deliveries(batch.id, outcome.name, [done])
+
+    def _refused(self, item: WorkItem, uuids: list[str], outcome: ImportOutcome) -> bool:
+        """Dead-letters the item (True) unless Labelbox accepted every line of it."""
         statuses = [outcome.statuses.get(u) for u in uuids]
         missing = [u for u, s in zip(uuids, statuses) if s is None]
         failed = [s for s in statuses if s is not None and not s.ok]
-        if failed or missing:
-            reasons = [f"{s.uuid}: {'; '.join(s.errors) or 'FAILURE'}" for s in failed]
-            reasons += [f"{u}: no status from Labelbox" for u in missing]
-            self.outbox.mark_failed([item.id], "Labelbox refused lines: " + " | ".join(reasons))
-            return
-        earlier = self.outbox.delivered_info(item.annotation_id)
-        try:
-            if earlier is not None and not self.sink.replaces_by_uuid:
-                self._remove_earlier_labels(item, gt.data_row, earlier)
-        except TransientError as exc:
-            self._retry([item], f"imported, but removing the earlier label failed: {exc}")
-            return
-        except PermanentError as exc:
-            log.warning("annotation %s: earlier label not removed: %s", item.annotation_id, exc)
-        self.outbox.record_delivered(item.annotation_id, gt.data_row, outcome.name, uuids)
-        self.outbox.record_region_ids(item.annotation_id, gt.regions)
-        self.outbox.mark_delivered([item.id], batch.id)
+        if not (failed or missing):
+            return False
+        reasons = [f"{s.uuid}: {'; '.join(s.errors) or 'FAILURE'}" for s in failed]
+        reasons += [f"{u}: no status from Labelbox" for u in missing]
+        self.outbox.mark_failed([item.id], "Labelbox refused lines: " + " | ".join(reasons))
+        return True
 
     # ----- removing labels ----------------------------------------------------------------
     def _owned_by(self, annotation_id: int, keep_newest: bool = False

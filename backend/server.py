@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import hmac
 import logging
 import time
@@ -63,6 +64,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         rt.start()
+        # Everything alive now (modules, SDKs, the runtime) lives as long as the server. A full
+        # collection scanning it all stalls every request for ~0.1-0.3 s on this machine; frozen,
+        # collections only scan what requests create.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

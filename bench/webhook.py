@@ -359,7 +359,14 @@ async def _load(spec: dict, raws: list[bytes]) -> dict:
                 "mean_ms": round(sum(values) / len(values), 3) if values else None}
 
     Path(spec["acked_path"]).write_text(json.dumps([spec["start"] + i for i in acked]))
+    windows: dict[int, float] = {}  # when the slow acks happened: max latency per 100 ms
+    for i in done:
+        w = int(((t_due[i] if open_loop else t_send[i]) - started) * 10)
+        windows[w] = max(windows.get(w, 0.0), (t_done[i] - (t_due[i] if open_loop
+                                                            else t_send[i])) * 1000)
     return {
+        "slowest_windows": [{"at_s": w / 10, "max_ms": round(v, 1)} for w, v in
+                            sorted(windows.items(), key=lambda kv: -kv[1])[:8]],
         "mode": spec["mode"], "senders": senders, "sent": n, "answered": len(done),
         "acked": len(acked), "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "errors": dict(errors), "seconds": round(wall, 3),

@@ -11,7 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.ids import LABELBRIDGE_NAMESPACE
+from backend.mapping import Overrides
 from backend.outbox import Outbox
+from backend.runtime import make_deliverer
 from backend.server import create_app
 from backend.settings import Settings
 from tests.helpers import capture, wait_for
@@ -151,3 +153,35 @@ def test_other_actions_get_200_and_are_ignored(service):
         r = client.post("/webhook", json=capture(name), headers=HEADERS)
         assert r.status_code == 200 and r.json()["status"] == "ignored"
     assert outbox_status(settings)["events_total"] == 0
+
+
+@pytest.mark.parametrize("annotations", [3, 40])
+def test_a_batch_costs_the_same_few_outbox_writes_however_many_annotations(tmp_path,
+                                                                            annotations):
+    """The delivery worker's writes take the lock the webhook's commits need: a batch of
+    annotations is claimed, named and settled in a fixed number of write transactions.
+    (A batch holds one annotation per task, hence a task per annotation here.)"""
+    settings = Settings(LABELBRIDGE_DATA_DIR=tmp_path / "var", LABELBRIDGE_WEBHOOK_TOKEN=TOKEN,
+                        LABELBRIDGE_DELIVERY_WORKER="off")
+    with TestClient(create_app(settings)) as client:
+        for i in range(annotations):
+            body = with_global_key(CREATED, f"img-{i}.jpg")
+            body["annotation"]["id"] = 5000 + i
+            body["annotation"]["task"] = body["task"]["id"] = 7000 + i
+            assert client.post("/webhook", json=body, headers=HEADERS).json()["accepted"] == 1
+    outbox = Outbox(settings.outbox_db)
+    writes: list[str] = []
+    outbox._wconn.set_trace_callback(
+        lambda sql: writes.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None)
+    deliverer = make_deliverer(settings, outbox, None, Overrides())
+    try:
+        deliverer.drain()
+        assert outbox.status()["counts"]["delivered"] == annotations
+    finally:
+        outbox.close()
+    lines = sink_lines(settings)  # per annotation: two boxes and the weather choice (the
+    assert len(lines) == 3 * annotations  # relation is a declared loss for ground truth)
+    assert {line["dataRow"]["globalKey"] for line in lines} == {
+        f"img-{i}.jpg" for i in range(annotations)}
+    # recovery check, claim, import name, everything the import delivered, the claim that
+    assert len(writes) == 5  # finds nothing left
