@@ -6,36 +6,40 @@ from __future__ import annotations
 import pickle
 import sys
 from collections import Counter
+from pathlib import Path
 
-from backend.indexer import MESSAGE_BYTES, RowReader, gc_paused, send_message
+from backend.indexer import MESSAGE_ROWS, RowReader, gc_paused, send_message
 from backend.labelbox.export import ExportError
-from backend.store import IndexRow
+from backend.store import PayloadPart
 
 
 def main() -> int:
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    reader = RowReader(pickle.load(requests))
+    selection, part_path = pickle.load(requests)
+    reader = RowReader(selection)
+    part = PayloadPart(Path(part_path))
     with gc_paused():
         while True:
             try:
                 chunk = pickle.load(requests)
             except EOFError:  # the indexer has no more chunks
+                part.close()
                 return 0
             reader.origins, reader.skipped = Counter(), 0
-            batch: list[IndexRow] = []
-            size = 0
+            keys, payloads = [], []
             try:
                 for row in reader.rows(chunk):
-                    batch.append(row)
-                    size += len(row.payload)
-                    if size >= MESSAGE_BYTES:
-                        send_message(answers, ("rows", batch))
-                        batch, size = [], 0
+                    keys.append(row[:6])
+                    payloads.append((row[0], row[6]))
+                    if len(keys) >= MESSAGE_ROWS:
+                        part.add(payloads)
+                        send_message(answers, ("rows", keys))
+                        keys, payloads = [], []
             except ExportError as exc:
                 send_message(answers, ("error", exc))
                 return 1
-            if batch:
-                send_message(answers, ("rows", batch))
+            part.add(payloads)
+            send_message(answers, ("rows", keys))
             send_message(answers, ("done", reader.tally()))
 
 

@@ -9,6 +9,9 @@ Three tables do the work:
 
 The index is built by streaming the export into a temporary file that replaces the old one
 atomically, so memory stays bounded whatever the export size and readers never see half a build.
+Payloads read by worker processes stay in the "part" files those workers wrote beside the index
+(named in its meta, attached on open): copying them in would cost the single writer as much as
+the workers' whole parse.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import orjson
 
+PAYLOADS = "CREATE TABLE IF NOT EXISTS payloads (pk INTEGER PRIMARY KEY, payload BLOB NOT NULL)"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
   pk INTEGER PRIMARY KEY,
   data_row_id TEXT, global_key TEXT, external_id TEXT, row_data TEXT, origin TEXT
 );
-CREATE TABLE IF NOT EXISTS payloads (pk INTEGER PRIMARY KEY, payload BLOB NOT NULL);
+%s;
 CREATE TABLE IF NOT EXISTS prepared (
   context TEXT NOT NULL, pk INTEGER NOT NULL, prediction BLOB NOT NULL,
   PRIMARY KEY (context, pk)
@@ -38,14 +42,14 @@ CREATE TABLE IF NOT EXISTS contexts (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS feature_names (name TEXT PRIMARY KEY) WITHOUT ROWID;
-"""
+""" % PAYLOADS
 INDEXES = """
 CREATE INDEX IF NOT EXISTS rows_data_row_id ON rows(data_row_id);
 CREATE INDEX IF NOT EXISTS rows_global_key ON rows(global_key);
 CREATE INDEX IF NOT EXISTS rows_external_id ON rows(external_id);
 CREATE INDEX IF NOT EXISTS rows_row_data ON rows(row_data);
 """
-FORMAT = "2"  # of the files build_index writes: part of the export fingerprint, so an index
+FORMAT = "3"  # of the files build_index writes: part of the export fingerprint, so an index
 # written by an older version is rebuilt instead of misread
 KEY_COLUMNS = {"data_row_id": "data_row_id", "global_key": "global_key",
                "external_id": "external_id", "url": "row_data"}
@@ -57,7 +61,7 @@ INSERT_ROW = ("INSERT INTO rows(pk, data_row_id, global_key, external_id, row_da
 INSERT_PAYLOAD = "INSERT INTO payloads(pk, payload) VALUES (?,?)"
 
 
-class IndexRow(NamedTuple):  # the columns of rows, then the payload
+class IndexRow(NamedTuple):  # the columns of rows, then the payload (absent: in a part)
     pk: int  # orders the rows: the first of several with one key is the one found
     data_row_id: str | None
     global_key: str | None
@@ -88,6 +92,35 @@ class IndexTail(NamedTuple):
     """What is only known once every row was read."""
     meta: dict[str, str]
     feature_names: Iterable[str]
+    parts: Sequence[Path] = ()  # payload files written beside the index (``PayloadPart``)
+
+
+def part_path(index: Path, build: str, n: int) -> Path:
+    return index.with_name(f"{index.name}.part-{build}-{n}")
+
+
+def _stale_parts(index: Path, keep: Iterable[str]) -> list[Path]:
+    return [p for p in index.parent.glob(f"{index.name}.part-*") if p.name not in set(keep)]
+
+
+class PayloadPart:
+    """A payload file of one index build, written by one worker process."""
+
+    def __init__(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA page_size=65536")
+        self.conn.execute("PRAGMA journal_mode=OFF")  # a failed build is thrown away
+        self.conn.execute("PRAGMA synchronous=OFF")
+        self.conn.execute(PAYLOADS)
+        self.conn.execute("BEGIN")
+
+    def add(self, payloads: Sequence[tuple[int, bytes]]) -> None:
+        self.conn.executemany(INSERT_PAYLOAD, payloads)
+
+    def close(self) -> None:
+        self.conn.execute("COMMIT")
+        self.conn.close()
 
 
 def build_index(path: Path, rows: Iterable[IndexRow], finish: Callable[[], IndexTail],
@@ -111,7 +144,8 @@ def build_index(path: Path, rows: Iterable[IndexRow], finish: Callable[[], Index
         tail = finish()
         conn.executemany("INSERT OR IGNORE INTO feature_names(name) VALUES (?)",
                          [(n,) for n in tail.feature_names])
-        meta = {**tail.meta, "rows": str(count), "built_at": str(time.time())}
+        meta = {**tail.meta, "rows": str(count), "built_at": str(time.time()),
+                "parts": orjson.dumps([p.name for p in tail.parts]).decode()}
         conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", meta.items())
         conn.execute("COMMIT")
         conn.executescript(INDEXES)
@@ -124,6 +158,8 @@ def build_index(path: Path, rows: Iterable[IndexRow], finish: Callable[[], Index
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     os.replace(tmp, path)
+    for stale in _stale_parts(path, [p.name for p in tail.parts]):  # of older builds
+        stale.unlink(missing_ok=True)
     return count
 
 
@@ -137,7 +173,7 @@ def _insert_rows(conn: sqlite3.Connection, rows: Iterable[IndexRow],
     def flush() -> None:
         nonlocal count
         conn.executemany(INSERT_ROW, [r[:6] for r in batch])
-        conn.executemany(INSERT_PAYLOAD, [(r[0], r[6]) for r in batch])
+        conn.executemany(INSERT_PAYLOAD, [(r[0], r[6]) for r in batch if len(r) > 6])
         count += len(batch)
         batch.clear()
         if progress:
@@ -161,6 +197,20 @@ class PredictionStore:
         self._conn: sqlite3.Connection | None = None
         self._inode: int | None = None
         self._checked = 0.0
+        self._parts: list[str] = ["main"]  # schemas holding payloads
+
+    def _attach_parts(self, conn: sqlite3.Connection) -> list[str]:
+        got = conn.execute("SELECT value FROM meta WHERE key = 'parts'").fetchone()
+        schemas = ["main"]
+        for n, name in enumerate(orjson.loads(got[0]) if got else []):
+            part = self.path.with_name(name)
+            if not part.exists():
+                raise IndexMissing(f"prediction index {self.path}: its payload file {part} is "
+                                   "missing; run `labelbridge index --export PATH` again")
+            conn.execute(f"ATTACH ? AS part{n}", (f"file:{part}?mode=ro",))
+            conn.execute(f"PRAGMA part{n}.mmap_size={MMAP_SIZE}")
+            schemas.append(f"part{n}")
+        return schemas
 
     # -- connection management
     def _db(self) -> sqlite3.Connection:
@@ -179,6 +229,7 @@ class PredictionStore:
                     self._conn.close()
                 self._conn = _connect(self.path)
                 self._conn.executescript(SCHEMA)
+                self._parts = self._attach_parts(self._conn)
                 self._inode = inode
             return self._conn
 
@@ -232,10 +283,12 @@ class PredictionStore:
             db = self._db()
             for chunk in _chunks(list(pks)):
                 marks = ",".join("?" * len(chunk))
-                for pk, origin, payload in db.execute(
-                        f"SELECT pk, origin, payload FROM rows JOIN payloads USING (pk) "
-                        f"WHERE pk IN ({marks})", chunk):
-                    out[pk] = (origin, payload)
+                origins = dict(db.execute(f"SELECT pk, origin FROM rows WHERE pk IN ({marks})",
+                                          chunk).fetchall())
+                for schema in self._parts:
+                    for pk, payload in db.execute(f"SELECT pk, payload FROM {schema}.payloads "
+                                                  f"WHERE pk IN ({marks})", chunk):
+                        out[pk] = (origins[pk], payload)
         return out
 
     def iter_pks(self, batch: int = 1000) -> Iterator[list[int]]:

@@ -365,7 +365,7 @@ def feature_names(compact: dict) -> set[str]:
 
 class FeatureNames:
     """Collects ``feature_names`` of many rows cheaply, from their annotations as serialized by
-    ``orjson.dumps``.
+    ``orjson.dumps`` (alone or within JSON with no other "name" key).
 
     Without a backslash in that JSON no quote is escaped, so every ``"name":"`` is a "name" key
     whose string value ends at the next quote: exactly the names the walk collects. The pattern

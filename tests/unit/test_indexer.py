@@ -15,6 +15,7 @@ from backend.cli import app
 from backend.indexer import index_export, plan_chunks, reader_count
 from backend.labelbox.export import (ExportError, FeatureNames, Selection, export_files,
                                      feature_names)
+from backend.store import PredictionStore
 from bench import synthetic
 
 NAMES = st.sampled_from(["Car", "car", "Car ", "a\"b", "back\\slash", "Ünïcode", "ca", "", "r"])
@@ -67,15 +68,21 @@ def test_a_bad_line_names_file_and_line_and_leaves_no_index(tmp_path):
     assert list(tmp_path.iterdir()) == [export]  # no index, no half-built file left
 
 
-def _rows_table(path):
-    db = sqlite3.connect(path)
+def _index_content(path):
+    """Every row (keys, origin, payload) as the store reads it, the feature names, the meta."""
+    store = PredictionStore(path)
     try:
-        rows = db.execute("SELECT * FROM rows JOIN payloads USING (pk) ORDER BY pk").fetchall()
+        pks = [pk for batch in store.iter_pks() for pk in batch]
+        payloads = store.rows(pks)
+        db = sqlite3.connect(path)
+        keys = db.execute("SELECT * FROM rows ORDER BY pk").fetchall()
         names = db.execute("SELECT name FROM feature_names ORDER BY name").fetchall()
-        meta = dict(db.execute("SELECT key, value FROM meta WHERE key != 'built_at'"))
-    finally:
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key NOT IN "
+                               "('built_at', 'parts')"))
         db.close()
-    return rows, names, meta
+    finally:
+        store.close()
+    return [(*k, payloads[k[0]][1]) for k in keys], names, meta
 
 
 def _mixed_export(folder):
@@ -105,9 +112,34 @@ def test_readers_in_parallel_build_the_index_one_process_builds(tmp_path, worker
     assert (many.rows, many.skipped_rows, many.origins) == (one.rows, one.skipped_rows,
                                                             one.origins)
     assert one.rows == 240 - len(range(0, 240, 17))
-    assert _rows_table(tmp_path / "many.sqlite3") == _rows_table(tmp_path / "one.sqlite3")
-    leftovers = {p.name for p in tmp_path.iterdir()} - {"export", "one.sqlite3", "many.sqlite3"}
-    assert not leftovers  # no shard and no build file left behind
+    assert _index_content(tmp_path / "many.sqlite3") == _index_content(tmp_path / "one.sqlite3")
+    parts = set(orjson.loads(_meta(tmp_path / "many.sqlite3")["parts"]))
+    assert len(parts) == workers and _meta(tmp_path / "one.sqlite3")["parts"] == "[]"
+    files = {p.name for p in tmp_path.iterdir()}
+    assert files == {"export", "one.sqlite3", "many.sqlite3"} | parts  # no build file left
+
+
+def _meta(path):
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT key, value FROM meta"))
+    finally:
+        db.close()
+
+
+def test_a_rebuild_removes_the_parts_of_the_build_before(tmp_path):
+    export = _mixed_export(tmp_path / "export")
+    index = tmp_path / "ix.sqlite3"
+    index_export(export, index, Selection(), workers=2, chunk_bytes=20_000)
+    first = set(orjson.loads(_meta(index)["parts"]))
+    index_export(export, index, Selection(), workers=3, chunk_bytes=20_000)
+    second = set(orjson.loads(_meta(index)["parts"]))
+    assert len(second) == 3 and not first & second
+    assert {p.name for p in tmp_path.iterdir()} == {"export", "ix.sqlite3"} | second
+    content = _index_content(index)
+    index_export(export, index, Selection(), workers=1)
+    assert {p.name for p in tmp_path.iterdir()} == {"export", "ix.sqlite3"}
+    assert _index_content(index) == content
 
 
 def test_a_bad_line_read_by_a_worker_names_file_and_line_and_leaves_nothing(tmp_path):
