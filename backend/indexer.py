@@ -295,9 +295,8 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
     origins: Counter[str] = Counter()
     names: set[str] = set()
     skipped = 0
-
     tallies: list[Tally] = []
-    build = f"{os.getpid()}-{time.time_ns():x}"
+    build = f"{time.time_ns():x}"
     parts: list[Path] = []
 
     def rows() -> Iterator[IndexRow]:
@@ -307,7 +306,7 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
                 yield from here.rows(chunk)
             tallies.append(here.tally())
             return
-        parts.extend(store.part_path(index_path, build, n) for n in range(readers))
+        parts.extend(store.part_path(index_path, os.getpid(), build, n) for n in range(readers))
         pool = _ReaderPool(selection, chunks, parts)
         done = False
         try:
@@ -333,8 +332,13 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
         model_version = _model_version(origins, selection, fingerprint)
         return IndexTail({**meta, "model_version": model_version}, sorted(names), parts)
 
-    with gc_paused():
-        count = build_index(index_path, rows(), finish, progress=progress)
+    try:
+        with gc_paused():
+            count = build_index(index_path, rows(), finish, progress=progress)
+    except BaseException:
+        for part in parts:  # a failed build leaves nothing behind
+            part.unlink(missing_ok=True)
+        raise
     if skipped:
         log.info("%d export rows carry no %s and were not indexed", skipped, selection.source)
     return IndexResult(count, skipped, dict(origins), model_version)

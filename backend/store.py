@@ -95,12 +95,42 @@ class IndexTail(NamedTuple):
     parts: Sequence[Path] = ()  # payload files written beside the index (``PayloadPart``)
 
 
-def part_path(index: Path, build: str, n: int) -> Path:
-    return index.with_name(f"{index.name}.part-{build}-{n}")
+def part_path(index: Path, pid: int, build: str, n: int) -> Path:
+    return index.with_name(f"{index.name}.part-{pid}-{build}-{n}")
 
 
-def _stale_parts(index: Path, keep: Iterable[str]) -> list[Path]:
-    return [p for p in index.parent.glob(f"{index.name}.part-*") if p.name not in set(keep)]
+def _listed_parts(index: Path) -> list[str]:
+    try:
+        conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+        try:
+            got = conn.execute("SELECT value FROM meta WHERE key = 'parts'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+    return orjson.loads(got[0]) if got else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _stale_parts(index: Path, keep: Sequence[str], replaced: Sequence[str]) -> list[Path]:
+    """Parts of the index this build replaced, and of builds whose process is gone (not of a
+    build still running beside this one)."""
+    stale = []
+    for p in index.parent.glob(f"{index.name}.part-*"):
+        pid = p.name.rsplit(".part-", 1)[1].split("-", 1)[0]
+        if p.name not in keep and (p.name in replaced or not pid.isdigit()
+                                   or not _alive(int(pid))):
+            stale.append(p)
+    return stale
 
 
 class PayloadPart:
@@ -155,10 +185,11 @@ def build_index(path: Path, rows: Iterable[IndexRow], finish: Callable[[], Index
         tmp.unlink(missing_ok=True)
         raise
     conn.close()
+    replaced = _listed_parts(path)
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     os.replace(tmp, path)
-    for stale in _stale_parts(path, [p.name for p in tail.parts]):  # of older builds
+    for stale in _stale_parts(path, [p.name for p in tail.parts], replaced):
         stale.unlink(missing_ok=True)
     return count
 

@@ -4,6 +4,7 @@ import gzip
 import os
 import random
 import sqlite3
+import subprocess
 
 import orjson
 import pytest
@@ -180,3 +181,16 @@ def test_cli_index_with_workers(tmp_path, monkeypatch):
     bad = runner.invoke(app, ["index", "--export", str(export), "--workers", "2"])
     assert bad.exit_code != 0
     assert "c.ndjson:2: not an export-v2 row (no 'data_row' object)" in bad.output
+
+
+def test_a_build_removes_parts_of_dead_builds_but_not_of_a_running_one(tmp_path):
+    export = _mixed_export(tmp_path / "export")
+    index = tmp_path / "ix.sqlite3"
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has any more
+    crashed = tmp_path / f"ix.sqlite3.part-{gone.pid}-abc-0"
+    running = tmp_path / f"ix.sqlite3.part-{os.getpid()}-def-0"  # a build beside this one
+    crashed.write_bytes(b"left by a build that was killed")
+    running.write_bytes(b"being written")
+    index_export(export, index, Selection(), workers=1)
+    assert not crashed.exists() and running.exists()

@@ -1002,3 +1002,45 @@ def test_spellings_of_the_creation_time_are_one_incarnation(tmp_path):
     assert again.duplicates == 1
     assert ob.task_annotations(1) == [8]
     ob.close()
+
+
+def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another connection (another process's writer, say) holding the write lock a while."""
+    held = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(5)
+    return t
+
+
+def test_a_writer_waits_for_the_lock_another_connection_holds(tmp_path):
+    box = Outbox(tmp_path / "outbox.sqlite3", busy_timeout_s=5)
+    try:
+        holder = _hold_write_lock(box.path, 0.3)
+        assert box.append([up(1, 1)]).accepted == 1  # written once the lock is free
+        holder.join()
+        assert box.status()["counts"]["pending"] == 1
+    finally:
+        box.close()
+
+
+def test_a_writer_gives_up_at_the_busy_timeout_and_leaves_no_transaction_open(tmp_path):
+    box = Outbox(tmp_path / "outbox.sqlite3", busy_timeout_s=0.2)
+    try:
+        holder = _hold_write_lock(box.path, 1.0)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            box.append([up(1, 1)])
+        holder.join()
+        assert box.append([up(2, 1)]).accepted == 1  # the connection is usable again
+        assert box.status()["counts"]["pending"] == 1
+    finally:
+        box.close()
