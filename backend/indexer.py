@@ -45,6 +45,7 @@ class IndexResult:
     skipped_rows: int
     origins: dict[str, int]
     model_version: str
+    readers: int  # processes that read the export (``reader_count``)
 
 
 class Chunk(NamedTuple):
@@ -291,17 +292,17 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
     """
     fingerprint = export_fingerprint(export_path, selection)
     chunks = plan_chunks(export.export_files(export_path), chunk_bytes)
-    here = RowReader(selection)  # when this process reads the chunks itself
     origins: Counter[str] = Counter()
     names: set[str] = set()
     skipped = 0
     tallies: list[Tally] = []
     build = f"{time.time_ns():x}"
     parts: list[Path] = []
+    readers = reader_count(chunks, workers)
 
     def rows() -> Iterator[IndexRow]:
-        readers = reader_count(chunks, workers)
-        if readers < 2:
+        if readers < 2:  # this process reads the chunks itself
+            here = RowReader(selection)
             for chunk in chunks:
                 yield from here.rows(chunk)
             tallies.append(here.tally())
@@ -341,4 +342,4 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
         raise
     if skipped:
         log.info("%d export rows carry no %s and were not indexed", skipped, selection.source)
-    return IndexResult(count, skipped, dict(origins), model_version)
+    return IndexResult(count, skipped, dict(origins), model_version, readers)

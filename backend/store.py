@@ -99,16 +99,21 @@ def part_path(index: Path, pid: int, build: str, n: int) -> Path:
     return index.with_name(f"{index.name}.part-{pid}-{build}-{n}")
 
 
+def _meta_parts(conn: sqlite3.Connection) -> list[str]:
+    """The part file names an index's meta lists."""
+    got = conn.execute("SELECT value FROM meta WHERE key = 'parts'").fetchone()
+    return orjson.loads(got[0]) if got else []
+
+
 def _listed_parts(index: Path) -> list[str]:
     try:
         conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
         try:
-            got = conn.execute("SELECT value FROM meta WHERE key = 'parts'").fetchone()
+            return _meta_parts(conn)
         finally:
             conn.close()
     except sqlite3.Error:
         return []
-    return orjson.loads(got[0]) if got else []
 
 
 def _alive(pid: int) -> bool:
@@ -133,15 +138,23 @@ def _stale_parts(index: Path, keep: Sequence[str], replaced: Sequence[str]) -> l
     return stale
 
 
+def _open_for_build(path: Path) -> sqlite3.Connection:
+    """A fresh file written in one go: no journal, no fsync (a failed build is thrown away,
+    not recovered); 64 KiB pages, as payloads are KBs (fewer overflow pages)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA page_size=65536")
+    conn.execute("PRAGMA journal_mode=OFF")
+    conn.execute("PRAGMA synchronous=OFF")
+    return conn
+
+
 class PayloadPart:
     """A payload file of one index build, written by one worker process."""
 
     def __init__(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute("PRAGMA page_size=65536")
-        self.conn.execute("PRAGMA journal_mode=OFF")  # a failed build is thrown away
-        self.conn.execute("PRAGMA synchronous=OFF")
+        self.conn = _open_for_build(path)
         self.conn.execute(PAYLOADS)
         self.conn.execute("BEGIN")
 
@@ -161,13 +174,8 @@ def build_index(path: Path, rows: Iterable[IndexRow], finish: Callable[[], Index
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".build-{os.getpid()}")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp, isolation_level=None)
+    conn = _open_for_build(tmp)
     try:
-        conn.execute("PRAGMA page_size=65536")  # payloads are KBs: fewer overflow pages
-        conn.execute("PRAGMA journal_mode=OFF")  # a failed build is thrown away, not recovered
-        conn.execute("PRAGMA synchronous=OFF")
         conn.executescript(SCHEMA)
         conn.execute("BEGIN")
         count = _insert_rows(conn, rows, progress)
@@ -231,9 +239,8 @@ class PredictionStore:
         self._parts: list[str] = ["main"]  # schemas holding payloads
 
     def _attach_parts(self, conn: sqlite3.Connection) -> list[str]:
-        got = conn.execute("SELECT value FROM meta WHERE key = 'parts'").fetchone()
         schemas = ["main"]
-        for n, name in enumerate(orjson.loads(got[0]) if got else []):
+        for n, name in enumerate(_meta_parts(conn)):
             part = self.path.with_name(name)
             if not part.exists():
                 raise IndexMissing(f"prediction index {self.path}: its payload file {part} is "

@@ -169,15 +169,14 @@ def bench_index(export: Path, small: Path, data_dir: Path, runs: int) -> dict:
 
 
 def child_index(export: str, index: str, workers: str | None = None) -> dict:
-    from backend.indexer import index_export, plan_chunks, reader_count
-    from backend.labelbox.export import Selection, export_files
+    from backend.indexer import index_export
+    from backend.labelbox.export import Selection
 
-    wanted = int(workers) if workers else None
     started = time.perf_counter()
-    result = index_export(Path(export), Path(index), Selection(), workers=wanted)
+    result = index_export(Path(export), Path(index), Selection(),
+                          workers=int(workers) if workers else None)
     return {"seconds": time.perf_counter() - started, "rows": result.rows,
-            "model_version": result.model_version,
-            "readers": reader_count(plan_chunks(export_files(Path(export))), wanted)}
+            "model_version": result.model_version, "readers": result.readers}
 
 
 def child_idle() -> dict:

@@ -51,15 +51,18 @@ def export_files(path: Path) -> list[Path]:
 _BUFFER = 1 << 20  # export lines are often longer than the default 8 KiB buffer
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
+        return fh.read(2) == _GZIP_MAGIC
 
 
 def open_export(path: Path) -> io.BufferedReader:
     """An export file for reading bytes, decompressed if it is gzip."""
     raw = open(path, "rb", buffering=_BUFFER)
-    if raw.read(2) == b"\x1f\x8b":
+    if raw.read(2) == _GZIP_MAGIC:
         raw.seek(0)
         return io.BufferedReader(gzip.GzipFile(fileobj=raw),  # type: ignore[arg-type]
                                  buffer_size=_BUFFER)
