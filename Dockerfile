@@ -14,7 +14,7 @@ WORKDIR /src
 # not reinstall them: install the project once with an empty package, then again with the code.
 # README.md* : pyproject.toml names it as the long description; copied when present.
 COPY pyproject.toml README.md* ./
-RUN mkdir -p backend && touch backend/__init__.py \
+RUN mkdir -p backend/labelbridge && touch backend/labelbridge/__init__.py \
  && pip install . \
  && pip uninstall -y labelbridge \
  && rm -rf backend build *.egg-info

@@ -9,7 +9,7 @@
    process); peak RSS of the indexing process and its children, for the export and for one
    4x smaller.
 3. Preparation: every row converted and validated for ``tests.helpers.IMAGE_CONFIG``.
-4. ``/predict``: labelbridge (``python -m backend.cli serve``) against a no-op FastAPI app
+4. ``/predict``: labelbridge (``python -m labelbridge serve``) against a no-op FastAPI app
    (``bench/floor_app.py``), both under uvicorn, pinned to the same CPUs; the load generator is
    a separate process on the other CPU with one keep-alive connection per server, sending
    Label Studio's request shape. One-task latency (the two servers alternate in chunks, so drift
@@ -40,9 +40,8 @@ if str(ROOT) not in sys.path:
 
 import orjson  # noqa: E402
 
-from bench.common import clean_env, cpu_plan, log, percentile, pinned, verdict  # noqa: E402
-
 from bench import synthetic  # noqa: E402
+from bench.common import clean_env, cpu_plan, log, percentile, pinned, verdict  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 SCRIPT = Path(__file__).resolve()
@@ -169,8 +168,8 @@ def bench_index(export: Path, small: Path, data_dir: Path, runs: int) -> dict:
 
 
 def child_index(export: str, index: str, workers: str | None = None) -> dict:
-    from backend.indexer import index_export
-    from backend.labelbox.export import Selection
+    from labelbridge.labelbox.export import Selection
+    from labelbridge.predictions.indexer import index_export
 
     started = time.perf_counter()
     result = index_export(Path(export), Path(index), Selection(),
@@ -181,7 +180,7 @@ def child_index(export: str, index: str, workers: str | None = None) -> dict:
 
 def child_idle() -> dict:
     import importlib
-    importlib.import_module("backend.indexer")  # what the index child imports, nothing done
+    importlib.import_module("labelbridge.predictions.indexer")  # what the index child imports, nothing done
     return {}
 
 
@@ -190,9 +189,10 @@ def child_idle() -> dict:
 def child_prepare(index: str, model_version: str) -> dict:
     import logging
 
-    from backend.mapping import Overrides
-    from backend.predictor import Predictor
-    from backend.store import PredictionStore
+    from labelbridge.labelstudio.mapping import Overrides
+    from labelbridge.predictions.predictor import Predictor
+    from labelbridge.predictions.store import PredictionStore
+
     from tests.helpers import IMAGE_CONFIG
 
     logging.basicConfig(level=logging.WARNING)
@@ -252,7 +252,7 @@ def start_servers(export: Path, data_dir: Path, cpus: list[int]) -> dict:
                        LABELBRIDGE_HOST="127.0.0.1", LABELBRIDGE_PORT=str(lb_port),
                        LOG_LEVEL="WARNING")
     started = time.perf_counter()
-    lb = start_process(pinned([sys.executable, "-m", "backend.cli", "serve"], cpus), lb_env,
+    lb = start_process(pinned([sys.executable, "-m", "labelbridge", "serve"], cpus), lb_env,
                        f"http://127.0.0.1:{lb_port}/health", data_dir / "labelbridge.log",
                        timeout=300)
     lb_start = time.perf_counter() - started

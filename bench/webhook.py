@@ -6,7 +6,7 @@ and Labelbox API calls per delivered annotation.
 1. Processes: the Labelbox stand-in (``python -m tests.lbstandin``, a project whose ontology
    matches the captured label config: boxes Car/Person with the per-region checklist ``attr``,
    the global radio ``weather``, the relationship ``drives``; one data row per event, addressed
-   by global key), labelbridge (``python -m backend.cli serve``, Labelbox sink pointed at the
+   by global key), labelbridge (``python -m labelbridge serve``, Labelbox sink pointed at the
    stand-in, default batch size) and the floor: a minimal FastAPI app served by uvicorn with the
    same settings, whose ``/webhook`` parses the JSON body and answers 200, storing nothing.
    Both servers are pinned to the same CPUs; the load generator (a separate process) and the
@@ -146,7 +146,7 @@ def region_ids(i: int) -> dict[str, str]:
 
 def event_uuids(i: int) -> set[str]:
     """The NDJSON uuids event ``i`` must produce (the relation is not a ground-truth line)."""
-    from backend.ids import ndjson_uuid
+    from labelbridge.model.ids import ndjson_uuid
 
     return {ndjson_uuid(r) for r in region_ids(i).values()}
 
@@ -458,7 +458,7 @@ class Services:
                                 "--api-key", API_KEY, "--setup", str(setup), "--verbose"],
                                self.client_cpus),
                         clean_env(), self.standin_url + "/_standin/health", self.standin_log),
-            "labelbridge": (pinned([py, "-m", "backend.cli", "serve"], self.server_cpus),
+            "labelbridge": (pinned([py, "-m", "labelbridge", "serve"], self.server_cpus),
                             self.lb_env, self.lb_url + "/health", self.work / "labelbridge.log"),
             "floor": (pinned([py, str(SCRIPT), "--child", "floor", str(self.floor_port)],
                              self.server_cpus),
@@ -508,7 +508,7 @@ class Services:
         return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
 
     def cli_status(self) -> dict:
-        out = subprocess.run([sys.executable, "-m", "backend.cli", "outbox", "status", "--json"],
+        out = subprocess.run([sys.executable, "-m", "labelbridge", "outbox", "status", "--json"],
                              env=self.lb_env, cwd=ROOT, capture_output=True, text=True,
                              timeout=120)
         return json.loads(out.stdout)

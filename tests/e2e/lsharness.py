@@ -43,8 +43,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.procs import (_URLOPEN, ProcessStartError, _spawn, _wait_healthy,  # noqa: E402
-                         free_port, port_in_use, start_process, stop_process)  # re-exported
+from tests.procs import (  # noqa: E402
+    _URLOPEN,
+    ProcessStartError,
+    _spawn,
+    _wait_healthy,
+    free_port,  # re-exported
+    port_in_use,
+    start_process,
+    stop_process,
+)
 from tests.procs import tail as _tail  # noqa: E402
 
 # --------------------------------------------------------------------------- constants

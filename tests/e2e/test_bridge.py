@@ -20,7 +20,8 @@ import orjson
 import pytest
 import yaml
 
-from backend.ids import LABELBRIDGE_NAMESPACE
+from labelbridge.model.ids import LABELBRIDGE_NAMESPACE
+
 from tests.helpers import ROOT, bbox, checklist, export_row, radio, text, wait_for
 from tests.lbstandin import Feature, LabelboxStandIn, Option, new_cuid
 from tests.procs import free_port, start_process, stop_process

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.ids import LABELBRIDGE_NAMESPACE
+from labelbridge.model.ids import LABELBRIDGE_NAMESPACE
+
 from tests.helpers import capture
 from tests.lbstandin import Feature, LabelboxStandIn, new_cuid
 from tests.procs import free_port, start_process, stop_process
@@ -78,7 +79,7 @@ class Service:
 
     def start(self, **env: str) -> Service:
         self.env.update(env)
-        self.proc = start_process([sys.executable, "-m", "backend.cli", "serve"], self.env,
+        self.proc = start_process([sys.executable, "-m", "labelbridge", "serve"], self.env,
                                   self.url + "/health", self.log)
         return self
 
@@ -96,7 +97,7 @@ class Service:
         return r
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "backend.cli", *args], env=self.env,
+        return subprocess.run([sys.executable, "-m", "labelbridge", *args], env=self.env,
                               capture_output=True, text=True, timeout=60)
 
     def status(self) -> dict:

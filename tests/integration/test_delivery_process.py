@@ -10,7 +10,8 @@ import sys
 import httpx
 import pytest
 
-from backend.settings import Settings, as_env
+from labelbridge.settings import Settings, as_env
+
 from tests.helpers import capture, wait_for
 from tests.procs import free_port, start_process, stop_process
 
@@ -33,7 +34,7 @@ def server(tmp_path):
            "LABELBRIDGE_PORT": str(port), "LABELBRIDGE_WEBHOOK_TOKEN": TOKEN,
            "LABELBRIDGE_BATCH_MAX_WAIT": "0.05"}
     url = f"http://127.0.0.1:{port}"
-    proc = start_process([sys.executable, "-m", "backend.cli", "serve"], env, url + "/health",
+    proc = start_process([sys.executable, "-m", "labelbridge", "serve"], env, url + "/health",
                          tmp_path / "server.log")
     yield proc, url, tmp_path / "var" / "outbox"
     stop_process(proc)

@@ -8,10 +8,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from backend.cli import app
-from backend.doctor import (Ontology, ontology_from_labelbox,
-                            run_checks)
-from backend.settings import env_names, load_settings
+from labelbridge.service.cli import app
+from labelbridge.settings import env_names, load_settings
+from labelbridge.tools.doctor import Ontology, ontology_from_labelbox, run_checks
+
 from tests.lbstandin import Feature, LabelboxStandIn, Option
 from tests.procs import free_port
 

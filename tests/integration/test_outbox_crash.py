@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from backend.outbox import Outbox
+from labelbridge.groundtruth.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent('''
     import asyncio, sys, time
-    from backend.outbox import IncomingEvent, Outbox
+    from labelbridge.groundtruth.outbox import IncomingEvent, Outbox
 
     path, mode, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
 

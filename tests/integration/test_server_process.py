@@ -48,7 +48,7 @@ def server(tmp_path_factory):
            "LABELBRIDGE_DATA_DIR": str(tmp / "var"), "LABELBRIDGE_PORT": str(port),
            "BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": "s3cret",
            "LABELBRIDGE_WEBHOOK_TOKEN": "hook-secret"}
-    proc = start_process([sys.executable, "-m", "backend.cli", "serve"], env,
+    proc = start_process([sys.executable, "-m", "labelbridge", "serve"], env,
                          f"http://127.0.0.1:{port}/health", tmp / "server.log",
                          headers=AUTH)
     yield f"http://127.0.0.1:{port}", tmp

@@ -10,12 +10,13 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.ids import LABELBRIDGE_NAMESPACE
-from backend.mapping import Overrides
-from backend.outbox import Outbox
-from backend.runtime import make_deliverer
-from backend.server import create_app
-from backend.settings import Settings
+from labelbridge.groundtruth.outbox import Outbox
+from labelbridge.labelstudio.mapping import Overrides
+from labelbridge.model.ids import LABELBRIDGE_NAMESPACE
+from labelbridge.service.runtime import make_deliverer
+from labelbridge.service.server import create_app
+from labelbridge.settings import Settings
+
 from tests.helpers import capture, wait_for
 
 TOKEN = "hook-secret"

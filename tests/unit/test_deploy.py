@@ -1,6 +1,6 @@
 """Deployment files and ready-made label configs, checked by parsing them (no Docker engine).
 
-- ``.env.example`` lists exactly the variables ``backend.settings`` reads, plus the ones
+- ``.env.example`` lists exactly the variables ``labelbridge.settings`` reads, plus the ones
   ``docker-compose.yml`` interpolates for Label Studio and PostgreSQL;
 - ``docker-compose.yml`` wires postgres -> label-studio -> labelbridge by service name, with
   health-gated start order, the SSRF switches off, and the settings' default port;
@@ -23,8 +23,8 @@ import pytest
 import yaml
 from label_studio_sdk.label_interface import LabelInterface
 
-from backend.mapping import Mapping, Overrides
-from backend.settings import Settings, env_names, load_settings
+from labelbridge.labelstudio.mapping import Mapping, Overrides
+from labelbridge.settings import Settings, env_names, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -136,7 +136,7 @@ def test_env_example_labelbridge_section_is_exactly_the_settings(env_example):
     extra = sorted(listed - read)
     assert not missing and not extra, (
         f".env.example labelbridge section is out of date: missing {missing} "
-        f"(read by backend.settings), not read by backend.settings {extra}")
+        f"(read by labelbridge.settings), not read by labelbridge.settings {extra}")
 
 
 def test_env_example_compose_only_names_are_not_settings(env_example):

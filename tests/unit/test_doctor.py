@@ -11,11 +11,12 @@ import labelbox as lb
 import pytest
 from typer.testing import CliRunner
 
-from backend.cli import app
-from backend.doctor import (Finding, Ontology, OntologyError, check, load_ontology,
-                            run_checks)
-from backend.mapping import Mapping, Overrides
-from backend.settings import env_names, load_settings
+from labelbridge.labelstudio.mapping import Mapping, Overrides
+from labelbridge.service.cli import app
+from labelbridge.settings import env_names, load_settings
+from labelbridge.tools.doctor import (Finding, Ontology, OntologyError, check, load_ontology,
+                                      run_checks)
+
 from tests.helpers import IMAGE_CONFIG
 from tests.procs import free_port
 
@@ -659,13 +660,13 @@ def test_cli_missing_sources_exit_1(clean_env):
 # ----- the server runs the same checks at start ----------------------------------------------
 
 def test_runtime_logs_findings_at_start_and_still_starts(clean_env, files, caplog):
-    from backend.runtime import Runtime
+    from labelbridge.service.runtime import Runtime
 
     settings = load_settings(LABELBRIDGE_LABEL_CONFIG=files["bad"],
                              LABELBRIDGE_ONTOLOGY=files["ontology"])
     rt = Runtime(settings)
     try:
-        with caplog.at_level(logging.INFO, logger="backend.runtime"):
+        with caplog.at_level(logging.INFO, logger="labelbridge.service.runtime"):
             rt.start()
         lines = [r for r in caplog.records if r.getMessage().startswith("doctor:")]
         assert lines and all(r.levelno == logging.WARNING for r in lines)
@@ -676,7 +677,7 @@ def test_runtime_logs_findings_at_start_and_still_starts(clean_env, files, caplo
 
 
 def test_runtime_checks_remote_sources_in_the_background(clean_env, files, caplog):
-    from backend.runtime import Runtime
+    from labelbridge.service.runtime import Runtime
 
     port = free_port()
     settings = load_settings(LABELBRIDGE_LABEL_CONFIG=files["good"], LABELBOX_API_KEY="k",
@@ -684,7 +685,7 @@ def test_runtime_checks_remote_sources_in_the_background(clean_env, files, caplo
                              LABELBOX_ENDPOINT=f"http://127.0.0.1:{port}/graphql")
     rt = Runtime(settings)
     try:
-        with caplog.at_level(logging.INFO, logger="backend.runtime"):
+        with caplog.at_level(logging.INFO, logger="labelbridge.service.runtime"):
             thread = rt.check_mapping(timeout=10)
             assert thread is not None
             thread.join(15)
@@ -695,7 +696,7 @@ def test_runtime_checks_remote_sources_in_the_background(clean_env, files, caplo
 
 
 def test_runtime_skips_the_checks_without_both_sources(clean_env, files):
-    from backend.runtime import Runtime
+    from labelbridge.service.runtime import Runtime
 
     rt = Runtime(load_settings(LABELBRIDGE_LABEL_CONFIG=files["good"]))
     try:
@@ -705,7 +706,7 @@ def test_runtime_skips_the_checks_without_both_sources(clean_env, files):
 
 
 def test_report_json_shape():
-    from backend.doctor import Report
+    from labelbridge.tools.doctor import Report
 
     r = Report([Finding("warning", "unsupported", "m")], {"label_config": "x"})
     assert r.ok and r.as_dict() == {"ok": True, "errors": 0, "warnings": 1,

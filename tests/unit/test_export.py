@@ -5,12 +5,12 @@ import gzip
 import orjson
 import pytest
 
-from backend.labelbox.export import (ExportError, Selection, compact_row, iter_rows, parse_line,
-                                     task_regions)
-from backend.regions import Box, KeyPoint, Polygon, Polyline, Span
-from backend.report import ConversionReport
-from tests.helpers import (DATA_ROW, DEMO_EXPORT, RUN, bbox, checklist, export_row, radio,
-                           text)
+from labelbridge.labelbox.export import (ExportError, Selection, compact_row, iter_rows, parse_line,
+                                         task_regions)
+from labelbridge.model.regions import Box, KeyPoint, Polygon, Polyline, Span
+from labelbridge.model.report import ConversionReport
+
+from tests.helpers import DATA_ROW, DEMO_EXPORT, RUN, bbox, checklist, export_row, radio, text
 
 
 def regions_of(row, sel=Selection(), report=None):

@@ -12,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from backend.cli import app
-from backend.indexer import index_export, plan_chunks, reader_count
-from backend.labelbox.export import (ExportError, FeatureNames, Selection, export_files,
-                                     feature_names)
-from backend.store import PredictionStore
+from labelbridge.labelbox.export import (ExportError, FeatureNames, Selection, export_files,
+                                         feature_names)
+from labelbridge.predictions.indexer import index_export, plan_chunks, reader_count
+from labelbridge.predictions.store import PredictionStore
+from labelbridge.service.cli import app
+
 from bench import synthetic
 
 NAMES = st.sampled_from(["Car", "car", "Car ", "a\"b", "back\\slash", "Ünïcode", "ca", "", "r"])

@@ -4,12 +4,12 @@ import uuid
 
 import pytest
 
-from backend.ids import (LABELBRIDGE_NAMESPACE, clean_region_id, is_valid_region_id, ndjson_uuid,
-                         region_id_for_feature)
-from backend.mapping import Mapping, MappingError, Overrides
-from backend.settings import Settings, SettingsError, env_names, load_settings
-from tests.helpers import IMAGE_CONFIG
+from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
+from labelbridge.model.ids import (LABELBRIDGE_NAMESPACE, clean_region_id, is_valid_region_id,
+                                   ndjson_uuid, region_id_for_feature)
+from labelbridge.settings import Settings, SettingsError, env_names, load_settings
 
+from tests.helpers import IMAGE_CONFIG
 
 # ----- ids -----------------------------------------------------------------------------------
 

@@ -6,11 +6,11 @@ import labelbox.types as lb
 import pytest
 from labelbox.data.serialization import NDJsonConverter
 
-from backend.ids import LABELBRIDGE_NAMESPACE, ndjson_uuid, relation_uuid
-from backend.labelbox.ndjson import DataRowMissing, rotated_corners, to_ndjson
-from backend.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon, Polyline,
-                             Region, Relation, Span, TaskRegions)
-from backend.report import ConversionReport
+from labelbridge.labelbox.ndjson import DataRowMissing, rotated_corners, to_ndjson
+from labelbridge.model.ids import LABELBRIDGE_NAMESPACE, ndjson_uuid, relation_uuid
+from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon,
+                                       Polyline, Region, Relation, Span, TaskRegions)
+from labelbridge.model.report import ConversionReport
 
 GK = DataRowRef(global_key="img-001.jpg")
 U = {rid: str(uuid.uuid5(LABELBRIDGE_NAMESPACE, rid)) for rid in ("r1", "r2", "g1")}

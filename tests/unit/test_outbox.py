@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant,
-                                 precondition, rule)
+from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant, precondition,
+                                 rule)
 
-from backend.outbox import (REJECTED_BODY_CAP, AppendResult, IncomingEvent, Outbox, ls_annotation_id,
-                            OutboxClosed, parse_timestamp)
+from labelbridge.groundtruth.outbox import (REJECTED_BODY_CAP, AppendResult, IncomingEvent, Outbox,
+                                            OutboxClosed, ls_annotation_id, parse_timestamp)
 
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -2,12 +2,13 @@
 
 import pytest
 
-from backend.labelbox.export import Selection, compact_row, task_regions
-from backend.labelstudio.results import ResultReader, ResultWriter
-from backend.mapping import Mapping, Overrides
-from backend.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon, Region,
-                             Relation, Span, TaskRegions)
-from backend.report import ConversionReport
+from labelbridge.labelbox.export import Selection, compact_row, task_regions
+from labelbridge.labelstudio.mapping import Mapping, Overrides
+from labelbridge.labelstudio.results import ResultReader, ResultWriter
+from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon,
+                                       Polyline, Region, Relation, Span, TaskRegions)
+from labelbridge.model.report import ConversionReport
+
 from tests.helpers import (IMAGE_CONFIG, TEXT_CONFIG, bbox, capture, checklist, export_row, radio,
                            text)
 
@@ -101,7 +102,7 @@ def test_relations_are_flat_items_between_converted_regions():
 
 def test_unmappable_features_are_reported_with_feature_and_data_row():
     tr = TaskRegions(REF, (Region("cz", "Zebra", Box(0, 0, 1, 1)),
-                           Region("cl", "lane", __import__("backend.regions").regions.Polyline(
+                           Region("cl", "lane", Polyline(
                                ((0, 0), (1, 1))))), width=640, height=480)
     result, report = write(tr)
     assert result == []

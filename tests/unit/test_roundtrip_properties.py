@@ -9,12 +9,13 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.ids import ndjson_uuid
-from backend.labelbox.export import Selection, compact_row, task_regions
-from backend.labelbox.ndjson import to_ndjson
-from backend.labelstudio.results import ResultReader, ResultWriter
-from backend.mapping import Mapping
-from backend.report import ConversionReport
+from labelbridge.labelbox.export import Selection, compact_row, task_regions
+from labelbridge.labelbox.ndjson import to_ndjson
+from labelbridge.labelstudio.mapping import Mapping
+from labelbridge.labelstudio.results import ResultReader, ResultWriter
+from labelbridge.model.ids import ndjson_uuid
+from labelbridge.model.report import ConversionReport
+
 from tests.helpers import IMAGE_CONFIG, TEXT_CONFIG, export_row
 
 MAPPING = Mapping(IMAGE_CONFIG)

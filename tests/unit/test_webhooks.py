@@ -5,7 +5,8 @@ import copy
 import orjson
 import pytest
 
-from backend.labelstudio import webhooks
+from labelbridge.labelstudio import webhooks
+
 from tests.helpers import capture
 
 CREATED = capture("basic-auth-flow/ml-auto-webhook_ANNOTATION_CREATED.json")

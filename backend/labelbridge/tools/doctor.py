@@ -2,7 +2,7 @@
 ontology, both ways? Pure logic: loading, checking, findings. The CLI prints them; the server
 logs them at start.
 
-Matching is ``backend.mapping``'s own (``object_target``, ``classification_target``,
+Matching is ``labelbridge.labelstudio.mapping``'s own (``object_target``, ``classification_target``,
 ``object_from_ls``, ``classification_from_ls``, ``relation_label``, ``relation_from_ls``):
 names compare case-insensitively, the mapping file wins, the kind (bbox, polygon, ...) and the
 place (global or per region, nested under which choice) disambiguate. A finding here means the
@@ -117,9 +117,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from backend.mapping import (TOOL_KINDS as LS_TOOL_TAGS, ClassificationTarget, Mapping,
-                             MappingError, ObjectTarget, Overrides)
-from backend.settings import Settings
+from labelbridge.labelstudio.mapping import TOOL_KINDS as LS_TOOL_TAGS
+from labelbridge.labelstudio.mapping import (ClassificationTarget, Mapping, MappingError,
+                                             ObjectTarget, Overrides)
+from labelbridge.settings import Settings
 
 Severity = Literal["error", "warning"]
 ObjectKind = Literal["bbox", "polygon", "point", "polyline", "span", "mask", "other"]
@@ -331,7 +332,8 @@ def load_ontology(path: Path | str) -> Ontology:
 
 def ontology_from_labelbox(settings: Settings) -> Ontology:
     """The project's ontology through the labelbox SDK (``project.ontology().normalized``)."""
-    from backend.labelbox.client import LabelboxGateway, TransientError
+    from labelbridge.labelbox.gateway import LabelboxGateway
+    from labelbridge.model.sink import TransientError
 
     if not (settings.labelbox_api_key and settings.labelbox_project_id):
         raise SourceError("not-configured", _NO_ONTOLOGY)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backend.labelstudio.client import WEBHOOK_ACTIONS, LabelStudioApi
-from backend.settings import Settings
+from labelbridge.labelstudio.api import WEBHOOK_ACTIONS, LabelStudioApi
+from labelbridge.settings import Settings
 
 BACKEND_TITLE = "labelbridge"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -19,20 +18,15 @@ import requests
 from google.api_core.exceptions import RetryError
 from lbox import exceptions as lbx
 
+from labelbridge.model.sink import (ImportOutcome, LabelRef, LineStatus, PermanentError,
+                                    TransientError)
+
 log = logging.getLogger(__name__)
 
 # RetryError: the SDK's own 5xx retry loop gave up (about 80-120 s); not a LabelboxError.
 TRANSIENT = (lbx.ApiLimitError, lbx.InternalServerError, lbx.TimeoutError, lbx.NetworkError,
              RetryError, requests.ConnectionError, requests.Timeout, ConnectionError,
              TimeoutError)
-
-
-class TransientError(RuntimeError):
-    """Worth retrying later."""
-
-
-class PermanentError(RuntimeError):
-    """Retrying will not help; the message is Labelbox's."""
 
 
 def classify(exc: BaseException) -> RuntimeError:
@@ -45,27 +39,6 @@ def classify(exc: BaseException) -> RuntimeError:
                                                   ("502", "503", "504", "Bad Gateway")):
         return TransientError(message)
     return PermanentError(message)
-
-
-@dataclass(frozen=True)
-class LineStatus:
-    uuid: str
-    ok: bool
-    errors: tuple[str, ...] = ()
-
-
-@dataclass
-class ImportOutcome:
-    name: str
-    statuses: dict[str, LineStatus] = field(default_factory=dict)
-    started_at: float = 0.0
-    finished_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class LabelRef:
-    id: str
-    created_at: float
 
 
 def _timestamp(value: Any) -> float:

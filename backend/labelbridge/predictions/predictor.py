@@ -17,12 +17,12 @@ from typing import Callable, Sequence
 
 import orjson
 
-from backend.labelbox.export import task_regions
-from backend.labelstudio.results import ResultWriter, prediction_score
-from backend.labelstudio.tasks import TaskKeys, object_fields, task_keys
-from backend.mapping import Mapping, Overrides
-from backend.report import ConversionReport
-from backend.store import PredictionStore
+from labelbridge.labelbox.export import task_regions
+from labelbridge.labelstudio.mapping import Mapping, Overrides
+from labelbridge.labelstudio.results import ResultWriter, prediction_score
+from labelbridge.labelstudio.tasks import TaskKeys, object_fields, task_keys
+from labelbridge.model.report import ConversionReport
+from labelbridge.predictions.store import PredictionStore
 
 log = logging.getLogger(__name__)
 NO_PREDICTION = b"[]"  # per-task element Label Studio stores nothing for (it asks again later)

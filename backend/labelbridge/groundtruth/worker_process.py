@@ -33,7 +33,7 @@ def _in_child(niceness: int) -> None:
 
 class DeliveryProcess:
     def __init__(self, env: dict[str, str], niceness: int = 10,
-                 command: tuple[str, ...] = (sys.executable, "-m", "backend.cli", "deliver")
+                 command: tuple[str, ...] = (sys.executable, "-m", "labelbridge", "deliver")
                  ) -> None:
         """``env``: the server's settings as variables (``settings.as_env``), which win over
         the inherited environment: the server may have been configured in code."""

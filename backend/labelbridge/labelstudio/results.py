@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from backend.ids import clean_region_id
-from backend.mapping import ClassificationTarget, Mapping, ObjectTarget
-from backend.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon, Region,
-                             Relation, Shape, Span, TaskRegions)
-from backend.report import ConversionReport
+from labelbridge.labelstudio.mapping import ClassificationTarget, Mapping, ObjectTarget
+from labelbridge.model.ids import clean_region_id
+from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon,
+                                       Region, Relation, Shape, Span, TaskRegions)
+from labelbridge.model.report import ConversionReport
 
 IMAGE_KINDS = {"bbox", "polygon", "point", "polyline"}
 GEOMETRY_TYPES = {"rectanglelabels": "bbox", "rectangle": "bbox", "polygonlabels": "polygon",

@@ -8,13 +8,13 @@ from typing import IO, Iterator
 
 import orjson
 
-from backend.labelbox import export
-from backend.labelbox.ndjson import DataRowMissing, to_ndjson
-from backend.labelstudio.results import ResultReader, ResultWriter, prediction_score
-from backend.labelstudio.tasks import (data_row_ref, ls_task, media_mismatch, object_fields,
-                                       task_text)
-from backend.mapping import Mapping
-from backend.report import ConversionReport
+from labelbridge.labelbox import export
+from labelbridge.labelbox.ndjson import DataRowMissing, to_ndjson
+from labelbridge.labelstudio.mapping import Mapping
+from labelbridge.labelstudio.results import ResultReader, ResultWriter, prediction_score
+from labelbridge.labelstudio.tasks import (data_row_ref, ls_task, media_mismatch, object_fields,
+                                           task_text)
+from labelbridge.model.report import ConversionReport
 
 
 class ConvertError(ValueError):

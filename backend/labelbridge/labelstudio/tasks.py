@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backend.mapping import Mapping
-from backend.regions import DataRowRef
+from labelbridge.labelstudio.mapping import Mapping
+from labelbridge.model.regions import DataRowRef
 
 GLOBAL_KEY = "global_key"
 DATA_ROW_ID = "data_row_id"

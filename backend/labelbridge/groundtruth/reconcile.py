@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from backend.labelstudio import webhooks
-from backend.labelstudio.client import LabelStudioApi, LabelStudioUnavailable
-from backend.outbox import IncomingEvent, Outbox, parse_timestamp
+from labelbridge.groundtruth.outbox import IncomingEvent, Outbox, parse_timestamp
+from labelbridge.labelstudio import webhooks
+from labelbridge.labelstudio.api import LabelStudioApi, LabelStudioUnavailable
 
 log = logging.getLogger(__name__)
 SLACK = timedelta(minutes=2)  # re-read a little before the cursor: clocks and open transactions

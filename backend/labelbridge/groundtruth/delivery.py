@@ -14,58 +14,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Callable
 
-import orjson
-
-from backend.groundtruth import ConversionFailed, GroundTruth, GroundTruthConverter
-from backend.labelbox.client import (ImportOutcome, LabelRef, LineStatus, PermanentError,
-                                     TransientError)
-from backend.outbox import Batch, Delivery, Outbox, WorkItem
+from labelbridge.groundtruth.converter import ConversionFailed, GroundTruth, GroundTruthConverter
+from labelbridge.groundtruth.outbox import Batch, Delivery, Outbox, WorkItem
+from labelbridge.model.sink import ImportOutcome, LabelRef, PermanentError, Sink, TransientError
 
 log = logging.getLogger(__name__)
 CLOCK_SLACK = 5.0   # seconds of clock difference tolerated when matching labels to imports
-
-
-class Sink(Protocol):
-    # True when importing the same uuids again replaces what was there (no cleanup needed).
-    replaces_by_uuid: bool
-
-    def import_lines(self, name: str, lines: list[dict], resume: bool = False) -> ImportOutcome:
-        ...
-
-    def remove_labels(self, data_row: dict,
-                      choose: Callable[[list[LabelRef]], Iterable[str]]) -> list[str]:
-        ...
-
-
-class FileSink:
-    """The embedded default: each batch becomes ``<name>.ndjson``; deletions are appended to
-    ``removals.ndjson``. Files are meant to be applied in order, a later uuid replacing an
-    earlier one."""
-
-    replaces_by_uuid = True
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-
-    def import_lines(self, name: str, lines: list[dict], resume: bool = False) -> ImportOutcome:
-        started = time.time()
-        target = self.directory / f"{name}.ndjson"
-        if not (resume and target.exists()):
-            tmp = target.with_suffix(".part")
-            tmp.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
-            tmp.replace(target)
-        return ImportOutcome(name, {line["uuid"]: LineStatus(line["uuid"], True)
-                                    for line in lines}, started, time.time())
-
-    def remove_labels(self, data_row: dict,
-                      choose: Callable[[list[LabelRef]], Iterable[str]]) -> list[str]:
-        with open(self.directory / "removals.ndjson", "ab") as fh:
-            fh.write(orjson.dumps({"dataRow": data_row, "at": time.time()}) + b"\n")
-        return []
 
 
 @dataclass

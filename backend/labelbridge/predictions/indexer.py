@@ -1,7 +1,7 @@
 """Builds the prediction index from a Labelbox export, streaming (bounded memory).
 
 Parsing rows is most of the work and holds the GIL, so a large export is cut into chunks of
-whole lines (a gzip file is one chunk) that worker processes (``backend.index_worker``), one
+whole lines (a gzip file is one chunk) that worker processes (``labelbridge.predictions.index_worker``), one
 per CPU, read in parallel. Each writes the payloads it reads into a part file of its own and
 sends back the keys, which this process writes into the index as they come.
 A row's key is its place in the export (file number, byte offset), so the index holds the
@@ -28,9 +28,9 @@ from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
 
 import orjson
 
-from backend import store
-from backend.labelbox import export
-from backend.store import IndexRow, IndexTail, build_index
+from labelbridge.labelbox import export
+from labelbridge.predictions import store
+from labelbridge.predictions.store import IndexRow, IndexTail, build_index
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class _ReaderPool:
         self.busy: dict[subprocess.Popen, int] = {}
         self.parts = parts
         for part in parts:
-            proc = subprocess.Popen([sys.executable, "-m", "backend.index_worker"],
+            proc = subprocess.Popen([sys.executable, "-m", "labelbridge.predictions.index_worker"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
             self.busy[proc] = 0
             self._send(proc, (selection, str(part)))

@@ -7,20 +7,22 @@ import logging
 import threading
 from typing import Any, Callable
 
-from backend.deliver import Deliverer, DeliveryPolicy, FileSink, Sink
-from backend.groundtruth import GroundTruthConverter, resolver_from_store
-from backend.indexer import export_fingerprint, index_export
-from backend.labelbox.client import LabelboxGateway
-from backend.labelstudio.client import LabelStudioApi
-from backend.labelbox.export import Selection
-from backend.labelstudio.webhooks import ParsedWebhook, label_config_hash
-from backend.mapping import Overrides
-from backend.outbox import AppendResult, IncomingEvent, Outbox
-from backend.predictor import NO_PREDICTION, Predictor
-from backend.reconcile import Reconciler
-from backend.settings import Settings, as_env
-from backend.store import PredictionStore
-from backend.worker_process import DeliveryProcess
+from labelbridge.groundtruth.converter import GroundTruthConverter, resolver_from_store
+from labelbridge.groundtruth.delivery import Deliverer, DeliveryPolicy
+from labelbridge.groundtruth.file_sink import FileSink
+from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox
+from labelbridge.groundtruth.reconcile import Reconciler
+from labelbridge.groundtruth.worker_process import DeliveryProcess
+from labelbridge.labelbox.export import Selection
+from labelbridge.labelbox.gateway import LabelboxGateway
+from labelbridge.labelstudio.api import LabelStudioApi
+from labelbridge.labelstudio.mapping import Overrides
+from labelbridge.labelstudio.webhooks import ParsedWebhook, label_config_hash
+from labelbridge.model.sink import Sink
+from labelbridge.predictions.indexer import export_fingerprint, index_export
+from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
+from labelbridge.predictions.store import PredictionStore
+from labelbridge.settings import Settings, as_env
 
 log = logging.getLogger(__name__)
 EMPTY_MODEL_VERSION = "labelbridge-no-export"
@@ -184,7 +186,7 @@ class Runtime:
     def check_mapping(self, timeout: float = DOCTOR_TIMEOUT) -> threading.Thread | None:
         """Run the ``labelbridge doctor`` checks and log every finding; never blocks or stops
         start-up. Files are checked at once; a remote source is read in a background thread."""
-        from backend import doctor
+        from labelbridge.tools import doctor
 
         if not doctor.sources_configured(self.settings):
             return None

@@ -9,15 +9,15 @@ Studio adapter uses this module to translate them.
 from __future__ import annotations
 
 import hashlib
-from xml.etree import ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
+from xml.etree import ElementTree
 
 import yaml
 from label_studio_sdk.label_interface import LabelInterface
 
-from backend.regions import ClassificationKind, ShapeKind
+from labelbridge.model.regions import ClassificationKind, ShapeKind
 
 
 class MappingError(ValueError):

@@ -21,10 +21,10 @@ from typing import Any, Iterator, Literal
 
 import orjson
 
-from backend.ids import region_id_for_feature
-from backend.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon, Polyline,
-                             Region, Relation, Shape, Span, TaskRegions)
-from backend.report import ConversionReport
+from labelbridge.model.ids import region_id_for_feature
+from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon,
+                                       Polyline, Region, Relation, Shape, Span, TaskRegions)
+from labelbridge.model.report import ConversionReport
 
 Source = Literal["predictions", "run_labels", "project_labels"]
 EXPORT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz")

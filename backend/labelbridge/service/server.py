@@ -24,10 +24,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.labelstudio import webhooks
-from backend.mapping import MappingError
-from backend.runtime import Runtime
-from backend.settings import Settings
+from labelbridge.labelstudio import webhooks
+from labelbridge.labelstudio.mapping import MappingError
+from labelbridge.service.runtime import Runtime
+from labelbridge.settings import Settings
 
 log = logging.getLogger(__name__)
 MODEL_CLASS = "LabelboxPredictions"

@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from backend.labelbox.export import ExportError, Selection
-from backend.mapping import Mapping, MappingError, Overrides
-from backend.report import ConversionReport
-from backend.settings import Settings, SettingsError, load_settings
+from labelbridge.labelbox.export import ExportError, Selection
+from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
+from labelbridge.model.report import ConversionReport
+from labelbridge.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Bridge between Labelbox and Label Studio.")
@@ -78,8 +78,8 @@ def serve() -> None:
     """Serve the ML backend and the webhook (settings from the environment)."""
     import uvicorn
 
-    from backend.runtime import ensure_index
-    from backend.server import create_app
+    from labelbridge.service.runtime import ensure_index
+    from labelbridge.service.server import create_app
 
     settings = settings_or_exit()
     setup_logging(settings.log_level)
@@ -103,10 +103,10 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
               None, min=0, help="Processes that read the export (default: one per CPU for "
               "an export of 32 MiB or more; 0: read it in this process)")) -> None:
     """Build the prediction index from a Labelbox export (streaming, bounded memory)."""
-    from backend.indexer import index_export
-    from backend.predictor import Predictor
-    from backend.runtime import selection
-    from backend.store import PredictionStore
+    from labelbridge.predictions.indexer import index_export
+    from labelbridge.predictions.predictor import Predictor
+    from labelbridge.predictions.store import PredictionStore
+    from labelbridge.service.runtime import selection
 
     settings = settings_or_exit(**({"LABELBRIDGE_EXPORT": export} if export else {}))
     setup_logging(settings.log_level)
@@ -142,7 +142,7 @@ def lb2ls(export: Path = typer.Option(..., help="Labelbox export-v2 file, folder
           project: Optional[str] = typer.Option(None, help="Labelbox project id (project_labels)"),
           ) -> None:
     """Labelbox export -> Label Studio tasks with predictions, ready to import."""
-    from backend.convert import ConvertError, lb_to_ls
+    from labelbridge.tools.convert import ConvertError, lb_to_ls
 
     if source not in ("predictions", "run_labels", "project_labels"):
         fail(f"--source: must be predictions, run_labels or project_labels, got {source!r}")
@@ -169,7 +169,7 @@ def ls2lb(tasks: Path = typer.Option(..., help="Label Studio JSON export (list o
           kind: str = typer.Option("ground_truth", help="ground_truth | mal (relationships "
                                    "only with mal)")) -> None:
     """Label Studio JSON export -> Labelbox NDJSON (one line per annotation)."""
-    from backend.convert import ConvertError, ls_to_lb
+    from labelbridge.tools.convert import ConvertError, ls_to_lb
 
     if kind not in ("ground_truth", "mal"):
         fail(f"--kind: must be ground_truth or mal, got {kind!r}")
@@ -213,7 +213,7 @@ def doctor(label_config: Optional[Path] = typer.Option(
     """
     import json
 
-    from backend.doctor import run_checks
+    from labelbridge.tools.doctor import run_checks
 
     for path, option in ((label_config, "--label-config"), (ontology, "--ontology"),
                          (mapping, "--mapping")):
@@ -252,7 +252,7 @@ app.add_typer(outbox_app, name="outbox")
 
 
 def open_outbox(settings: Settings):
-    from backend.outbox import Outbox
+    from labelbridge.groundtruth.outbox import Outbox
 
     if not settings.outbox_db.exists():
         fail(f"no outbox at {settings.outbox_db} (LABELBRIDGE_DATA_DIR={settings.data_dir})")
@@ -333,10 +333,10 @@ def deliver(once: bool = typer.Option(False, "--once", help="Deliver what is due
     import signal
     import threading
 
-    from backend.mapping import Overrides
-    from backend.outbox import Outbox
-    from backend.runtime import make_deliverer
-    from backend.store import PredictionStore
+    from labelbridge.groundtruth.outbox import Outbox
+    from labelbridge.labelstudio.mapping import Overrides
+    from labelbridge.predictions.store import PredictionStore
+    from labelbridge.service.runtime import make_deliverer
 
     settings = settings_or_exit()
     setup_logging(settings.log_level)
@@ -373,9 +373,9 @@ def reconcile(project: Optional[int] = typer.Option(None, help="Label Studio pro
               deliver_now: bool = typer.Option(False, "--deliver", help="Deliver afterwards")
               ) -> None:
     """Queue the annotation changes Label Studio has and the outbox has not seen."""
-    from backend.labelstudio.client import LabelStudioUnavailable
-    from backend.outbox import Outbox
-    from backend.runtime import make_reconciler
+    from labelbridge.groundtruth.outbox import Outbox
+    from labelbridge.labelstudio.api import LabelStudioUnavailable
+    from labelbridge.service.runtime import make_reconciler
 
     settings = settings_or_exit()
     setup_logging(settings.log_level)
@@ -410,9 +410,9 @@ def connect(ls_url: str = typer.Option(..., help="Label Studio URL, e.g. http://
     """Wire a Label Studio project to the bridge: ML backend, webhook header, mapping check."""
     from pydantic import SecretStr
 
-    from backend import doctor
-    from backend.connect import connect as wire
-    from backend.labelstudio.client import LabelStudioApi, LabelStudioUnavailable
+    from labelbridge.labelstudio.api import LabelStudioApi, LabelStudioUnavailable
+    from labelbridge.tools import doctor
+    from labelbridge.tools.connect import connect as wire
 
     settings = settings_or_exit()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host

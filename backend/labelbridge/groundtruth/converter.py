@@ -7,14 +7,14 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from backend.ids import ndjson_uuid
-from backend.labelbox.ndjson import DataRowMissing, to_ndjson
-from backend.labelstudio import webhooks
-from backend.labelstudio.results import ResultReader
-from backend.labelstudio.tasks import data_row_ref, object_fields, task_keys, task_text
-from backend.mapping import Mapping, MappingError, Overrides
-from backend.regions import DataRowRef
-from backend.report import ConversionReport
+from labelbridge.labelbox.ndjson import DataRowMissing, to_ndjson
+from labelbridge.labelstudio import webhooks
+from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
+from labelbridge.labelstudio.results import ResultReader
+from labelbridge.labelstudio.tasks import data_row_ref, object_fields, task_keys, task_text
+from labelbridge.model.ids import ndjson_uuid
+from labelbridge.model.regions import DataRowRef
+from labelbridge.model.report import ConversionReport
 
 log = logging.getLogger(__name__)
 CUID = re.compile(r"c[a-z0-9]{24}")

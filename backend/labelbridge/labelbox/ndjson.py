@@ -15,10 +15,10 @@ from typing import Literal
 import labelbox.types as lb
 from labelbox.data.serialization import NDJsonConverter
 
-from backend.ids import ndjson_uuid, relation_uuid
-from backend.regions import (Box, Classification, DataRowRef, KeyPoint, Polygon, Polyline, Region,
-                             Shape, Span, TaskRegions)
-from backend.report import ConversionReport
+from labelbridge.model.ids import ndjson_uuid, relation_uuid
+from labelbridge.model.regions import (Box, Classification, DataRowRef, KeyPoint, Polygon, Polyline,
+                                       Region, Shape, Span, TaskRegions)
+from labelbridge.model.report import ConversionReport
 
 RotatedBoxes = Literal["enclosing_box", "polygon"]
 

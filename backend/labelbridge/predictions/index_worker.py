@@ -1,5 +1,5 @@
-"""An index worker process: reads export chunks for ``backend.indexer`` (the protocol is
-described there). Run by the indexer as ``python -m backend.index_worker``, not by hand."""
+"""An index worker process: reads export chunks for ``labelbridge.predictions.indexer`` (the protocol is
+described there). Run by the indexer as ``python -m labelbridge.predictions.index_worker``, not by hand."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from backend.indexer import MESSAGE_ROWS, RowReader, gc_paused, send_message
-from backend.labelbox.export import ExportError
-from backend.store import PayloadPart
+from labelbridge.labelbox.export import ExportError
+from labelbridge.predictions.indexer import MESSAGE_ROWS, RowReader, gc_paused, send_message
+from labelbridge.predictions.store import PayloadPart
 
 
 def main() -> int:

@@ -1,0 +1,27 @@
+"""labelbridge: Labelbox model outputs as Label Studio predictions, Label Studio annotations back
+to Labelbox as ground truth, with region ids that survive the round trip.
+
+Rooms (each a subpackage; its ``__init__`` says what the others may use):
+
+``model/``         the neutral model both adapters meet in: regions and shapes, the id rules,
+                   the conversion report, the sink seam (import outcomes, failure kinds).
+                   Standard library only; knows neither product.
+``labelbox/``      the Labelbox adapter: export rows -> regions, regions -> labelbox python types
+                   -> NDJSON, the SDK gateway (imports, exports, labels).
+``labelstudio/``   the Label Studio adapter: regions <-> result JSON (driven by the label
+                   config through ``LabelInterface``), the name mapping, webhook bodies, task <->
+                   data row identity, the REST client.
+``predictions/``   the Labelbox -> Label Studio flow: the prediction index (build, store) and
+                   the predictor that answers ``/predict`` from it.
+``groundtruth/``   the Label Studio -> Labelbox flow: the durable outbox, delivery to a sink,
+                   reconciliation through the Label Studio API.
+``tools/``         what a user runs by hand: doctor, connect, bulk convert.
+``service/``       the edge: HTTP app, runtime wiring, CLI; ``mlbackend`` is the model class for
+                   the official label-studio-ml framework.
+``settings``       every environment variable, read and validated once.
+
+Imports point one way: service -> flows (predictions, groundtruth) and tools -> adapters
+(labelbox, labelstudio) -> model. The two adapters never import each other; flows never import
+each other; ``settings`` is read by flows, tools and the edge, never by adapters or the model.
+``tests/unit/test_layout.py`` enforces this.
+"""

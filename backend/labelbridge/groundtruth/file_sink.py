@@ -1,0 +1,39 @@
+"""The embedded default sink: NDJSON files instead of Labelbox (no keys needed)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import orjson
+
+from labelbridge.model.sink import ImportOutcome, LabelRef, LineStatus
+
+
+class FileSink:
+    """The embedded default: each batch becomes ``<name>.ndjson``; deletions are appended to
+    ``removals.ndjson``. Files are meant to be applied in order, a later uuid replacing an
+    earlier one."""
+
+    replaces_by_uuid = True
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def import_lines(self, name: str, lines: list[dict], resume: bool = False) -> ImportOutcome:
+        started = time.time()
+        target = self.directory / f"{name}.ndjson"
+        if not (resume and target.exists()):
+            tmp = target.with_suffix(".part")
+            tmp.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+            tmp.replace(target)
+        return ImportOutcome(name, {line["uuid"]: LineStatus(line["uuid"], True)
+                                    for line in lines}, started, time.time())
+
+    def remove_labels(self, data_row: dict,
+                      choose: Callable[[list[LabelRef]], Iterable[str]]) -> list[str]:
+        with open(self.directory / "removals.ndjson", "ab") as fh:
+            fh.write(orjson.dumps({"dataRow": data_row, "at": time.time()}) + b"\n")
+        return []
