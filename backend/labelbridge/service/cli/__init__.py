@@ -1,0 +1,23 @@
+"""The ``labelbridge`` command: one Typer app, its commands registered here by name.
+
+Exit codes (every command): 0 ok; 1 the work failed (something does not map, Label Studio or
+Labelbox refused or is unreachable); 2 bad usage or settings.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from labelbridge.service.cli import convert, labelstudio, outbox, run
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Bridge between Labelbox and Label Studio.")
+app.command()(run.serve)
+app.command()(run.index)
+app.add_typer(convert.app, name="convert")
+app.command()(labelstudio.doctor)
+app.add_typer(outbox.app, name="outbox")
+app.command()(run.deliver)
+app.command()(labelstudio.reconcile)
+app.command()(labelstudio.connect)
+app.command()(run.healthcheck)
