@@ -2,8 +2,10 @@
 
 A *context* is everything that changes a prediction's bytes: the label config, the mapping and
 the model version. For each context every row is converted once (Labelbox regions -> Label
-Studio result), validated with label-studio-sdk's ``LabelInterface`` (Label Studio itself does
-not validate predictions), and stored as JSON bytes; ``/predict`` then only looks them up.
+Studio result), validated against the label config (``PredictionCheck``: the verdicts of
+label-studio-sdk's ``LabelInterface``, from a table compiled once; Label Studio itself does not
+validate predictions), and stored as JSON bytes, with the row's losses beside it
+(``labelbridge losses``); ``/predict`` then only looks them up.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import orjson
 
 from labelbridge.labelbox.export import task_regions
 from labelbridge.labelstudio.mapping import Mapping, Overrides
-from labelbridge.labelstudio.results import ResultWriter, prediction_score
+from labelbridge.labelstudio.results import PredictionCheck, ResultWriter, prediction_score
 from labelbridge.labelstudio.tasks import TaskKeys, object_fields, task_keys
-from labelbridge.model.report import ConversionReport
+from labelbridge.model.report import ConversionReport, Loss
+from labelbridge.predictions.indexer import gc_paused
 from labelbridge.predictions.store import PredictionStore
 
 log = logging.getLogger(__name__)
@@ -33,8 +36,13 @@ class Context:
     key: str
     mapping: Mapping
     fields: list[str]
+    check: PredictionCheck
     report: ConversionReport = field(default_factory=ConversionReport)
     invalid: int = 0
+
+
+def _lines(losses: list[Loss]) -> bytes:
+    return b"".join(orjson.dumps(loss.as_dict()) + b"\n" for loss in losses)
 
 
 class Predictor:
@@ -58,7 +66,7 @@ class Predictor:
                 return ctx
         mapping = Mapping(label_config, self.overrides, self.store.feature_names())
         key = hashlib.sha1(f"{mapping.fingerprint}:{self.model_version}".encode()).hexdigest()
-        ctx = Context(key, mapping, object_fields(mapping))
+        ctx = Context(key, mapping, object_fields(mapping), PredictionCheck(mapping.interface))
         self.store.register_context(key, label_config)
         with self._lock:
             self._contexts[raw] = ctx
@@ -67,40 +75,58 @@ class Predictor:
         return ctx
 
     # -- conversion
-    def _convert(self, ctx: Context, payload: bytes) -> bytes:
-        report = ConversionReport()
+    def _convert(self, ctx: Context, pk: int, payload: bytes) -> tuple[bytes, bytes | None]:
+        """(prediction, losses as JSON lines or None) of one row."""
+        losses: list[Loss] = []
+        report = ConversionReport(sink=losses.append, announce=False)
         tr = task_regions(orjson.loads(payload), report)
         result = ResultWriter(ctx.mapping, report).write(tr)
-        result = self._validated(ctx, result, report, tr.data_row.id or tr.data_row.global_key)
+        row = tr.data_row.id or tr.data_row.global_key
+        result = self._validated(ctx, result, report.scope(data_row=row))
+        score = prediction_score(tr)
+        if score is not None and not 0.0 <= score <= 1.0:
+            report.loss("prediction", "the mean confidence is outside 0..1: no score sent",
+                        data_row=row, detail=str(score))
+            score = None
         ctx.report.merge(report)
-        if not result:
-            return NO_PREDICTION
-        return orjson.dumps({"result": result, "score": prediction_score(tr),
-                             "model_version": self.model_version})
+        prediction = NO_PREDICTION if not result else orjson.dumps(
+            {"result": result, "score": score, "model_version": self.model_version})
+        return prediction, _lines(losses) if losses else None
 
-    def _validated(self, ctx: Context, result: list[dict], report: ConversionReport,
-                   row: str | None) -> list[dict]:
-        li = ctx.mapping.interface
-        if not result or not li.validate_prediction({"result": result}, return_errors=True):
+    def _validated(self, ctx: Context, result: list[dict], report) -> list[dict]:
+        if not result or not ctx.check.check({"result": result}):
             return result
         keep, dropped = [], set()
         regions = [r for r in result if r.get("type") != "relation"]
         for i, region in enumerate(regions):
-            errors = li.validate_region(region, return_errors=True, region_index=i)
+            errors = ctx.check.region_errors(region, i, regions)
             if errors:
                 dropped.add(region.get("id"))
                 ctx.invalid += 1
                 report.loss(region.get("type", "result"), "rejected by LabelInterface "
-                            f"validation: {'; '.join(errors)}", region.get("from_name"), row)
+                            "validation", region.get("from_name"), region=region.get("id"),
+                            detail="; ".join(errors))
         for r in result:
             if r.get("type") == "relation":
                 if r.get("from_id") in dropped or r.get("to_id") in dropped:
-                    report.loss("relationship", "related region failed validation", None, row)
+                    report.loss("relationship", "related region failed validation",
+                                detail=f"{r.get('from_id')} -> {r.get('to_id')}")
                     continue
             elif r.get("id") in dropped:
                 continue
             keep.append(r)
         return keep
+
+    def _convert_rows(self, ctx: Context, rows: dict[int, tuple[str | None, bytes]],
+                      pks: list[int]) -> None:
+        prepared, losses = [], []
+        for pk in pks:
+            if pk in rows:
+                prediction, lost = self._convert(ctx, pk, rows[pk][1])
+                prepared.append((pk, prediction))
+                if lost:
+                    losses.append((pk, lost))
+        self.store.put_prepared(ctx.key, prepared, losses)
 
     def prepare(self, label_config: str, progress: Callable[[int], None] | None = None) -> Context:
         """Convert and validate every indexed row for this label config, once."""
@@ -113,15 +139,14 @@ class Predictor:
             self._preparing.add(ctx.key)
         try:
             done = 0
-            for pks in self.store.iter_pks(1000):
-                have = self.store.prepared(ctx.key, pks)
-                todo = [pk for pk in pks if pk not in have]
-                rows = self.store.rows(todo)
-                self.store.put_prepared(ctx.key, [(pk, self._convert(ctx, rows[pk][1]))
-                                                  for pk in todo])
-                done += len(pks)
-                if progress:
-                    progress(done)
+            with gc_paused():
+                for pks in self.store.iter_pks(1000):
+                    have = self.store.prepared(ctx.key, pks)
+                    todo = [pk for pk in pks if pk not in have]
+                    self._convert_rows(ctx, self.store.rows(todo), todo)
+                    done += len(pks)
+                    if progress:
+                        progress(done)
             self.store.finish_context(ctx.key, ctx.report.as_dict())
             log.info("predictions prepared for label config %s: %s", ctx.key[:12],
                      dict(ctx.report.converted))
@@ -165,8 +190,6 @@ class Predictor:
         ready = self.store.prepared(ctx.key, known) if known else {}
         missing = [pk for pk in dict.fromkeys(known) if pk not in ready]
         if missing:
-            rows = self.store.rows(missing)
-            fresh = [(pk, self._convert(ctx, rows[pk][1])) for pk in missing if pk in rows]
-            self.store.put_prepared(ctx.key, fresh)
-            ready.update(fresh)
+            self._convert_rows(ctx, self.store.rows(missing), missing)
+            ready.update(self.store.prepared(ctx.key, missing))
         return [ready.get(pk, NO_PREDICTION) if pk is not None else NO_PREDICTION for pk in pks]

@@ -23,6 +23,7 @@ from labelbridge.predictions.indexer import export_fingerprint, index_export
 from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
 from labelbridge.predictions.store import PredictionStore
 from labelbridge.settings import Settings, as_env
+from labelbridge.tools.features import ProjectFeatures
 
 log = logging.getLogger(__name__)
 EMPTY_MODEL_VERSION = "labelbridge-no-export"
@@ -72,7 +73,8 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
     converter = GroundTruthConverter(
         outbox.get_label_config, overrides, resolver_from_store(store),
         (lambda: store.feature_names()) if store is not None else (lambda: set()),
-        include_relations=settings.labelbox_import_kind == "mal")
+        include_relations=settings.labelbox_import_kind == "mal",
+        features=ProjectFeatures(settings))
     policy = DeliveryPolicy(settings.batch_size, settings.batch_max_wait, settings.max_attempts,
                             settings.retry_base, settings.retry_max)
     return Deliverer(outbox, make_sink(settings), converter, policy, wake)

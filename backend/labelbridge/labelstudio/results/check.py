@@ -127,9 +127,15 @@ class PredictionCheck:
             return False  # the SDK validates a split-format companion with its partner's class
         return rule(value)
 
+    def region_errors(self, region: dict, index: int, result: list) -> list[str]:
+        """What ``LabelInterface.validate_region`` says of one region ([] when valid)."""
+        if self._plain(region, result):
+            return []
+        return self.interface.validate_region(region, return_errors=True, region_index=index,
+                                              context={"result": result, "region": region})
+
     def check(self, prediction: Any) -> list[str]:
         errors: list[str] = []
-        li = self.interface
         try:
             if "result" not in prediction:
                 errors.append("Missing required field 'result'")
@@ -154,20 +160,15 @@ class PredictionCheck:
                     errors.append(f"Region must be a dictionary. Got {type(region)}: {region}")
                     continue
                 if region.get("type") != "relation":
-                    if self._plain(region, result):
-                        regions.append(region)
-                        continue
-                    region_errors = li.validate_region(
-                        region, return_errors=True, region_index=i,
-                        context={"result": result, "region": region})
+                    region_errors = self.region_errors(region, i, result)
                     errors.extend(region_errors)
                     if not region_errors:
                         regions.append(region)
                 else:
                     relations.append((i, region))
             for i, relation in relations:
-                relation_error = li.validate_relation(relation, regions, return_errors=True,
-                                                      relation_index=i)
+                relation_error = self.interface.validate_relation(
+                    relation, regions, return_errors=True, relation_index=i)
                 if relation_error:
                     errors.append(relation_error)
         except Exception as e:  # noqa: BLE001 -- the SDK's own loop does the same, verbatim
