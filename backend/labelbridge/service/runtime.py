@@ -225,5 +225,7 @@ class Runtime:
         if self.store is not None:
             out["prepared"] = [{k: v for k, v in c.items() if k != "report"} | {
                 "converted": (c["report"] or {}).get("converted"),
-                "skipped": (c["report"] or {}).get("skipped")} for c in self.store.contexts()]
+                "skipped": (c["report"] or {}).get("skipped"),
+                "losses": f"labelbridge losses --context {c['context'][:12]}"}
+                for c in self.store.contexts()]
         return out

@@ -37,7 +37,12 @@ def lb2ls(export: Path = typer.Option(..., help="Labelbox export-v2 file, folder
           model_run: Optional[str] = typer.Option(None, help="Model run id (when several)"),
           project: Optional[str] = typer.Option(None, help="Labelbox project id (project_labels)"),
           ) -> None:
-    """Labelbox export -> Label Studio tasks with predictions, ready to import."""
+    """Labelbox export -> Label Studio tasks with predictions, ready to import.
+
+    Exit codes: 0 converted (what could not be is summarised, and listed by --report); 1 an
+    input could not be read as a whole or the output not written (nothing is written); 2 bad
+    usage (options, missing files, unusable label config or mapping).
+    """
     from labelbridge.tools.convert import ConvertError, lb_to_ls
 
     if source not in ("predictions", "run_labels", "project_labels"):
@@ -75,7 +80,12 @@ def ls2lb(tasks: Path = typer.Option(..., help="Label Studio JSON export (list o
           report: Optional[Path] = typer.Option(None, help=REPORT_HELP),
           kind: str = typer.Option("ground_truth", help="ground_truth | mal (relationships "
                                    "only with mal)")) -> None:
-    """Label Studio JSON export -> Labelbox NDJSON (one line per annotation)."""
+    """Label Studio JSON export -> Labelbox NDJSON (one line per annotation).
+
+    Exit codes: 0 converted (what could not be is summarised, and listed by --report); 1 an
+    input could not be read as a whole or the output not written (nothing is written); 2 bad
+    usage (options, missing files, unusable label config or mapping).
+    """
     from labelbridge.tools.convert import ConvertError, ls_to_lb
     from labelbridge.tools.features import FeatureSourceError, ontology_features
 
