@@ -23,13 +23,19 @@ Rule = Callable[[dict], bool]
 
 
 def _finite(v: Any, le: float) -> bool:
-    return type(v) in (int, float) and math.isfinite(v) and v <= le
+    t = type(v)
+    return (t is float or t is int) and v - v == 0 and v <= le  # v - v: nan for nan and inf
 
 
 def _labels_in(allowed: frozenset[str]) -> Callable[[Any], bool]:
     def ok(v: Any) -> bool:  # the SDK accepts any labels when the control declares none
-        return type(v) is list and all(type(x) is str for x in v) and (
-            not allowed or not v or all(x in allowed for x in v))
+        if type(v) is not list:
+            return False
+        if len(v) == 1:
+            x = v[0]
+            return type(x) is str and (not allowed or x in allowed)
+        return all(type(x) is str for x in v) and (not allowed or not v
+                                                    or all(x in allowed for x in v))
     return ok
 
 
