@@ -10,7 +10,9 @@ from labelbridge.labelbox.export import (ExportError, Selection, compact_row, it
 from labelbridge.model.regions import Box, KeyPoint, Polygon, Polyline, Span
 from labelbridge.model.report import ConversionReport
 
-from tests.helpers import DATA_ROW, DEMO_EXPORT, RUN, bbox, checklist, export_row, radio, text
+from tests.helpers import DATA_ROW, FIXTURES, RUN, bbox, checklist, export_row, radio, text
+
+EVERY_KIND = FIXTURES / "labelbox-every-kind.ndjson"
 
 
 def regions_of(row, sel=Selection(), report=None):
@@ -174,10 +176,10 @@ def test_bad_lines_name_file_and_line(tmp_path):
         parse_line(b'{"a": 1}', "y", 1)
 
 
-def test_demo_export_exercises_every_kind():
+def test_every_kind_fixture_exercises_every_kind():
     report = ConversionReport()
     kinds = set()
-    for row in iter_rows(DEMO_EXPORT):
+    for row in iter_rows(EVERY_KIND):
         picked = compact_row(row, Selection())
         tr = task_regions(picked[1], report)
         kinds |= {r.shape.kind for r in tr.regions}

@@ -34,8 +34,13 @@ def lb_to_ls(export_path: Path, mapping: Mapping, selection: export.Selection, o
     count = 0
     out.write(b"[")
     for name, n, line in export.iter_lines(export_path):
-        picked = export.compact_row(export.parse_line(line, name, n), selection)
+        row_json = export.parse_line(line, name, n)
+        picked = export.compact_row(row_json, selection)
         if picked is None:
+            dr = row_json["data_row"]
+            report.loss("data row", f"no {selection.source.replace('_', ' ')} in this row: no "
+                        "task written", data_row=dr.get("id") if isinstance(dr.get("id"), str)
+                        else None, source=f"{name}:{n}")
             continue
         origin, compact = picked
         row = report.scope(source=f"{name}:{n}")

@@ -127,9 +127,8 @@ class PredictionCheck:
         rule = control.rule if rtype == control.tag else control.merged.get(rtype)
         if rule is None:
             return False
-        if control.tag == "labels" and rtype == "labels" and any(
-                type(r) is dict and r.get("id") == region.get("id") and r is not region
-                and str(r.get("type") or "").lower() in _SPLIT_PARTNERS for r in result):
+        if control.tag == "labels" and rtype == "labels" and any(_may_be_partner(r, region)
+                                                                 for r in result):
             return False  # the SDK validates a split-format companion with its partner's class
         return rule(value)
 
@@ -180,6 +179,16 @@ class PredictionCheck:
         except Exception as e:  # noqa: BLE001 -- the SDK's own loop does the same, verbatim
             errors.append(f"Unexpected error during validation: {str(e)}")
         return errors
+
+
+def _may_be_partner(r: Any, region: dict) -> bool:
+    """Whether the SDK's split-format lookup could pick (or trip over) ``r`` for ``region``."""
+    if type(r) is not dict or r is region:
+        return False
+    rtype = r.get("type")
+    if rtype and type(rtype) is not str:
+        return True  # the SDK calls .lower() on it and reports the error
+    return r.get("id") == region.get("id") and (rtype or "").lower() in _SPLIT_PARTNERS
 
 
 _SPLIT_PARTNERS = frozenset({"rectangle", "polygon", "ellipse", "keypoint", "brush", "bitmask",
