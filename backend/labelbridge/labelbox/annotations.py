@@ -59,7 +59,7 @@ def _fmt(path: tuple) -> str:
 
 
 def _id(fid: Any, row: str, *fallback: object) -> str:
-    if type(fid) is str and is_valid_region_id(fid):
+    if type(fid) is str and (fid.isalnum() and fid.isascii() or is_valid_region_id(fid)):
         return fid
     return region_id_for_feature(_str(fid), row, *fallback)
 
@@ -142,13 +142,20 @@ class _RowReader:
         name, fid = _name(obj), obj.get("feature_id")
         kind = obj.get("annotation_kind")
         kind = kind if type(kind) is str else ""
-        unsupported = (("video", "video is not supported yet") if kind.startswith("Video")
-                       else UNSUPPORTED.get(kind) or next(
-                           (UNSUPPORTED[k] for k in UNSUPPORTED_KEYS if k in obj), None))
+        if kind.startswith("Video"):
+            unsupported: tuple[str, str] | None = ("video", "video is not supported yet")
+        else:
+            unsupported = UNSUPPORTED.get(kind)
+            if unsupported is None and not obj.keys().isdisjoint(UNSUPPORTED_KEYS):
+                unsupported = UNSUPPORTED[next(k for k in UNSUPPORTED_KEYS if k in obj)]
         if unsupported:
             self.report.loss(unsupported[0], unsupported[1], name, region=_str(fid))
             return None
-        key = next((k for k in READERS if k in obj), None)
+        key = None
+        for k in READERS:
+            if k in obj:
+                key = k
+                break
         if key is None:
             self.report.loss(kind or "object", "unknown object kind (no geometry key)", name,
                              region=_str(fid), detail="keys " + ", ".join(

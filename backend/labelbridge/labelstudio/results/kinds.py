@@ -39,15 +39,21 @@ Size = tuple[float, float] | None
 @dataclass(frozen=True, slots=True)
 class ResultKind:
     kind: str                          # neutral shape kind (model.regions.ShapeKind)
-    labels_type: str                   # result type with labels, also its label key
+    labels_type: str                   # result type with labels
     tool_type: str | None              # result type of the label-less tool (None: none)
     image: bool                        # value in percent of original_width/height
     write: Callable[[Shape, Size], dict]
     read: Callable[[dict, Size, str | None], Shape]
+    labels_key: str | None = None      # value key of the labels (default: the labels type;
+                                       # e.g. "labels" for videorectangle)
 
     @property
     def types(self) -> tuple[str, ...]:
         return (self.labels_type,) + ((self.tool_type,) if self.tool_type else ())
+
+    @property
+    def label_key(self) -> str:
+        return self.labels_key or self.labels_type
 
 
 def pct(v: float, total: float) -> float:
@@ -167,7 +173,10 @@ POINT = ResultKind("point", "keypointlabels", "keypoint", True, write_point, rea
 SPAN = ResultKind("span", "labels", None, False, write_span, read_span)
 HYPERTEXT_SPAN = ResultKind("span", "hypertextlabels", None, False, write_span, read_span)
 
-# Every kind, in one place. Masks / video: add their module's ResultKind rows here.
+# Every kind, in one place. A new kind (BrushLabels masks, VideoRectangle...) is a module with
+# its ResultKind row(s) and codec functions, added to this tuple; its tags go in
+# mapping.TOOL_KINDS. PredictionCheck needs nothing: a result type it has no rule for is
+# validated by LabelInterface itself.
 KINDS: tuple[ResultKind, ...] = (BOX, POLYGON, POINT, SPAN, HYPERTEXT_SPAN)
 BY_TYPE: dict[str, ResultKind] = {t: k for k in KINDS for t in k.types}
 BY_SHAPE: dict[str, ResultKind] = {}

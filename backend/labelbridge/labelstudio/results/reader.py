@@ -99,7 +99,8 @@ class ResultReader:
             report.loss(kind.kind, "missing" if value is None else "not an object",
                         field="value")
             return None
-        labels = _strs(value.get(rtype)) or _strs(value.get("labels"))
+        labels = _strs(value.get(kind.label_key if rtype == kind.labels_type else rtype)) \
+            or _strs(value.get(rtype)) or _strs(value.get("labels"))
         if not labels:  # a label may sit on a companion result of the same region
             labels = next((ls for g in geometry if g is not main and (ls := _strs(
                 _dict(g.get("value")).get(g.get("type"))))), None)

@@ -67,7 +67,8 @@ class ResultWriter:
             base.update(original_width=tr.width, original_height=tr.height, image_rotation=0)
         value = dict(geometry)
         if target.label is not None:
-            value[target.result_type] = [target.label]
+            value[kind.label_key if target.result_type == kind.labels_type
+                  else target.result_type] = [target.label]
         main = {**base, "type": target.result_type, "value": value}
         if region.score is not None:
             main["score"] = region.score
