@@ -84,8 +84,10 @@ def _size(size: Size) -> tuple[float, float]:
 def write_box(shape: Shape, size: Size) -> dict:
     w, h = _size(size)
     assert isinstance(shape, Box)
-    return {"x": pct(shape.left, w), "y": pct(shape.top, h), "width": pct(shape.width, w),
-            "height": pct(shape.height, h), "rotation": shape.rotation}
+    sx, sy = 100.0 / w, 100.0 / h
+    return {"x": round(shape.left * sx, PERCENT_DIGITS), "y": round(shape.top * sy, PERCENT_DIGITS),
+            "width": round(shape.width * sx, PERCENT_DIGITS),
+            "height": round(shape.height * sy, PERCENT_DIGITS), "rotation": shape.rotation}
 
 
 def read_box(value: dict, size: Size, text: str | None) -> Shape:
