@@ -7,7 +7,8 @@ Rooms (each a subpackage; its ``__init__`` says what the others may use):
                    the conversion report, the sink seam (import outcomes, failure kinds).
                    Standard library only; knows neither product.
 ``labelbox/``      the Labelbox adapter: export rows -> regions, regions -> labelbox python types
-                   -> NDJSON, the SDK gateway (imports, exports, labels).
+                   -> NDJSON, the ontology (features, questions, options), the SDK gateway
+                   (imports, exports, labels, the project's ontology).
 ``labelstudio/``   the Label Studio adapter: regions <-> result JSON (driven by the label
                    config through ``LabelInterface``), the name mapping, webhook bodies, task <->
                    data row identity, the REST client.
