@@ -17,16 +17,8 @@ from labelbridge.settings import env_names, load_settings
 
 from tests.helpers import capture, wait_for
 from tests.integration.test_server_process import RUN, captured_task_export
+from tests.lsml.captures import FLOW, PREDICTS, SETUP, assert_labelbridge_results, canonical
 from tests.procs import free_port, start_process, stop_process
-
-FLOW = "e2e-flow/"
-PREDICTS = ["ml-backend_POST-predict_dm-retrieve-predictions.json",
-            "ml-backend_POST-predict_task-open.json", "ml-backend_POST-predict_test-button.json",
-            "ml-backend_POST-predict_interactive.json"]
-
-
-def canonical(value) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
 @pytest.fixture(scope="module")
@@ -57,31 +49,24 @@ def outbox(bridge: str) -> dict:
 
 def test_setup_answers_the_frameworks_own_model_version(servers):
     bridge, lsml, _ = servers
-    r = httpx.post(lsml + "/setup", json=capture(FLOW + "ml-backend_POST-setup.json"))
+    r = httpx.post(lsml + "/setup", json=capture(SETUP))
     # 1.0.9 answers the version of its model wrapper, never the model's (see the README)
     assert r.status_code == 200 and r.json() == {"model_version": "INITIAL"}
-    assert httpx.post(bridge + "/setup", json=capture(FLOW + "ml-backend_POST-setup.json")
+    assert httpx.post(bridge + "/setup", json=capture(SETUP)
                       ).json() == {"model_version": RUN}
 
 
 @pytest.mark.parametrize("name", PREDICTS)
 def test_predictions_equal_labelbridges_own(servers, name):
     bridge, lsml, _ = servers
-    body = capture(FLOW + name)
-    assert httpx.post(lsml + "/setup", json=capture(FLOW + "ml-backend_POST-setup.json")
+    body = capture(name)
+    assert httpx.post(lsml + "/setup", json=capture(SETUP)
                       ).status_code == 200   # 1.0.9 refuses /predict before a /setup
     ours = httpx.post(bridge + "/predict", json=body)
     theirs = httpx.post(lsml + "/predict", json=body)
     assert ours.status_code == 200 and theirs.status_code == 200, theirs.text
     assert canonical(theirs.json()["results"]) == canonical(ours.json()["results"])
-    results = ours.json()["results"]
-    assert len(results) == len(body["tasks"])
-    for task, result in zip(body["tasks"], results):
-        if task["data"]["image"].endswith(("img1.jpg", "img2.jpg")):   # in the export
-            assert result["model_version"] == RUN
-            assert result["result"][0]["id"].startswith("cfeat")     # the Labelbox feature id
-        else:
-            assert result == []
+    assert_labelbridge_results(body, ours.json()["results"], RUN)
 
 
 def test_every_event_reaches_the_outbox_and_is_delivered_once(servers):
