@@ -116,8 +116,11 @@ class VideoReader:
         segments = ann.get("segments") or {}
         key_map = ann.get("key_frame_feature_map") or {}
         regions = []
-        for index, (fid, per_frame) in enumerate(by_feature.items()):
-            region = self._track(fid, per_frame, segments.get(fid), key_map.get(fid), index)
+        order = [f for f in segments if f in by_feature] + [f for f in by_feature
+                                                            if f not in segments]
+        for index, fid in enumerate(order):  # the export's order of features
+            region = self._track(fid, by_feature[fid], segments.get(fid), key_map.get(fid),
+                                 index)
             if region is not None:
                 regions.append(region)
         return regions, self._frame_classifications(frames, segments)
