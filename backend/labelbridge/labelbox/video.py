@@ -15,8 +15,11 @@ into the first one, so these lines are written here, in the shape the SDK gives 
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from typing import Any, Callable, Iterable
+
+import orjson
 
 from labelbridge.labelbox.ndjson import rotated_corners
 from labelbridge.model.ids import ndjson_uuid, region_id_for_feature
@@ -144,10 +147,12 @@ class VideoReader:
         if keys is None:
             keys = set(per_frame)  # no key frame map: every exported frame was drawn
         rid = region_id_for_feature(fid, self.row, "video", index)
+        frames = sorted(per_frame)  # per_frame was filled in frame order
+        nested_cache: dict[bytes, tuple[Classification, ...]] = {}
         out = []
         for start, end in spans:
-            wanted = sorted(f for f in per_frame if start <= f <= end
-                            and (f in keys or f in (start, end)))
+            lo, hi = bisect_left(frames, start), bisect_right(frames, end)
+            wanted = [f for f in frames[lo:hi] if f in keys or f == start or f == end]
             if not wanted:
                 self.report.loss("video", f"segment {start}-{end} has no box on any frame",
                                  name or None, self.row)
@@ -160,13 +165,13 @@ class VideoReader:
             for f in wanted:
                 box = self._box(per_frame[f], name)
                 if box is not None:
-                    nested = self.classify(per_frame[f].get("classifications") or [],
-                                           (rid, f))
-                    keyframes.append(Keyframe(f, box, nested))
+                    keyframes.append(Keyframe(f, box, self._nested(per_frame[f], rid,
+                                                                   nested_cache)))
             if keyframes:
                 out.append(VideoSegment(tuple(keyframes)))
-        stray = sorted(f for f in keys & set(per_frame)
-                       if not any(s <= f <= e for s, e in spans))
+        starts = [s for s, _ in spans]
+        stray = sorted(f for f in keys & per_frame.keys()
+                       if (i := bisect_right(starts, f) - 1) < 0 or f > spans[i][1])
         if stray:
             self.report.loss("video", f"keyframes {stray} lie outside the feature's segments",
                              name or None, self.row)
@@ -175,6 +180,18 @@ class VideoReader:
         self.report.ok("videokeyframe", sum(len(s.keyframes) for s in out))
         return Region(id=rid, name=name, shape=VideoTrack(tuple(out)),
                       schema_id=first.get("feature_schema_id"))
+
+    def _nested(self, obj: dict, rid: str, cache: dict[bytes, tuple[Classification, ...]]
+                ) -> tuple[Classification, ...]:
+        """A keyframe's classifications; a track repeats the same ones on most keyframes, so
+        each distinct list is read once."""
+        items = obj.get("classifications")
+        if not items:
+            return ()
+        key = orjson.dumps(items)
+        if key not in cache:
+            cache[key] = self.classify(items, (rid,))
+        return cache[key]
 
     def _box(self, obj: dict, name: str) -> Box | None:
         bb = obj.get("bounding_box")
