@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
-from labelbridge.labelbox.ndjson import rotated_corners
 from labelbridge.model.ids import ndjson_uuid, region_id_for_feature
 from labelbridge.model.regions import (Box, Classification, Keyframe, Region, VideoInfo,
                                        VideoSegment, VideoTrack)
@@ -177,7 +176,6 @@ class VideoReader:
                              name or None, self.row)
         if not out:
             return None
-        self.report.ok("videokeyframe", sum(len(s.keyframes) for s in out))
         return Region(id=rid, name=name, shape=VideoTrack(tuple(out)),
                       schema_id=first.get("feature_schema_id"))
 
@@ -277,6 +275,7 @@ class VideoLineWriter:
             for kf in seg.keyframes:
                 box = kf.box
                 if box.rotation % 360:
+                    from labelbridge.labelbox.ndjson import rotated_corners  # (it imports us)
                     self.report.loss("videobox", f"frame {kf.frame}: rotation dropped, sent the "
                                      "enclosing axis-aligned box (Labelbox boxes do not rotate)",
                                      region.name, self.row)
@@ -288,7 +287,7 @@ class VideoLineWriter:
         if not segments:
             self.report.loss("videobox", "track without keyframes", region.name, self.row)
             return None
-        self.report.ok("videokeyframe", track.keyframes)
+        self.report.ok("videobox")
         return {"uuid": ndjson_uuid(region.id), "dataRow": self.data_row, "name": region.name,
                 "classifications": [], "segments": segments}
 

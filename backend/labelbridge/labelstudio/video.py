@@ -14,7 +14,7 @@ whole track; Labelbox asks them per keyframe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from labelbridge.model.regions import (Box, Classification, Keyframe, VideoInfo, VideoSegment,
                                        VideoTrack)
@@ -155,3 +155,92 @@ def read_track(value: dict, width: float, height: float, t: Timing,
             cut_short = True
         segments.append(VideoSegment(tuple(current)))
     return VideoTrack(tuple(segments)), cut_short
+
+
+# ===== hooks of the result writer and reader ==================================================
+
+def tag_frame_rate(mapping: Any, to_name: str, known: float | None) -> float:
+    """The frame rate of the config's Video tag ``to_name``; a ``$field`` rate is the task's,
+    which is the data row's (``known``) for tasks made from Labelbox."""
+    try:
+        attr = mapping.interface.get_object(to_name).attr.get("frameRate")
+    except Exception:  # no such object: the label config was checked elsewhere
+        attr = None
+    if isinstance(attr, str) and attr.startswith("$"):
+        return frame_rate(known)
+    return frame_rate(attr if attr is not None else DEFAULT_FRAME_RATE)
+
+
+def write_region(region: Any, target: Any, tr: Any, mapping: Any, report: Any, row: str,
+                 classify: Callable[[Classification], list[dict]]) -> list[dict]:
+    """The results of one track: its videorectangle (labels merged in, as the editor does)
+    and its per-region classifications."""
+    if not tr.width or not tr.height:
+        report.loss("videobox", "video frame size unknown (no media_attributes width/height)",
+                    region.name, row)
+        return []
+    known = tr.video.frame_rate if tr.video else None
+    t = timing(tag_frame_rate(mapping, target.to_name, known), tr.video)
+    value = track_value(region.shape, tr.width, tr.height, t)
+    if target.label is not None:
+        value["labels"] = [target.label]
+    main = {"id": region.id, "from_name": target.control, "to_name": target.to_name,
+            "type": target.result_type, "original_width": tr.width,
+            "original_height": tr.height, "value": value}
+    if region.score is not None:
+        main["score"] = region.score
+    report.ok("videobox")
+    out = [main]
+    chosen, differs = track_classifications(region.shape)
+    if differs is not None:
+        report.loss("videobox", f"classifications change at frame {differs}; a Label Studio "
+                    "region holds one set for the whole track: sent the first", region.name,
+                    row)
+    for c in (*chosen, *region.classifications):
+        out.extend(classify(c))
+    return out
+
+
+def covers_video(c: Classification, tr: Any, report: Any, row: str) -> bool:
+    """Whether a frame-ranged classification can be a whole-video Label Studio one."""
+    count = tr.video.frame_count if tr.video else None
+    if count and c.frames == ((1, count),):
+        return True
+    report.loss(c.kind, f"answered on frames {_ranges_text(c.frames)} only; Label Studio "
+                "Choices/TextArea on a video hold one answer for the whole video", c.name, row)
+    return False
+
+
+def _ranges_text(frames: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(f"{s}-{e}" if s != e else str(s) for s, e in frames)
+
+
+def read_result(item: dict, sizes: list, mapping: Any, report: Any, name: str, row: str
+                ) -> VideoTrack | None:
+    """The track of a videorectangle result, or None (the loss reported)."""
+    w = item.get("original_width") or (sizes[0][0] if sizes else None)
+    h = item.get("original_height") or (sizes[0][1] if sizes else None)
+    if not w or not h:
+        report.loss("videobox", "video frame size unknown (no original_width/height)", name,
+                    row)
+        return None
+    t = Timing(tag_frame_rate(mapping, item.get("to_name", ""), None))
+    try:
+        track, cut_short = read_track(item.get("value") or {}, float(w), float(h), t)
+    except VideoValueError as exc:
+        report.loss("videobox", f"value.{exc}", name, row)
+        return None
+    if cut_short:
+        report.loss("videobox", "the last keyframe is still enabled (shown to the end of the "
+                    "video) but framesCount is missing: the track ends at its last keyframe",
+                    name, row)
+    return track
+
+
+def with_classifications(track: VideoTrack, items: tuple[Classification, ...]) -> VideoTrack:
+    """The track with the region's classifications asked on every keyframe (as Labelbox
+    holds them)."""
+    if not items:
+        return track
+    return VideoTrack(tuple(VideoSegment(tuple(Keyframe(k.frame, k.box, items)
+                                               for k in s.keyframes)) for s in track.segments))
