@@ -181,5 +181,5 @@ def test_demo_export_exercises_every_kind():
         kinds |= {c.kind for c in tr.classifications}
         kinds |= {"relationship"} if tr.relations else set()
     assert kinds >= {"bbox", "polygon", "point", "polyline", "span", "radio", "checklist",
-                     "text", "relationship"}
-    assert {k for k, _ in report.skipped} == {"mask", "video"}
+                     "text", "relationship", "videobox"}
+    assert {k for k, _ in report.skipped} == {"mask"}
