@@ -61,6 +61,16 @@ def predict(svc) -> list[dict]:
     return prediction["result"]
 
 
+def post_annotation(svc, ann_id: int, result: list[dict]) -> None:
+    body = copy.deepcopy(CREATED)
+    body["project"]["label_config"] = CONFIG
+    body["task"].update(id=41, data={"video": ROW["data_row"]["row_data"]})
+    body["annotation"].update(id=ann_id, task=41, result=json.loads(json.dumps(result)),
+                              parent_prediction=1)
+    r = httpx.post(svc.url + "/webhook", json=body, headers={"X-Labelbridge-Token": TOKEN})
+    assert r.status_code == 200, r.text
+
+
 def test_video_prediction_then_annotation_reaches_labelbox(service):
     svc, standin = service
     result = predict(svc)
@@ -74,13 +84,7 @@ def test_video_prediction_then_annotation_reaches_labelbox(service):
         (1, True), (12, True), (24, False), (36, True), (50, False)]
     assert car["sequence"][1]["time"] == 12 / 25
 
-    body = copy.deepcopy(CREATED)       # the annotation "create annotations from predictions" makes
-    body["project"]["label_config"] = CONFIG
-    body["task"].update(id=41, data={"video": ROW["data_row"]["row_data"]})
-    body["annotation"].update(id=501, task=41, result=json.loads(json.dumps(result)),
-                              parent_prediction=1)
-    r = httpx.post(svc.url + "/webhook", json=body, headers={"X-Labelbridge-Token": TOKEN})
-    assert r.status_code == 200, r.text
+    post_annotation(svc, 501, result)  # what "create annotations from predictions" makes
     svc.wait_delivered(1)
 
     (imp,) = standin.imports(PROJECT)
@@ -104,3 +108,20 @@ def test_video_prediction_then_annotation_reaches_labelbox(service):
     (daytime,) = [line for line in imp["lines"] if line.get("name") == "daytime"]
     assert daytime["answer"] == {"name": "day"}
     assert [l["global_key"] for l in standin.labels(PROJECT)] == ["demo-video-1.mp4"]
+
+
+def test_an_editor_made_video_annotation_gets_its_pixel_size_from_the_index(service):
+    """The editor writes no original_width/height on video results."""
+    svc, standin = service
+    result = predict(svc)
+    for item in result:
+        item.pop("original_width", None)
+        item.pop("original_height", None)
+    post_annotation(svc, 502, result)
+    svc.wait_delivered(1)
+    (imp,) = standin.imports(PROJECT)
+    fid = next(iter(ANN["segments"]))
+    line = next(line for line in imp["lines"] if line["uuid"] == u5(fid))
+    first = line["segments"][0]["keyframes"][0]
+    assert first["frame"] == 1
+    assert first["bbox"] == pytest.approx(ANN["frames"]["1"]["objects"][fid]["bounding_box"])
