@@ -404,6 +404,8 @@ _KIND_PHRASE = {"radio": "radio (one answer)", "checklist": "checklist (multiple
                 "text": "text"}
 _MERGED_TOOLS = {"rectanglelabels": "Rectangle", "polygonlabels": "Polygon",
                  "keypointlabels": "KeyPoint"}
+# Label Studio kinds held by a Labelbox tool of another kind: video boxes are rectangle tools.
+_LB_KIND = {"videobox": "bbox"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,6 +534,8 @@ class _Checker:
             self.explain(f.classifications, True)
             return
         t = self.m.object_target(f.kind, f.name)  # type: ignore[arg-type]
+        if t is None and f.kind == "bbox":
+            t = self.m.object_target("videobox", f.name)
         if t is None:
             named = self.m.objects_named(f.name)
             same_kind = [o for o in named if o.kind == f.kind]
@@ -641,7 +645,7 @@ class _Checker:
         hit = self.m.object_from_ls(o.control, o.label, o.kind) or o
         folded = hit.labelbox.casefold()
         tools = [f for f in self.o.objects if f.name.casefold() == folded]
-        same = [f for f in tools if f.kind == o.kind]
+        same = [f for f in tools if f.kind == _LB_KIND.get(o.kind, o.kind)]
         if same:
             who = f"label '{o.label}' of control '{o.control}'" if o.label is not None \
                 else f"control '{o.control}'"
@@ -741,6 +745,9 @@ class _Checker:
 
     def ls_unsupported(self) -> None:
         used = {o.control for o in self.m.objects} | {t.control for t in self.m.classifications}
+        video = {o.to_name for o in self.m.objects if o.kind == "videobox"}
+        used |= {c.name for c in self.m.interface.controls  # merged into the VideoRectangle
+                 if c.tag == "Labels" and set(c.to_name) & video}
         for c in self.m.interface.controls:
             if c.name not in used and c.tag not in LS_TOOL_TAGS:
                 self.warn("unsupported", f"Label Studio control '{c.name}' ({c.tag}) is not "
