@@ -270,6 +270,7 @@ class VideoLineWriter:
         track = region.shape
         assert isinstance(track, VideoTrack)
         segments = []
+        nested: dict[int, list[dict]] = {}  # keyframes of a track share one classification tuple
         for seg in track.segments:
             keyframes = []
             for kf in seg.keyframes:
@@ -281,8 +282,11 @@ class VideoLineWriter:
                                      region.name, self.row)
                     xs, ys = zip(*rotated_corners(box))
                     box = Box(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+                key = id(kf.classifications)
+                if key not in nested:
+                    nested[key] = self.nested(kf.classifications)
                 keyframes.append({"frame": kf.frame, "bbox": _bbox(box),
-                                  "classifications": self.nested(kf.classifications)})
+                                  "classifications": nested[key]})
             segments.append({"keyframes": keyframes})
         if not segments:
             self.report.loss("videobox", "track without keyframes", region.name, self.row)
