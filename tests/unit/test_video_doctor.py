@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from labelbridge.labelstudio.mapping import Mapping
-from labelbridge.tools.doctor import Ontology, check
+from labelbridge.labelbox.ontology import Ontology
+from labelbridge.tools.doctor import check
 
 from tests.helpers import ROOT
 

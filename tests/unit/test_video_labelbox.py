@@ -82,6 +82,19 @@ def test_malformed_box_and_missing_segment_edge_are_reported_with_feature_and_ro
     assert any("bounding_box is malformed" in r and "'height'" in r for r in reasons), reasons
 
 
+def test_malformed_video_parts_are_reported_not_raised():
+    good = video_annotations([(F1, "Car", [[(1, (0, 0, 1, 1))]])])
+    for part, bad in (("frames", []), ("segments", [1]), ("key_frame_feature_map", "x")):
+        regions, _, report = read({**good, part: bad})
+        assert f"{part} is not an object" in str(report.examples[0])
+    bad_objects = {**good, "frames": {"1": {"objects": [1, 2]}, "x": {}}}
+    regions, _, report = read(bad_objects)
+    assert regions == []
+    assert {str(e).split(" (")[0] for e in report.examples} == {
+        "video: frame key 'x' is not a frame number >= 1",
+        "video: frames.1.objects is not an object"}
+
+
 def test_non_box_video_objects_are_a_reported_loss():
     ann = {"frames": {"1": {"objects": {F1: {"feature_id": F1, "name": "pt",
                                              "annotation_kind": "VideoPoint",

@@ -101,9 +101,16 @@ class VideoReader:
         self.classify = classify
         self.report = report
 
+    def _dict(self, value: Any, where: str) -> dict:
+        if value is None or isinstance(value, dict):
+            return value or {}
+        self.report.loss("video", f"{where} is not an object (got {type(value).__name__})",
+                         None, self.row)
+        return {}
+
     def read(self, ann: dict) -> tuple[list[Region], list[Classification]]:
         frames: dict[int, dict] = {}
-        for key, frame in (ann.get("frames") or {}).items():
+        for key, frame in self._dict(ann.get("frames"), "frames").items():
             n = _frame_number(key)
             if n is None or not isinstance(frame, dict):
                 self.report.loss("video", f"frame key {key!r} is not a frame number >= 1",
@@ -112,11 +119,11 @@ class VideoReader:
             frames[n] = frame
         by_feature: dict[str, dict[int, dict]] = defaultdict(dict)
         for n in sorted(frames):
-            for fid, obj in (frames[n].get("objects") or {}).items():
+            for fid, obj in self._dict(frames[n].get("objects"), f"frames.{n}.objects").items():
                 if isinstance(obj, dict):
                     by_feature[str(fid)][n] = obj
-        segments = ann.get("segments") or {}
-        key_map = ann.get("key_frame_feature_map") or {}
+        segments = self._dict(ann.get("segments"), "segments")
+        key_map = self._dict(ann.get("key_frame_feature_map"), "key_frame_feature_map")
         regions = []
         order = [f for f in segments if f in by_feature] + [f for f in by_feature
                                                             if f not in segments]
@@ -268,7 +275,8 @@ class VideoLineWriter:
 
     def track_line(self, region: Region) -> dict | None:
         track = region.shape
-        assert isinstance(track, VideoTrack)
+        if not isinstance(track, VideoTrack):
+            raise TypeError(f"region {region.id} is not a video track")
         segments = []
         nested: dict[int, list[dict]] = {}  # keyframes of a track share one classification tuple
         for seg in track.segments:

@@ -16,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from labelbridge.model.regions import (Box, Classification, Keyframe, VideoInfo, VideoSegment,
-                                       VideoTrack)
+from labelbridge.labelstudio.mapping import Mapping, ObjectTarget
+from labelbridge.model.regions import (Box, Classification, Keyframe, Region, TaskRegions,
+                                       VideoInfo, VideoSegment, VideoTrack)
+from labelbridge.model.report import ConversionReport
 
 DEFAULT_FRAME_RATE = 24.0
 
@@ -159,7 +161,7 @@ def read_track(value: dict, width: float, height: float, t: Timing,
 
 # ===== hooks of the result writer and reader ==================================================
 
-def tag_frame_rate(mapping: Any, to_name: str, known: float | None) -> float:
+def tag_frame_rate(mapping: Mapping, to_name: str, known: float | None) -> float:
     """The frame rate of the config's Video tag ``to_name``; a ``$field`` rate is the task's,
     which is the data row's (``known``) for tasks made from Labelbox."""
     try:
@@ -171,7 +173,8 @@ def tag_frame_rate(mapping: Any, to_name: str, known: float | None) -> float:
     return frame_rate(attr if attr is not None else DEFAULT_FRAME_RATE)
 
 
-def write_region(region: Any, target: Any, tr: Any, mapping: Any, report: Any, row: str,
+def write_region(region: Region, target: ObjectTarget, tr: TaskRegions, mapping: Mapping,
+                 report: ConversionReport, row: str,
                  classify: Callable[[Classification], list[dict]]) -> list[dict]:
     """The results of one track: its videorectangle (labels merged in, as the editor does)
     and its per-region classifications."""
@@ -181,6 +184,8 @@ def write_region(region: Any, target: Any, tr: Any, mapping: Any, report: Any, r
         return []
     known = tr.video.frame_rate if tr.video else None
     t = timing(tag_frame_rate(mapping, target.to_name, known), tr.video)
+    if not isinstance(region.shape, VideoTrack):
+        raise TypeError(f"region {region.id} is not a video track")
     value = track_value(region.shape, tr.width, tr.height, t)
     if target.label is not None:
         value["labels"] = [target.label]
@@ -201,7 +206,8 @@ def write_region(region: Any, target: Any, tr: Any, mapping: Any, report: Any, r
     return out
 
 
-def covers_video(c: Classification, tr: Any, report: Any, row: str) -> bool:
+def covers_video(c: Classification, tr: TaskRegions, report: ConversionReport, row: str
+                 ) -> bool:
     """Whether a frame-ranged classification can be a whole-video Label Studio one."""
     count = tr.video.frame_count if tr.video else None
     if count and c.frames == ((1, count),):
@@ -215,8 +221,8 @@ def _ranges_text(frames: tuple[tuple[int, int], ...]) -> str:
     return ", ".join(f"{s}-{e}" if s != e else str(s) for s, e in frames)
 
 
-def read_result(item: dict, sizes: list, mapping: Any, report: Any, name: str, row: str
-                ) -> VideoTrack | None:
+def read_result(item: dict, sizes: list, mapping: Mapping, report: ConversionReport, name: str,
+                row: str) -> VideoTrack | None:
     """The track of a videorectangle result, or None (the loss reported)."""
     w = item.get("original_width") or (sizes[0][0] if sizes else None)
     h = item.get("original_height") or (sizes[0][1] if sizes else None)
