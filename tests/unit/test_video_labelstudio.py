@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
+from labelbridge.labelstudio.mapping import Mapping
+from labelbridge.labelstudio.results import ResultReader, ResultWriter
 from labelbridge.labelstudio.video import (Timing, VideoValueError, frame_rate, read_track,
                                            timing, track_classifications, track_value)
-from labelbridge.model.regions import (Answer, Box, Classification, Keyframe, VideoInfo,
-                                       VideoSegment, VideoTrack)
+from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, Keyframe, Region,
+                                       TaskRegions, VideoInfo, VideoSegment, VideoTrack)
+from labelbridge.model.report import ConversionReport
 
 from tests.videorows import VIDEO_CONFIG
 
@@ -68,6 +71,10 @@ def test_frame_from_time_when_frame_is_missing_and_errors_name_the_field():
     with pytest.raises(VideoValueError, match=r"sequence\[0\].frame: 0 is not a frame"):
         read_track({"sequence": [{"frame": 0, "x": 1, "y": 1, "width": 1, "height": 1}]},
                    10, 10, t)
+    with pytest.raises(VideoValueError, match="not an object"):
+        read_track([1], 10, 10, t)
+    with pytest.raises(VideoValueError, match=r"sequence\[0\]: not an object"):
+        read_track({"sequence": ["x"]}, 10, 10, t)
     with pytest.raises(VideoValueError, match="sequence: missing or empty"):
         read_track({"sequence": []}, 10, 10, t)
 
@@ -91,3 +98,37 @@ def test_track_classifications_one_set_or_the_first_frame_that_differs():
                                        Keyframe(4, Box(0, 0, 1, 1), red),
                                        Keyframe(6, Box(0, 0, 1, 1), blue))),))
     assert track_classifications(varies) == (red, 1)
+
+
+# ----- through ResultWriter / ResultReader -----------------------------------------------------
+
+def mapping():
+    return Mapping(VIDEO_CONFIG.format(rate=25))
+
+
+def test_reader_reports_a_malformed_video_value_with_its_field():
+    report = ConversionReport()
+    bad = {"id": "r1", "from_name": "box", "to_name": "video", "type": "videorectangle",
+           "original_width": 100, "original_height": 100,
+           "value": {"labels": ["Car"], "framesCount": 9,
+                     "sequence": [{"frame": 1, "x": 1, "y": 1, "height": 1}]}}
+    tr = ResultReader(mapping(), report).read([bad], DataRowRef(id="crow"))
+    assert tr.regions == ()
+    assert "videobox: value.sequence[0]: missing 'width' (feature 'Car', data row crow)" in [
+        str(e) for e in report.examples]
+
+
+def test_writer_reports_what_a_video_region_cannot_hold():
+    red = (Classification("weather", "radio", (Answer("sunny"),)),)
+    track = VideoTrack((VideoSegment((Keyframe(1, Box(0, 0, 1, 1)),
+                                      Keyframe(3, Box(0, 0, 1, 1), red))),))
+    framed = Classification("weather", "radio", (Answer("rainy"),), id="c1", frames=((2, 5),))
+    whole = Classification("weather", "radio", (Answer("sunny"),), id="c2", frames=((1, 30),))
+    tr = TaskRegions(DataRowRef(id="crow"), (Region("r1", "Car", track),), (framed, whole),
+                     width=100, height=100, video=VideoInfo(25.0, 30, 1.2))
+    report = ConversionReport()
+    result = ResultWriter(mapping(), report).write(tr)
+    assert [(r["id"], r["type"]) for r in result] == [("r1", "videorectangle"), ("c2", "choices")]
+    reasons = [str(e) for e in report.examples]
+    assert any("classifications change at frame 1" in r for r in reasons), reasons
+    assert any("answered on frames 2-5 only" in r for r in reasons), reasons

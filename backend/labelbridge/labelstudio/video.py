@@ -115,13 +115,15 @@ def _item_frame(item: dict, i: int, t: Timing) -> int:
     raise VideoValueError(f"sequence[{i}]: no frame (and no time)")
 
 
-def read_track(value: dict, width: float, height: float, t: Timing,
+def read_track(value: Any, width: float, height: float, t: Timing,
                classifications: tuple[Classification, ...] = ()) -> tuple[VideoTrack, bool]:
     """A track from a videorectangle value, each keyframe carrying ``classifications``.
 
     A last keyframe still enabled keeps its box to the end of the video: the track gets a
     closing keyframe on ``framesCount``. The flag says when that was impossible (no
     ``framesCount``), so the track ends at its last keyframe instead."""
+    if not isinstance(value, dict):
+        raise VideoValueError(f"not an object (got {type(value).__name__})")
     raw = value.get("sequence")
     if not isinstance(raw, list) or not raw:
         raise VideoValueError("sequence: missing or empty")
@@ -232,7 +234,7 @@ def read_result(item: dict, sizes: list, mapping: Mapping, report: ConversionRep
         return None
     t = Timing(tag_frame_rate(mapping, item.get("to_name", ""), None))
     try:
-        track, cut_short = read_track(item.get("value") or {}, float(w), float(h), t)
+        track, cut_short = read_track(item.get("value"), float(w), float(h), t)
     except VideoValueError as exc:
         report.loss("videobox", f"value.{exc}", name, row)
         return None
