@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labelbridge.labelbox import video
 from labelbridge.labelbox.errors import ExportError
 from labelbridge.labelbox.shapes import (READERS, UNSUPPORTED, UNSUPPORTED_KEYS, RowContext,
                                         number)
@@ -260,14 +261,15 @@ def task_regions(compact: dict, report: ConversionReport | Reporter | None = Non
     if not isinstance(ann, dict):
         scoped.loss("row", "the label's annotations are not an object", field="annotations")
         ann = {}
-    if ann.get("frames") or ann.get("segments"):
-        frames = ann.get("frames") if isinstance(ann.get("frames"), dict) else {}
-        count = sum(len(f.get("objects") or {}) for f in frames.values()
-                    if isinstance(f, dict)) or 1
-        for _ in range(count):
-            scoped.loss("video", "video is not supported yet")
-    regions = [r for i, obj in enumerate(_list(ann.get("objects")))
-               if (r := reader.region(obj, i)) is not None]
+    regions: list[Region] = []
+    frame_classifications: list[Classification] = []
+    is_video = video.is_video(ann)
+    if is_video:  # tracks and frame-ranged answers (labelbox/video.py)
+        regions, frame_classifications = video.VideoReader(
+            row, lambda items, id_path: reader.classifications(items, ("frames",), id_path),
+            scoped).read(ann)  # type: ignore[arg-type]
+    regions += [r for i, obj in enumerate(_list(ann.get("objects")))
+                if (r := reader.region(obj, i)) is not None]
     ids = {r.id for r in regions}
     relations = tuple(rel for i, item in enumerate(_list(ann.get("relationships")))
                       if (rel := reader.relation(item, ids, i)) is not None)
@@ -275,5 +277,7 @@ def task_regions(compact: dict, report: ConversionReport | Reporter | None = Non
     return TaskRegions(
         data_row=ref, regions=tuple(regions),
         classifications=reader.classifications(ann.get("classifications"),
-                                               ("classifications",), ("global",)),
-        relations=relations, width=width, height=height)
+                                               ("classifications",), ("global",))
+        + tuple(frame_classifications),
+        relations=relations, width=width, height=height,
+        video=video.video_info(media) if is_video and isinstance(media, dict) else None)

@@ -178,7 +178,8 @@ def compact_row(row: dict, sel: Selection) -> tuple[str | None, dict] | None:
     compact = {
         "data_row": {k: v for k, v in _obj(row.get("data_row")).items()
                      if k in ("id", "global_key", "external_id", "row_data")},
-        "media": {k: media[k] for k in ("width", "height", "mime_type") if k in media},
+        "media": {k: media[k] for k in ("width", "height", "mime_type", "frame_rate",
+                                        "frame_count", "duration") if k in media},
         "annotations": annotations,
     }
     return origin, compact
