@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_EXPORT := configs/demo/labelbox-export.ndjson
 
-.PHONY: run demo test unit e2e ls-env browser-env bench clean
+.PHONY: run demo test unit e2e ls-env lsml-env browser-env bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,13 +24,13 @@ demo: $(STAMP) ls-env
 	$(BIN)/python -m labelbridge.tools.demo
 
 ## Everything: unit, property, integration and end-to-end tests against a real Label Studio.
-test: $(STAMP) ls-env browser-env
+test: $(STAMP) ls-env lsml-env browser-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not lsml"
 
-e2e: $(STAMP) ls-env browser-env
+e2e: $(STAMP) ls-env lsml-env browser-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m e2e
 
 ## Label Studio 1.23.2 in its own virtualenv (.venv-ls), for the end-to-end tests and the demo.
@@ -41,9 +41,13 @@ ls-env: $(STAMP)
 browser-env: $(STAMP)
 	$(BIN)/python tests/e2e/browser.py install
 
+## label-studio-ml 1.0.9 in its own virtualenv (.venv-lsml), for LabelboxModel in the official server.
+lsml-env: $(STAMP)
+	$(BIN)/python tests/lsml/harness.py install
+
 bench: $(STAMP)
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/webhook.py
 
 clean:
-	rm -rf $(VENV) .venv-ls var .cache
+	rm -rf $(VENV) .venv-ls .venv-lsml var .cache

@@ -8,6 +8,7 @@ import sys
 
 from labelbridge.tools.localls import *  # noqa: F401,F403  (re-exported)
 from labelbridge.tools.localls.__main__ import main
+from labelbridge.tools.localls.install import _base_python, _pip_env  # noqa: F401  (tests/lsml)
 
 if __name__ == "__main__":
     sys.exit(main())
