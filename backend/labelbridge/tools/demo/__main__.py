@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from labelbridge.tools import localls
 from labelbridge.tools.demo.manifest import DemoError, load
 from labelbridge.tools.demo.media import MediaServer
 from labelbridge.tools.demo.projects import ProjectState, set_up
-from labelbridge.tools.localls.procs import ProcessStartError, port_in_use, start_process, stop_process
+from labelbridge.tools.localls.procs import (ProcessStartError, interrupt_on_signals, port_in_use,
+                                             start_process, stop_process)
 
 DEMO_DIR = localls.ROOT / "configs" / "demo"
 EXPORT = DEMO_DIR / "labelbox-export.ndjson"
@@ -115,14 +115,6 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _stop_on_signals() -> None:
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    # Ctrl-C also when started in the background (SIGINT inherited as ignored), and SIGTERM.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, interrupt)
-
-
 def run(args: argparse.Namespace) -> int:
     projects = load(args.manifest)
     for name, port in (("--ls-port", args.ls_port), ("--port", args.port),
@@ -169,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _stop_on_signals()
+    interrupt_on_signals()
     try:
         return run(_args(argv))
     except (Usage, DemoError, localls.LabelStudioNotInstalled) as exc:

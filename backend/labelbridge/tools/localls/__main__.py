@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -14,18 +13,12 @@ from pathlib import Path
 from labelbridge.tools.localls import __doc__ as PACKAGE_DOC
 from labelbridge.tools.localls.config import TEMPLATE_DIR, LabelStudioNotInstalled, say
 from labelbridge.tools.localls.install import ensure_template, install
-from labelbridge.tools.localls.procs import ProcessStartError
+from labelbridge.tools.localls.procs import ProcessStartError, interrupt_on_signals
 from labelbridge.tools.localls.server import start_label_studio, stop_label_studio
 
 
 def _serve(port: int | None) -> None:
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    # Also when started in the background (SIGINT inherited as ignored) or stopped by SIGTERM.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, interrupt)
+    interrupt_on_signals()
     work = Path(tempfile.mkdtemp(prefix="lsharness-"))
     server = start_label_studio(work, port=port)
     say(f"Label Studio up at {server.url} in {server.boot_seconds:.1f} s "

@@ -159,6 +159,16 @@ def start_process(cmd: list[str], env: dict, health_url: str, log_path: Path, ti
     return proc
 
 
+def interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread, also when this process was
+    started in the background by a shell (which leaves SIGINT ignored), so it can stop what it
+    started."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @atexit.register
 def _cleanup_at_exit() -> None:
     for proc in list(_LIVE):
