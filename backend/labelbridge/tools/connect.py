@@ -64,8 +64,9 @@ def connect(api: LabelStudioApi, project_id: int, backend_url: str,
             update["is_interactive"] = interactive
             result.changes.append(f"ML backend {backend['id']}: interactive "
                                   f"{'on' if interactive else 'off'}")
-        if update:
-            backend = api.update_ml_backend(backend["id"], project_id, backend_url, **update)
+        if update:  # Label Studio re-checks the connection: it needs the credentials again
+            backend = api.update_ml_backend(backend["id"], project_id, backend_url,
+                                            **{**auth, **update})
     result.backend_id = backend["id"]
 
     headers = {}
