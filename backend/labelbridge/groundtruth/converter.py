@@ -51,6 +51,7 @@ class GroundTruthConverter:
         self._names = labelbox_names
         self._include_relations = include_relations
         self._features = features  # the project's Labelbox features: schema ids, exact names
+        self.losses = ConversionReport()  # every annotation's, counted: logs each kind once
         self._mappings: dict[str, Mapping] = {}
 
     def mapping(self, config_hash: str) -> Mapping:
@@ -71,7 +72,7 @@ class GroundTruthConverter:
         ref = data_row_ref(data)
         if not (ref.id or ref.global_key):
             ref = self._resolve_row(data, object_fields(mapping)) or ref
-        report = ConversionReport()
+        report = ConversionReport(announce=False)
         tr = ResultReader(mapping, report).read(stored.annotation.get("result") or [], ref,
                                                 size=self._media_size(ref),
                                                 task_text=task_text(data, mapping))
@@ -83,6 +84,7 @@ class GroundTruthConverter:
             raise ConversionFailed(f"task {stored.task.get('id')}: {exc}") from None
         for loss in report.examples:
             log.info("annotation %s: not sent: %s", stored.annotation.get("id"), loss)
+        self.losses.merge(report)  # a WARNING for the first of each kind and reason only
         from_prediction = stored.annotation.get("parent_prediction") is not None
         regions = [(r.id, ndjson_uuid(r.id),
                     r.id if from_prediction and CUID.fullmatch(r.id) else None)
