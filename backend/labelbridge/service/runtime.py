@@ -7,8 +7,11 @@ import logging
 import threading
 from typing import Any, Callable
 
+from labelbridge.groundtruth.close_loop import LoopCloser
 from labelbridge.groundtruth.converter import GroundTruthConverter, resolver_from_store
 from labelbridge.groundtruth.delivery import Deliverer, DeliveryPolicy
+from labelbridge.groundtruth.edit_recorder import EditRecorder
+from labelbridge.groundtruth.edit_report import EditStore, totals
 from labelbridge.groundtruth.file_sink import FileSink
 from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox
 from labelbridge.groundtruth.reconcile import Reconciler
@@ -22,6 +25,7 @@ from labelbridge.labelstudio.webhooks import ParsedWebhook, label_config_hash
 from labelbridge.model.sink import Sink
 from labelbridge.predictions.live import EMPTY_MODEL_VERSION, LiveIndex, Served
 from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
+from labelbridge.predictions.served import served_lookup
 from labelbridge.predictions.sources import ExportFileSource, RunSource, Source, ensure
 from labelbridge.predictions.store import PredictionStore
 from labelbridge.settings import Settings, as_env
@@ -91,7 +95,22 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
         include_relations=settings.labelbox_import_kind == "mal")
     policy = DeliveryPolicy(settings.batch_size, settings.batch_max_wait, settings.max_attempts,
                             settings.retry_base, settings.retry_max)
-    return Deliverer(outbox, make_sink(settings), converter, policy, wake)
+    recorder = EditRecorder(EditStore(settings.edits_db),
+                            served_lookup(store, settings.model_version),
+                            close_loop=settings.labelbox_attach_labels or
+                            settings.labelbox_edit_metrics)
+    return Deliverer(outbox, make_sink(settings), converter, policy, wake, recorder)
+
+
+def make_loop_closer(settings: Settings) -> LoopCloser | None:
+    """Ground truth back to the served model run, when asked (LABELBOX_ATTACH_LABELS,
+    LABELBOX_EDIT_METRICS)."""
+    if not (settings.labelbox_attach_labels or settings.labelbox_edit_metrics):
+        return None
+    assert settings.labelbox_project_id
+    return LoopCloser(EditStore(settings.edits_db), model_run_client(settings),
+                      settings.labelbox_project_id, attach=settings.labelbox_attach_labels,
+                      metrics=settings.labelbox_edit_metrics)
 
 
 def make_reconciler(settings: Settings, outbox: Outbox) -> Reconciler | None:
@@ -99,6 +118,11 @@ def make_reconciler(settings: Settings, outbox: Outbox) -> Reconciler | None:
         return None
     return Reconciler(outbox, LabelStudioApi(settings.label_studio_url,
                                              settings.label_studio_api_key.get_secret_value()))
+
+
+def edit_totals(settings: Settings) -> dict:
+    """The edit report's totals (``labelbridge report``), for /metrics."""
+    return totals(settings.edits_db)
 
 
 class Runtime:
@@ -123,6 +147,7 @@ class Runtime:
             self.deliverer = make_deliverer(settings, self.outbox, store, self.overrides,
                                             self._wake)
         self.reconciler = make_reconciler(settings, self.outbox)
+        self.loop_closer = make_loop_closer(settings)
 
     # ----- predictions --------------------------------------------------------------------
     def _open_index(self) -> None:
@@ -212,6 +237,8 @@ class Runtime:
         if self.reconciler is not None and self.settings.reconcile_interval > 0:
             self.reconciler.start(self.settings.reconcile_interval,
                                   self.settings.label_studio_project_id)
+        if self.loop_closer is not None:
+            self.loop_closer.start(self.settings.refresh_interval or 300.0)
 
     def check_mapping(self, timeout: float = DOCTOR_TIMEOUT) -> threading.Thread | None:
         """Run the ``labelbridge doctor`` checks and log every finding; never blocks or stops
@@ -237,6 +264,8 @@ class Runtime:
     def stop(self) -> None:
         if self.reconciler is not None:
             self.reconciler.stop()
+        if self.loop_closer is not None:
+            self.loop_closer.stop()
         if self.deliverer is not None:
             self.deliverer.stop()
         self.outbox.close()
@@ -252,6 +281,7 @@ class Runtime:
                                                    else {"mode": self.settings.delivery_worker})}
         if self.live is not None:
             out["index"] = self.live.status()
+        out["edits"] = edit_totals(self.settings)
         if self.store is not None:
             out["prepared"] = [{k: v for k, v in c.items() if k != "report"} | {
                 "converted": (c["report"] or {}).get("converted"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from labelbridge.service.cli import convert, labelstudio, outbox, run
+from labelbridge.service.cli import convert, labelstudio, modelruns, outbox, run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Bridge between Labelbox and Label Studio.")
@@ -21,3 +21,5 @@ app.command()(run.deliver)
 app.command()(labelstudio.reconcile)
 app.command()(labelstudio.connect)
 app.command()(run.healthcheck)
+app.command()(modelruns.refresh_predictions)
+app.command()(modelruns.report)
