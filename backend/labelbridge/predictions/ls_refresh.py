@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from labelbridge.labelstudio.api import LabelStudioApi
+from labelbridge.labelstudio.api import LabelStudioApi, LabelStudioUnavailable
 from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ class RefreshSummary:
     up_to_date: int = 0      # already had exactly the current prediction
     without_prediction: int = 0  # the served index has nothing for the task
     resumed_after: int = 0   # task id a previous pass had finished
+    project_version: str | None = None   # the project's model version before the pass
+    version_not_set: str | None = None   # why it was not set to the current one
     changes: list[str] = field(default_factory=list)
 
 
@@ -69,8 +71,7 @@ class PredictionRefresher:
         summary = RefreshSummary(self.version)
         project = self.api.project(self.project_id)
         label_config = project.get("label_config") or ""
-        if not self.dry_run:
-            self.api.set_model_version(self.project_id, self.version)
+        summary.project_version = project.get("model_version")
         after = self._resume_point()
         summary.resumed_after = after
         for page in _pages(self.api.tasks_after(self.project_id, after, self.page_size),
@@ -82,7 +83,17 @@ class PredictionRefresher:
                 progress(summary.tasks)
         if not self.dry_run:
             self.cursor.unlink(missing_ok=True)  # done: the next pass starts from the top
+            if summary.project_version != self.version:
+                self._set_version(summary)
         return summary
+
+    def _set_version(self, summary: RefreshSummary) -> None:
+        """Label Studio accepts a project model version only once a prediction of it (or an
+        ML backend of that title) exists in the project: so this comes last."""
+        try:
+            self.api.set_model_version(self.project_id, self.version)
+        except LabelStudioUnavailable as exc:
+            summary.version_not_set = str(exc)
 
     def _resume_point(self) -> int:
         try:

@@ -60,9 +60,8 @@ def refresh_predictions(
             api, predictor, project, versions.known(settings.data_dir),
             settings.data_dir / f"refresh-{project}-{key}.cursor",
             include_annotated=include_annotated, dry_run=dry_run, page_size=page_size)
-        before = api.project(project)
         with row_progress(f"project {project} -> {version}") as bar:
-            bar.total(before.get("task_number"))
+            bar.total(api.project(project).get("task_number"))
             summary = refresher.run(bar.update)
     except (LabelStudioUnavailable, MappingError) as exc:
         fail(str(exc), 1)
@@ -70,8 +69,11 @@ def refresh_predictions(
     finally:
         store.close()
     verb = "would" if dry_run else "did"
-    if before.get("model_version") != version:
-        err.print(f"{verb} set the project's model version: {before.get('model_version')!r} "
+    if summary.version_not_set:
+        err.print(f"[yellow]warning:[/] the project's model version stays "
+                  f"{summary.project_version!r}: {summary.version_not_set}")
+    elif summary.project_version != version:
+        err.print(f"{verb} set the project's model version: {summary.project_version!r} "
                   f"-> {version!r}")
     for line in summary.changes:
         err.print(f"  {line}", highlight=False)
