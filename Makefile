@@ -34,6 +34,7 @@ ls-env: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/modelrun.py
 
 clean:
 	rm -rf $(VENV) .venv-ls var .cache

@@ -59,6 +59,25 @@ def set_model_run_rows(s: LabelboxStandIn, run_id: str, rows: list[dict]) -> Non
         run = s._model_runs[run_id]
         run["export_rows"] = [copy.deepcopy(r) for r in rows]
         run["updated_at"] = now_iso()
+        run.pop("bodies", None)
+
+
+def export_body(run: dict, predictions: bool) -> bytes:
+    """The run's export as NDJSON (without ``predictions`` unless asked), made once per run
+    state: serializing a large run on every export would be the stand-in's cost, not the
+    client's."""
+    bodies = run.setdefault("bodies", {})
+    if predictions not in bodies:
+        rows = run["export_rows"]
+        if not predictions:
+            rows = copy.deepcopy(rows)
+            for row in rows:
+                for model in (row.get("experiments") or {}).values():
+                    for r in (model.get("runs") or {}).values():
+                        r.pop("predictions", None)
+        bodies[predictions] = "".join(json.dumps(r, separators=(",", ":")) + "\n"
+                                      for r in rows).encode()
+    return bodies[predictions]
 
 
 def fail_export(s: LabelboxStandIn, run_id: str, after_chunks: int, kind: str = "500",

@@ -593,8 +593,9 @@ class LabelboxStandIn:
         return where["id"]
 
     # ---------------------------------------------------------------- exports
-    def _make_task(self, name: str | None, rows: list) -> dict:
-        body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
+    def _make_task(self, name: str | None, rows: list, body: bytes | None = None) -> dict:
+        if body is None:
+            body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
         tid = new_cuid()
         self._tasks[tid] = {"id": tid, "name": name or f"export-{tid}", "created_at": now_iso(),
                             "streams": {"RESULT": body, "ERRORS": b""}}
@@ -620,7 +621,10 @@ class LabelboxStandIn:
             raise GQLError(f"stand-in: offset must be a UInt64, got {args.get('offset')!r}")
         if not 0 <= offset < len(data):
             raise GQLError(f"stand-in: offset {offset} out of range 0..{len(data) - 1}")
-        line_no = data.count(b"\n", 0, offset)
+        lines_at = t.setdefault("lines_at", {})  # clients read on from the last end: O(n), not O(n^2)
+        line_no = lines_at.get(offset)
+        if line_no is None:
+            line_no = data.count(b"\n", 0, offset)
         end = offset
         first_line, last_line = line_no, line_no
         while True:
@@ -630,6 +634,7 @@ class LabelboxStandIn:
             if end >= len(data) or end - offset >= self.export_chunk_bytes:
                 break
             last_line += 1
+        lines_at[end] = last_line + 1
         url = self._add_file("exportFile", data[offset:end])
         model_runs.on_export_chunk(self, t, url)
         return {"offsets": {"start": offset, "end": end - 1},
@@ -657,13 +662,9 @@ class LabelboxStandIn:
         if rid not in self._model_runs:
             raise GQLError(f"stand-in: model run {rid} does not exist or you have no access to it",
                            "AUTHORIZATION_ERROR")
-        rows = copy.deepcopy(self._model_runs[rid]["export_rows"])
-        if not (inp.get("params") or {}).get("includePredictions"):
-            for row in rows:
-                for model in (row.get("experiments") or {}).values():
-                    for run in (model.get("runs") or {}).values():
-                        run.pop("predictions", None)
-        task = self._make_task(inp.get("taskName"), rows)
+        body = model_runs.export_body(self._model_runs[rid],
+                                      bool((inp.get("params") or {}).get("includePredictions")))
+        task = self._make_task(inp.get("taskName"), [], body)
         model_runs.on_export_task(self, task["taskId"], rid)
         return task
 
@@ -1005,6 +1006,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             with self.standin._lock:
                 self.standin.calls[entry["kind"]] += 1
+                if entry["kind"] == "exportFile":  # a chunk is fetched once: free it
+                    self.standin._files.pop(parts[2], None)
             return self._send(200, entry["data"], "application/x-ndjson")
         self._send(404, {"message": f"stand-in: no route GET {path}"})
 

@@ -60,7 +60,7 @@ class LiveIndex:
     def open(self, progress=None, on_total=None) -> Served | None:
         """At start: build the index if the source moved on (a failure is logged and the
         index there, if any, is served), then serve what the file holds. An export file that
-        cannot be read raises ``ExportError``."""
+        cannot be read raises ``ExportError`` (a bad input, not a passing failure)."""
         if self.source is not None:
             try:
                 ensure(self.source, self.path, progress, on_total)
@@ -91,12 +91,12 @@ class LiveIndex:
         versions.remember(self.path.parent, new.model_version)
         if self.on_swap is not None:
             self.on_swap(new)
+        for config in list(self.label_configs):  # so that /predict stays a lookup
+            new.predictor.prepare_in_background(config)
         if old is not None:
             self.swaps += 1
             log.info("now serving model version %s (was %s)", new.model_version,
                      old.model_version)
-            for config in list(self.label_configs):
-                new.predictor.prepare_in_background(config)
             if self._retired is not None:  # requests still reading it have long finished
                 self._retired.store.close()
             self._retired = old

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Callable, NamedTuple, Protocol
 
-from labelbridge.labelbox.export import Selection
+from labelbridge.labelbox.export import ExportError, Selection
 from labelbridge.labelbox.model_runs import ModelRunClient, RunInfo
 from labelbridge.model.sink import PermanentError
 from labelbridge.predictions import store
@@ -94,8 +94,11 @@ class RunSource:
         meta = {"export": f"labelbox:{offer.describe}", "fingerprint": offer.fingerprint,
                 "model_version": self.model_version(run), "run_name": run.name,
                 "model_id": run.model_id}
-        return index_rows(exported.rows, index_path, self.selection(run), meta,
-                          f"model run {run.id}", progress)
+        try:
+            return index_rows(exported.rows, index_path, self.selection(run), meta,
+                              f"model run {run.id}", progress)
+        except ExportError as exc:  # Labelbox's rows, not the user's file: this run is broken
+            raise PermanentError(str(exc)) from exc
 
 
 def indexed_fingerprint(index_path: Path) -> str | None:

@@ -137,8 +137,7 @@ class Runtime:
         self.outbox = Outbox(settings.outbox_db)
         self._known_configs: set[str] = set()
         self._wake = threading.Event()
-        self.live: LiveIndex | None = None
-        self._open_index()
+        self.live = self._open_index()
         self.deliverer: Deliverer | DeliveryProcess | None = None
         if settings.delivery_worker == "process":
             self.deliverer = DeliveryProcess(as_env(settings))
@@ -150,20 +149,21 @@ class Runtime:
         self.loop_closer = make_loop_closer(settings)
 
     # ----- predictions --------------------------------------------------------------------
-    def _open_index(self) -> None:
+    def _open_index(self) -> LiveIndex:
         """Serve the index of the configured source (built first if it moved on); a newer one
         replaces it later (``predictions.live``)."""
-        self.live = LiveIndex(self.settings.predictions_db, index_source(self.settings),
-                              lambda store, version: Predictor(store, self.overrides, version,
-                                                               self.settings.match_keys),
-                              self.settings.model_version, self.settings.refresh_interval)
-        self.live.on_swap = self._serve
-        if self.live.open() is None:
+        live = LiveIndex(self.settings.predictions_db, index_source(self.settings),
+                         lambda store, version: Predictor(store, self.overrides, version,
+                                                          self.settings.match_keys),
+                         self.settings.model_version, self.settings.refresh_interval)
+        live.on_swap = self._serve
+        if live.open() is None:
             if self.settings.prediction_source == "export":
                 raise RuntimeError(f"no prediction index at {self.settings.predictions_db}")
             log.warning("no prediction index yet (%s): /predict answers without predictions",
-                        self.live.last_error or "no LABELBRIDGE_EXPORT, LABELBOX_MODEL_RUN_ID "
-                        "or LABELBOX_MODEL_ID")
+                        live.last_error or "no LABELBRIDGE_EXPORT, LABELBOX_MODEL_RUN_ID or "
+                        "LABELBOX_MODEL_ID")
+        return live
 
     def _serve(self, served: Served) -> None:
         # the model version last: /setup reads it, and then /predict must find the new one
@@ -180,9 +180,8 @@ class Runtime:
         return self.predictor.predict(tasks, label_config)
 
     def predictor_prepare_later(self, label_config: str) -> None:
-        if self.live is not None:  # Label Studio calls /setup before every prediction batch
-            self.live.label_configs.add(label_config)
-            self.live.poke()
+        self.live.label_configs.add(label_config)
+        self.live.poke()  # Label Studio calls /setup before every prediction batch
         if self.predictor is not None:
             self.predictor.prepare_in_background(label_config)
 
@@ -219,10 +218,9 @@ class Runtime:
                         "anyone who can reach it")
         if self.default_label_config and self.predictor is not None:
             self.predictor.prepare_in_background(self.default_label_config)
-        if self.live is not None:
-            if self.default_label_config:
-                self.live.label_configs.add(self.default_label_config)
-            self.live.start()
+        if self.default_label_config:
+            self.live.label_configs.add(self.default_label_config)
+        self.live.start()
         self.check_mapping()
         target = (f"Labelbox project {self.settings.labelbox_project_id}"
                   if self.settings.sink == "labelbox"
@@ -269,8 +267,7 @@ class Runtime:
         if self.deliverer is not None:
             self.deliverer.stop()
         self.outbox.close()
-        if self.live is not None:
-            self.live.stop()
+        self.live.stop()
 
     def metrics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model_version": self.model_version,
@@ -279,8 +276,7 @@ class Runtime:
                                "delivery_worker": (self.deliverer.status()
                                                    if isinstance(self.deliverer, DeliveryProcess)
                                                    else {"mode": self.settings.delivery_worker})}
-        if self.live is not None:
-            out["index"] = self.live.status()
+        out["index"] = self.live.status()
         out["edits"] = edit_totals(self.settings)
         if self.store is not None:
             out["prepared"] = [{k: v for k, v in c.items() if k != "report"} | {
