@@ -110,7 +110,7 @@ def world(label_studio, tmp_path_factory):
         {"data": {"image": f"http://127.0.0.1:9/{image(i)}", "global_key": image(i)}}
         for i in range(6)]).task_ids
     r = bridge.cli("connect", "--ls-url", label_studio.url, "--ls-token", label_studio.token,
-                   "--project", str(project.id), "--backend-url", bridge.url)
+                   "--ls-project", str(project.id), "--backend-url", bridge.url)
     assert r.returncode == 0, r.stderr
     yield label_studio, standin, bridge, project.id, tasks
     label_studio.api("DELETE", f"/api/projects/{project.id}/")
@@ -196,7 +196,7 @@ def test_run_2_appears_and_refresh_predictions_leaves_one_prediction_per_unannot
 
     dry = bridge.cli("refresh-predictions", "--project", str(pid), "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    said = " ".join(dry.stderr.split())
+    said = " ".join(dry.stdout.split())
     assert f"would set the project's model version" in said
     assert "7 tasks: would remove 1 and write 2 predictions" in said, said
     assert [p["model_version"] for p in predictions(ls, tasks[5])] == [R1]   # unchanged
@@ -204,7 +204,7 @@ def test_run_2_appears_and_refresh_predictions_leaves_one_prediction_per_unannot
 
     done = bridge.cli("refresh-predictions", "--project", str(pid))
     assert done.returncode == 0, done.stderr
-    assert "5 with annotations left alone" in " ".join(done.stderr.split())
+    assert "5 with annotations left alone" in " ".join(done.stdout.split())
     for i, task_id in ((5, tasks[5]), (6, new_task)):
         (pred,) = predictions(ls, task_id)
         assert pred["model_version"] == R2
@@ -212,10 +212,11 @@ def test_run_2_appears_and_refresh_predictions_leaves_one_prediction_per_unannot
     for task_id, (preds, anns) in annotated.items():
         assert kept(predictions(ls, task_id)) == preds and kept(annotations(ls, task_id)) == anns
     assert ls.api("GET", f"/api/projects/{pid}/").json()["model_version"] == R2
-    again = bridge.cli("refresh-predictions", "--project", str(pid))
-    assert "would" not in again.stderr and "remove 0 and write 0" in " ".join(again.stderr.split())
+    again = bridge.cli("refresh-predictions", "--ls-project", str(pid))
+    assert "remove 0 and write 0" in " ".join(again.stdout.split())
 
-    everything = bridge.cli("refresh-predictions", "--project", str(pid), "--include-annotated")
+    everything = bridge.cli("refresh-predictions", "--ls-project", str(pid),
+                            "--include-annotated")
     assert everything.returncode == 0, everything.stderr
     for task_id, (_, anns) in annotated.items():
         assert [p["model_version"] for p in predictions(ls, task_id)] == [R2]

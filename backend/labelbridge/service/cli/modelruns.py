@@ -14,12 +14,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from labelbridge.service.cli.common import (err, fail, row_progress, settings_or_exit,
-                                            setup_logging)
+from labelbridge.service.cli.common import (err, fail, ls_settings, ls_token_option, ls_url_option,
+                                            out, row_progress, settings_or_exit, setup_logging)
 
 
 def refresh_predictions(
-        project: int = typer.Option(..., "--project", min=1, help="Label Studio project id"),
+        project: Optional[int] = typer.Option(
+            None, "--ls-project", "--project", min=1, show_default=False,
+            help="Label Studio project id (default: LABEL_STUDIO_PROJECT_ID)"),
+        ls_url: Optional[str] = ls_url_option(),
+        ls_token: Optional[str] = ls_token_option(),
         include_annotated: bool = typer.Option(
             False, "--include-annotated", help="Also replace the predictions of tasks that "
             "have annotations (the annotations themselves are never touched)"),
@@ -40,11 +44,15 @@ def refresh_predictions(
     from labelbridge.predictions.predictor import Predictor
     from labelbridge.predictions.store import PredictionStore
 
-    settings = settings_or_exit()
+    settings = ls_settings(ls_url, ls_token, project)
     setup_logging(settings.log_level)
     if not (settings.label_studio_url and settings.label_studio_api_key):
-        fail("refresh-predictions needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
-        return
+        fail("refresh-predictions needs Label Studio: pass --ls-url and --ls-token (or set "
+             "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)")
+    project = settings.label_studio_project_id
+    if project is None:
+        fail("refresh-predictions needs a project: pass --ls-project ID (or set "
+             "LABEL_STUDIO_PROJECT_ID)")
     if not settings.predictions_db.exists():
         fail(f"no prediction index at {settings.predictions_db}: run `labelbridge index` "
              "(or `labelbridge serve`) first")
@@ -73,15 +81,16 @@ def refresh_predictions(
         err.print(f"[yellow]warning:[/] the project's model version stays "
                   f"{summary.project_version!r}: {summary.version_not_set}")
     elif summary.project_version != version:
-        err.print(f"{verb} set the project's model version: {summary.project_version!r} "
-                  f"-> {version!r}")
+        out.print(f"{verb} set the project's model version: {summary.project_version!r} "
+                  f"-> {version!r}", highlight=False)
     for line in summary.changes:
-        err.print(f"  {line}", highlight=False)
+        out.print(f"  {line}", highlight=False)
     resumed = f" (resumed after task {summary.resumed_after})" if summary.resumed_after else ""
-    err.print(f"{summary.tasks:,} tasks{resumed}: {verb} remove {summary.removed:,} and write "
+    out.print(f"{summary.tasks:,} tasks{resumed}: {verb} remove {summary.removed:,} and write "
               f"{summary.written:,} predictions; {summary.up_to_date:,} up to date, "
               f"{summary.annotated:,} with annotations left alone, "
-              f"{summary.without_prediction:,} without a prediction in {version}")
+              f"{summary.without_prediction:,} without a prediction in {version}",
+              highlight=False)
 
 
 class Format(str, enum.Enum):
@@ -124,9 +133,9 @@ def report(model_version: Optional[str] = typer.Option(
                                        "labels": rows[:-1], "total": rows[-1]},
                                       option=orjson.OPT_INDENT_2).decode() + "\n")
     elif fmt is Format.csv:
-        out = csv.DictWriter(sys.stdout, COLUMNS, lineterminator="\n")
-        out.writeheader()
-        out.writerows(rows)
+        writer = csv.DictWriter(sys.stdout, COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     else:
         table = Table(title=f"edits of {model_version or 'every model version'} "
                             f"({summary.annotations} annotations)")
@@ -135,9 +144,7 @@ def report(model_version: Optional[str] = typer.Option(
                              no_wrap=col == "label")
         for row in rows:
             table.add_row(*(_cell(row[c]) for c in COLUMNS))
-        out = Console()
-        out.width = max(out.width, 130)  # every column whole, also when not a terminal
-        out.print(table)
+        Console(width=max(out.width, 130)).print(table)  # every column whole, also in a pipe
 
 
 def _cell(value) -> str:

@@ -85,15 +85,15 @@ def _prepare(settings, label_config: Path, result) -> None:
 
 def _index_model_run(run_id: str, label_config: Path | None) -> None:
     from labelbridge.predictions import versions
-    from labelbridge.service.runtime import index_source
+    from labelbridge.predictions.sources import RunSource
+    from labelbridge.service.runtime import model_run_client
 
-    settings = settings_or_exit(LABELBOX_MODEL_RUN_ID=run_id, LABELBRIDGE_EXPORT=None,
-                                LABELBOX_MODEL_ID=None)
+    settings = settings_or_exit()
     setup_logging(settings.log_level)
-    source = index_source(settings)
-    if settings.prediction_source != "model_run" or source is None:
+    if not settings.labelbox_api_key:
         fail("--model-run needs LABELBOX_API_KEY (and LABELBOX_PROJECT_ID)")
-        return
+    source = RunSource(model_run_client(settings), run_id=run_id,
+                       version_from=settings.model_version_from, source=settings.export_source)
     try:
         offer = source.offer()
         with row_progress(f"exporting {offer.describe}") as bar:
