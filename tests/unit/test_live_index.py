@@ -20,7 +20,7 @@ from labelbridge.predictions.sources import RunSource, ensure, indexed_fingerpri
 from labelbridge.predictions.store import PredictionStore
 from labelbridge.settings import SettingsError, load_settings
 
-from tests.helpers import IMAGE_CONFIG, MODEL, run_rows
+from tests.helpers import IMAGE_CONFIG, MODEL, run_rows, wait_for
 from tests.lbstandin import LabelboxStandIn
 
 R1, R2, R3 = "crunlive00000000000000001", "crunlive00000000000000002", "crunlive00000000000000003"
@@ -131,22 +131,22 @@ def test_a_failed_build_keeps_serving_and_is_reported(client, standin, tmp_path)
     index.stop()
 
 
-def test_poke_looks_in_the_background_at_most_every_few_seconds(client, tmp_path, monkeypatch):
+def test_poke_looks_in_the_background_at_most_every_few_seconds(client, standin, tmp_path):
     index = LiveIndex(tmp_path / "p.sqlite3", RunSource(client, run_id=R1), predictor,
                       interval=300)
     index.open()
-    looked = []
-    monkeypatch.setattr(index, "check", lambda: looked.append(time.monotonic()))
-    index._last_check = time.monotonic() - live.POKE_MIN_INTERVAL - 1
-    index.poke()
-    time.sleep(0.2)
-    index._last_check = time.monotonic()
-    index.poke()                                       # too soon after the last look
-    time.sleep(0.2)
-    assert len(looked) == 1
-    never = LiveIndex(tmp_path / "p.sqlite3", None, predictor, interval=0)
+    looks = standin.calls["modelRun"]
+    index._last_check = time.monotonic() - live.POKE_MIN_INTERVAL - 1  # the last look is old
+    index.poke()                                       # returns at once; looks in a thread
+    wait_for(lambda: standin.calls["modelRun"] == looks + 1, timeout=10, what="a look")
+    index.poke()                                       # too soon after that look
+    time.sleep(0.3)
+    assert standin.calls["modelRun"] == looks + 1
+    never = LiveIndex(tmp_path / "q.sqlite3", RunSource(client, run_id=R1), predictor,
+                      interval=0)
     never.poke()
-    assert never._last_check == 0.0
+    time.sleep(0.3)
+    assert standin.calls["modelRun"] == looks + 1 and never.served is None
     index.stop()
 
 

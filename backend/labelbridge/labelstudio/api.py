@@ -73,6 +73,9 @@ class LabelStudioApi:
             query["filters"] = {"conjunction": "and", "items": [{
                 "filter": "filter:tasks:updated_at", "operator": "greater",
                 "type": "Datetime", "value": updated_since}]}
+        return self._tasks(project_id, query, page_size)
+
+    def _tasks(self, project_id: int, query: dict, page_size: int) -> Iterator[dict]:
         pager = self._call(self.ls.tasks.list, project=project_id, fields="all",
                            page_size=page_size, query=json.dumps(query))
         try:
@@ -156,13 +159,7 @@ class LabelStudioApi:
         query = {"ordering": ["tasks:id"], "filters": {"conjunction": "and", "items": [{
             "filter": "filter:tasks:id", "operator": "greater", "type": "Number",
             "value": after_id}]}}
-        pager = self._call(self.ls.tasks.list, project=project_id, fields="all",
-                           page_size=page_size, query=json.dumps(query))
-        try:
-            for task in pager:
-                yield _dump(task)
-        except Exception as exc:
-            raise _unavailable(self.url, exc) from exc
+        return self._tasks(project_id, query, page_size)
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """The version whose predictions Label Studio shows annotators first."""
