@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from labelbridge.labelstudio import video
 from labelbridge.model.regions import PIXEL_DIGITS, Box, KeyPoint, Polygon, Shape, Span
+from labelbridge.model.rounding import fixed
 
 PERCENT_DIGITS = 8  # percent of the image size: keeps PIXEL_DIGITS exact for images < 10^6 px
 
@@ -66,7 +67,7 @@ class ResultKind:
 
 
 def pct(v: float, total: float) -> float:
-    return round(v / total * 100.0, PERCENT_DIGITS)
+    return fixed(v / total * 100.0, PERCENT_DIGITS)
 
 
 def _num(value: dict, key: str) -> float:
@@ -79,7 +80,7 @@ def _num(value: dict, key: str) -> float:
 
 
 def _px(value: dict, key: str, total: float) -> float:
-    return round(_num(value, key) / 100.0 * total, PIXEL_DIGITS)
+    return fixed(_num(value, key) / 100.0 * total, PIXEL_DIGITS)
 
 
 def _size(size: Size) -> tuple[float, float]:
@@ -94,9 +95,9 @@ def write_box(shape: Shape, size: Size) -> dict:
     w, h = _size(size)
     assert isinstance(shape, Box)
     sx, sy = 100.0 / w, 100.0 / h
-    return {"x": round(shape.left * sx, PERCENT_DIGITS), "y": round(shape.top * sy, PERCENT_DIGITS),
-            "width": round(shape.width * sx, PERCENT_DIGITS),
-            "height": round(shape.height * sy, PERCENT_DIGITS), "rotation": shape.rotation}
+    return {"x": fixed(shape.left * sx, PERCENT_DIGITS), "y": fixed(shape.top * sy, PERCENT_DIGITS),
+            "width": fixed(shape.width * sx, PERCENT_DIGITS),
+            "height": fixed(shape.height * sy, PERCENT_DIGITS), "rotation": shape.rotation}
 
 
 def read_box(value: dict, size: Size, text: str | None) -> Shape:
@@ -114,7 +115,8 @@ def read_box(value: dict, size: Size, text: str | None) -> Shape:
 def write_polygon(shape: Shape, size: Size) -> dict:
     w, h = _size(size)
     assert isinstance(shape, Polygon)
-    return {"points": [[pct(x, w), pct(y, h)] for x, y in shape.points], "closed": True}
+    return {"points": [[fixed(x / w * 100.0, PERCENT_DIGITS), fixed(y / h * 100.0, PERCENT_DIGITS)]
+                       for x, y in shape.points], "closed": True}  # pct(), inline
 
 
 def read_polygon(value: dict, size: Size, text: str | None) -> Shape:

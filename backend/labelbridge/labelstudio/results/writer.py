@@ -66,14 +66,18 @@ class ResultWriter:
             report.loss(shape.kind, exc.reason, region.name, region=region.id,
                         field="media_attributes" if kind.image else exc.field)
             return []
-        base = {"id": region.id, "from_name": target.control, "to_name": target.to_name}
+        if target.label is None:
+            value = dict(geometry)
+        else:
+            value = {**geometry, (kind.label_key if target.result_type == kind.labels_type
+                                  else target.result_type): [target.label]}
         if kind.image or target.object_tag == "Image":
-            base.update(original_width=tr.width, original_height=tr.height, image_rotation=0)
-        value = dict(geometry)
-        if target.label is not None:
-            value[kind.label_key if target.result_type == kind.labels_type
-                  else target.result_type] = [target.label]
-        main = {**base, "type": target.result_type, "value": value}
+            main = {"id": region.id, "from_name": target.control, "to_name": target.to_name,
+                    "original_width": tr.width, "original_height": tr.height,
+                    "image_rotation": 0, "type": target.result_type, "value": value}
+        else:
+            main = {"id": region.id, "from_name": target.control, "to_name": target.to_name,
+                    "type": target.result_type, "value": value}
         if region.score is not None:
             main["score"] = region.score
         out = [main]
@@ -112,7 +116,10 @@ class ResultWriter:
                 "type": target.result_type, "value": value}
         score = c.score
         if score is None:
-            score = next((a.score for a in c.answers if a.score is not None), None)
+            for a in c.answers:
+                if a.score is not None:
+                    score = a.score
+                    break
         if score is not None:
             item["score"] = score
         out.append(item)
@@ -133,7 +140,9 @@ class ResultWriter:
                 return None
             choices = []
             for a in c.answers:
-                ls = t.ls_answer(a.name)
+                ls = t.answers.get(a.name)
+                if ls is None:
+                    ls = t.ls_answer(a.name)
                 if ls is None:
                     report.loss(c.kind, "an answer has no <Choice> in the control", c.name,
                                 region=where, detail=f"answer {a.name!r}, control {t.control!r}")
