@@ -196,7 +196,10 @@ class _RowReader:
             else _id(fid, self.row, "object", index)
         nested = self.classifications(obj.get("classifications"),
                                       ("objects", index, "classifications"), (rid,))
-        return Region(rid, name, shape, nested, _score(obj), _str(obj.get("feature_schema_id")))
+        score = obj.get("confidence")
+        if not (type(score) is float and score - score == 0.0):  # not the plain finite float
+            score = _score(obj)
+        return Region(rid, name, shape, nested, score, _str(obj.get("feature_schema_id")))
 
     # -- relationships
     def relation(self, item: Any, ids: set[str], index: int) -> Relation | None:

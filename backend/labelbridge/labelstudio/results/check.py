@@ -197,6 +197,9 @@ class PredictionCheck:
                     errors.append(f"Region must be a dictionary. Got {type(region)}: {region}")
                     continue
                 if region.get("type") != "relation":
+                    if self._plain(region, result):  # region_errors(), its common case inline
+                        regions.append(region)
+                        continue
                     region_errors = self.region_errors(region, i, result)
                     errors.extend(region_errors)
                     if not region_errors:
