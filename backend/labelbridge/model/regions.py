@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Union
 
 ClassificationKind = Literal["radio", "checklist", "text"]
-ShapeKind = Literal["bbox", "polygon", "point", "polyline", "span"]
+ShapeKind = Literal["bbox", "polygon", "point", "polyline", "span", "mask"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,30 @@ class Span:
     kind: ShapeKind = field(default="span", init=False, repr=False)
 
 
-Shape = Union[Box, Polygon, Polyline, KeyPoint, Span]
+@dataclass(frozen=True, slots=True)
+class Mask:
+    """One object's pixels on an image of ``width`` x ``height`` (its natural size), as run
+    lengths in row-major order: ``runs`` holds unsigned 32-bit little-endian pixel counts,
+    alternately background and foreground, starting with background (0 when the first pixel
+    is foreground); no other run is 0, and they add up to ``width * height``."""
+
+    width: int
+    height: int
+    runs: bytes
+    kind: ShapeKind = field(default="mask", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0 or not self.runs or len(self.runs) % 4:
+            raise ValueError(f"a {self.width}x{self.height} mask needs positive sizes and "
+                             f"whole 32-bit runs, got {len(self.runs)} bytes")
+
+    @property
+    def empty(self) -> bool:
+        """No foreground pixel (only the background run)."""
+        return len(self.runs) <= 4
+
+
+Shape = Union[Box, Polygon, Polyline, KeyPoint, Span, Mask]
 
 
 @dataclass(frozen=True, slots=True)
