@@ -12,8 +12,10 @@ also carry ``"errors": [{"name", "message", "additionalInfo": None}]`` (success 
 * ``DuplicateAnnotation`` - a ``uuid`` already used on the same data row earlier in the import
 * ``FeatureNotFound``     - ``name`` / ``schemaId`` (or an answer / nested classification)
                             not in the ontology
-* ``UnsupportedAnnotation`` - relationship in a LabelImport; mask / textSelections / video
+* ``UnsupportedAnnotation`` - relationship in a LabelImport; textSelections / video
                             segments / frames (not modelled by the stand-in)
+
+Mask lines are checked by ``masks.check_mask`` (shape, base64, PNG, size, pixels).
 
 A body that is not UTF-8, is empty, or has a line that is not JSON makes the whole import FAILED.
 """
@@ -26,11 +28,12 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from .masks import Fetch, MaskLineError, check_mask
 from .ontology import CompiledOntology, Node
 
 GEOMETRY_KEYS = {"bbox": "bbox", "polygon": "polygon", "point": "point", "line": "polyline",
-                 "location": "ner", "relationship": "relationship"}
-UNSUPPORTED_KEYS = ("mask", "textSelections", "segments", "frames", "conversationalLocation")
+                 "location": "ner", "relationship": "relationship", "mask": "mask"}
+UNSUPPORTED_KEYS = ("textSelections", "segments", "frames", "conversationalLocation")
 TOP_KEYS = {"uuid", "dataRow", "name", "schemaId", "classifications", "answer", "confidence",
             "customMetrics", "messageId", "page", "unit", "isBenchmarkReferenceLabel",
             *GEOMETRY_KEYS, *UNSUPPORTED_KEYS}
@@ -228,7 +231,7 @@ def check_answer(onto: CompiledOntology, node: Node, ans: Any, where: str) -> No
 
 
 def validate_lines(lines: list, kind: str, onto: CompiledOntology, rows_by_id: dict,
-                   rows_by_gk: dict) -> list[LineResult]:
+                   rows_by_gk: dict, fetch: Fetch = lambda url: None) -> list[LineResult]:
     """Validate parsed lines; ``rows_by_*`` hold the data rows of the import's project."""
     results: list[LineResult] = []
     seen_uuids: dict[tuple, int] = {}
@@ -236,7 +239,7 @@ def validate_lines(lines: list, kind: str, onto: CompiledOntology, rows_by_id: d
         r = LineResult(i, line)
         results.append(r)
         try:
-            _validate_line(r, line, kind, onto, rows_by_id, rows_by_gk, seen_uuids)
+            _validate_line(r, line, kind, onto, rows_by_id, rows_by_gk, seen_uuids, fetch)
         except LineError as e:
             r.fail(e.name, e.message)
     # Second pass: relationship ends must be successful object lines of the same data row.
@@ -264,7 +267,7 @@ def _canonical(u: Any) -> str | None:
 
 
 def _validate_line(r: LineResult, line: Any, kind: str, onto: CompiledOntology, rows_by_id: dict,
-                   rows_by_gk: dict, seen_uuids: dict) -> None:
+                   rows_by_gk: dict, seen_uuids: dict, fetch: Fetch) -> None:
     if not isinstance(line, dict):
         raise LineError("InvalidAnnotation", f"line {r.index + 1} is not a JSON object")
     r.data_row = line.get("dataRow")
@@ -343,6 +346,12 @@ def _validate_line(r: LineResult, line: Any, kind: str, onto: CompiledOntology, 
             check_classifications(onto, node, line["classifications"], node.name)
         r.is_relationship = True
         return
-    _check_geometry(key, line[key])
+    if key == "mask":
+        try:
+            check_mask(line["mask"], row.get("media_attributes") or {}, fetch)
+        except MaskLineError as e:
+            raise LineError("InvalidAnnotation", f"{node.name!r}: {e}") from None
+    else:
+        _check_geometry(key, line[key])
     check_classifications(onto, node, line.get("classifications", []), node.name)
     r.is_object = True
