@@ -96,7 +96,11 @@ def test_relationship_ids_resolve_and_direction():
                                relationships=rels), report=report)
     assert [(r.source, r.target, r.name, r.bidirectional) for r in tr.relations] == [
         ("ca", "cb", "drives", False), ("cb", "ca", "next_to", True)]
-    assert report.skipped[("relationship", "source or target object is not in this label")] == 1
+    assert report.skipped[("relationship", "relationships[].target: the related object was not "
+                           "converted or is not in this label")] == 1
+    (loss,) = report.examples
+    assert (loss.data_row, loss.field, loss.detail) == (DATA_ROW, "relationships[2].target",
+                                                        "cmissing")
 
 
 def test_masks_and_video_are_counted_and_reported_not_silently_dropped(caplog):

@@ -1,0 +1,250 @@
+"""The annotations of one exported row (see ``export.compact_row``) -> neutral regions.
+
+Every field is read defensively: what cannot be read becomes a loss in the report naming the
+field path (``objects[3].bounding_box.height``), the feature and its id, and the reason; the row
+itself is added once by ``task_regions``. Nothing here raises on a damaged row, and a damaged
+object never costs another object or row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labelbridge.labelbox.errors import ExportError
+from labelbridge.labelbox.shapes import READERS, UNSUPPORTED, RowContext, number
+from labelbridge.model.ids import region_id_for_feature
+from labelbridge.model.regions import (Answer, Classification, DataRowRef, Region, Relation,
+                                       TaskRegions)
+from labelbridge.model.report import ConversionReport, Reporter
+
+_URL_PREFIXES = ("http://", "https://", "gs://", "s3://", "data:", "file://")
+
+
+def _name(item: dict) -> str | None:
+    for key in ("name", "value", "title"):
+        value = item.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _score(item: dict) -> float | None:
+    c = item.get("confidence")
+    try:
+        return number(c, "confidence") if c is not None else None
+    except ExportError:
+        return None
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+class _RowReader:
+    def __init__(self, row: str, report: Reporter, ctx: RowContext) -> None:
+        self.row = row
+        self.report = report
+        self.ctx = ctx
+
+    def _lose(self, kind: str, exc: ExportError, feature: str | None, fid: Any) -> None:
+        self.report.loss(kind, exc.reason, feature, field=exc.field, region=_str(fid),
+                         detail=exc.detail)
+
+    # -- classifications
+    def classification(self, item: Any, path: str, id_path: tuple) -> Classification | None:
+        if not isinstance(item, dict):
+            self.report.loss("classification", "not an object", field=path)
+            return None
+        name = _name(item)
+        fid = item.get("feature_id")
+        if not name:
+            self.report.loss("classification", "classification without a name", field=path,
+                             region=_str(fid))
+            return None
+        common = dict(name=name, id=region_id_for_feature(_str(fid), self.row, *id_path),
+                      score=_score(item), schema_id=_str(item.get("feature_schema_id")))
+        if "radio_answer" in item:
+            ans = self.answer(item["radio_answer"], f"{path}.radio_answer", id_path, name, fid)
+            return Classification(kind="radio", answers=(ans,) if ans else (), **common)
+        if "checklist_answers" in item:
+            raw = item["checklist_answers"]
+            if not isinstance(raw, list):
+                self.report.loss("checklist", "not an array", name, field=f"{path}."
+                                 "checklist_answers", region=_str(fid))
+                return None
+            answers = tuple(a for i, r in enumerate(raw) if (a := self.answer(
+                r, f"{path}.checklist_answers[{i}]", id_path + (i,), name, fid)) is not None)
+            return Classification(kind="checklist", answers=answers, **common)
+        if "text_answer" in item:
+            answer = item["text_answer"]
+            content = answer.get("content") if isinstance(answer, dict) else None
+            if not isinstance(content, (str, int, float)) or isinstance(content, bool):
+                self.report.loss("text", "no text content", name,
+                                 field=f"{path}.text_answer.content", region=_str(fid))
+                return None
+            return Classification(kind="text", text=str(content), **common)
+        self.report.loss("classification", "unsupported classification shape", name,
+                         field=path, region=_str(fid), detail="keys " + ", ".join(
+                             sorted(str(k) for k in item if k not in ('name', 'value'))))
+        return None
+
+    def answer(self, item: Any, path: str, id_path: tuple, question: str, qid: Any
+               ) -> Answer | None:
+        name = _name(item) if isinstance(item, dict) else None
+        if name is None:
+            self.report.loss("answer", "an answer without a name", question, field=path,
+                             region=_str(qid))
+            return None
+        nested = self.classifications(item.get("classifications"), f"{path}.classifications",
+                                      id_path + (name,))
+        return Answer(name=name, classifications=nested, score=_score(item),
+                      schema_id=_str(item.get("feature_schema_id")))
+
+    def classifications(self, items: Any, path: str, id_path: tuple
+                        ) -> tuple[Classification, ...]:
+        if items is not None and not isinstance(items, list):
+            self.report.loss("classification", "not an array", field=path)
+            return ()
+        return tuple(c for i, item in enumerate(items or ())
+                     if (c := self.classification(item, f"{path}[{i}]", id_path + (i,))))
+
+    # -- objects
+    def region(self, obj: Any, index: int) -> Region | None:
+        path = f"objects[{index}]"
+        if not isinstance(obj, dict):
+            self.report.loss("object", "not an object", field=path)
+            return None
+        name, fid = _name(obj), obj.get("feature_id")
+        kind = str(obj.get("annotation_kind") or "")
+        unsupported = (("video", "video is not supported yet") if kind.startswith("Video")
+                       else UNSUPPORTED.get(kind) or next(
+                           (UNSUPPORTED[k] for k in obj if k in UNSUPPORTED), None))
+        if unsupported:
+            self.report.loss(unsupported[0], unsupported[1], name, region=_str(fid))
+            return None
+        key = next((k for k in READERS if k in obj), None)
+        if key is None:
+            self.report.loss(kind or "object", "unknown object kind (no geometry key)", name,
+                             region=_str(fid), detail="keys " + ", ".join(
+                                 sorted(str(k) for k in obj)))
+            return None
+        shape_kind, read = READERS[key]
+        if name is None:
+            self.report.loss(shape_kind, "object without a name", None, region=_str(fid),
+                             detail=path)
+            return None
+        try:
+            shape = read(obj[key], f"{path}.{key}", self.ctx)
+        except ExportError as exc:
+            self._lose(shape_kind, exc, name, fid)
+            return None
+        rid = region_id_for_feature(_str(fid), self.row, "object", index)
+        nested = self.classifications(obj.get("classifications"), f"{path}.classifications",
+                                      (rid,))
+        return Region(id=rid, name=name, shape=shape, classifications=nested, score=_score(obj),
+                      schema_id=_str(obj.get("feature_schema_id")))
+
+    # -- relationships
+    def relation(self, item: Any, ids: set[str], index: int) -> Relation | None:
+        """Export-v2 (``source``/``target`` feature ids, ``unidirectional`` or ``type``) and
+        the older shape (``data.source``/``data.target``, or ``startFeatureId``/
+        ``endFeatureId``, and ``relationshipType``)."""
+        path = f"relationships[{index}]"
+        if not isinstance(item, dict):
+            self.report.loss("relationship", "not an object", field=path)
+            return None
+        name = _name(item)
+        data = item.get("data") if isinstance(item.get("data"), dict) else {}
+        fid = item.get("feature_id") or item.get("featureId")
+        ends = []
+        for key, old in (("source", "startFeatureId"), ("target", "endFeatureId")):
+            raw, where = item.get(key), f"{path}.{key}"
+            if raw is None:
+                raw, where = data.get(key, data.get(old)), f"{path}.data.{key}"
+            if isinstance(raw, dict):
+                raw = raw.get("feature_id") or raw.get("featureId") or raw.get("id")
+            if not _str(raw):
+                self.report.loss("relationship", "no feature id of the related object", name,
+                                 field=where, region=_str(fid))
+                return None
+            if raw not in ids:
+                self.report.loss("relationship", "the related object was not converted or is "
+                                 "not in this label", name, field=where, region=_str(fid),
+                                 detail=str(raw))
+                return None
+            ends.append(raw)
+        kind = str(item.get("type") or item.get("relationship_type")
+                   or item.get("relationshipType") or "").lower()
+        bidirectional = kind == "bidirectional" or item.get("unidirectional") is False
+        return Relation(ends[0], ends[1], name, bidirectional,
+                        region_id_for_feature(_str(fid), self.row, "rel", index))
+
+
+def _media_size(media: Any, report: Reporter) -> tuple[int | None, int | None]:
+    if not isinstance(media, dict):
+        return None, None
+    size = []
+    for key in ("width", "height"):
+        value = media.get(key)
+        if value is None:
+            size.append(None)
+            continue
+        try:
+            v = number(value, f"media_attributes.{key}")
+            if v <= 0 or not v.is_integer():
+                raise ExportError("not a positive whole number of pixels",
+                                  f"media_attributes.{key}")
+            size.append(int(v))
+        except ExportError as exc:
+            report.loss("media", exc.reason, field=exc.field)
+            size.append(None)
+    return size[0], size[1]
+
+
+def _document_text(row_data: Any) -> str | None:
+    """The text of a text data row, when the export carries it rather than a URL to it."""
+    if not isinstance(row_data, str) or row_data.startswith(_URL_PREFIXES):
+        return None
+    return row_data
+
+
+def task_regions(compact: dict, report: ConversionReport | Reporter | None = None
+                 ) -> TaskRegions:
+    """Neutral regions of a compact row (see ``export.compact_row``); never raises on a damaged
+    row: every part that cannot be read is a loss in ``report``."""
+    report = report if report is not None else ConversionReport()
+    dr = compact.get("data_row") if isinstance(compact.get("data_row"), dict) else {}
+    ref = DataRowRef(**{k: (v if isinstance(v := dr.get(k), str) else None)
+                        for k in ("id", "global_key", "external_id", "row_data")})
+    row = ref.id or ref.global_key or ref.external_id or "?"
+    scoped = report.scope(data_row=row)
+    media = compact.get("media")
+    ctx = RowContext(text=_document_text(ref.row_data)
+                     if isinstance(media, dict) and str(media.get("mime_type", "")).startswith(
+                         "text/") else None)
+    reader = _RowReader(row, scoped, ctx)
+    ann = compact.get("annotations")
+    if not isinstance(ann, dict):
+        scoped.loss("row", "the label's annotations are not an object", field="annotations")
+        ann = {}
+    if ann.get("frames") or ann.get("segments"):
+        frames = ann.get("frames") if isinstance(ann.get("frames"), dict) else {}
+        count = sum(len(f.get("objects") or {}) for f in frames.values()
+                    if isinstance(f, dict)) or 1
+        for _ in range(count):
+            scoped.loss("video", "video is not supported yet")
+    regions = [r for i, obj in enumerate(_list(ann.get("objects")))
+               if (r := reader.region(obj, i)) is not None]
+    ids = {r.id for r in regions}
+    relations = tuple(rel for i, item in enumerate(_list(ann.get("relationships")))
+                      if (rel := reader.relation(item, ids, i)) is not None)
+    width, height = _media_size(media, scoped)
+    return TaskRegions(
+        data_row=ref, regions=tuple(regions),
+        classifications=reader.classifications(ann.get("classifications"), "classifications",
+                                               ("global",)),
+        relations=relations, width=width, height=height)
