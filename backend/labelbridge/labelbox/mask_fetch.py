@@ -96,6 +96,9 @@ class MaskFetcher:
         keyed = self._sends_key(urlsplit(url).hostname or "")
         headers = {k: v for k, v in self.headers.items()
                    if keyed or k.lower() != "authorization"}
+        if keyed and "authorization" not in {k.lower() for k in headers}:  # 401, certainly
+            raise MaskFetchError(f"{redact(url)}: mask URLs need the Labelbox API key: set "
+                                 "LABELBOX_API_KEY")
         problem = ""
         for attempt in range(self.retries + 1):
             wait = min(self.backoff * 2 ** attempt, MAX_WAIT)

@@ -32,6 +32,7 @@ import labelbox.types as lb
 import numpy as np
 from PIL import Image
 
+from labelbridge.labelbox.errors import ExportError
 from labelbridge.labelbox.mask_fetch import MaskFetcher, MaskFetchError, redact
 from labelbridge.model.regions import Mask
 
@@ -159,6 +160,14 @@ def pixels(mask: Mask) -> np.ndarray:
     return np.repeat(values, runs).reshape(mask.height, mask.width)
 
 
+def labelbox_value(writer: Any, mask: Mask, name: str, report: Any, rid: str) -> lb.Mask | None:
+    """The ``ndjson.VALUES`` entry for masks: one Labelbox instance per region."""
+    if mask.empty:
+        report.loss("mask", "empty mask: no pixel painted", name, region=rid)
+        return None
+    return to_labelbox(mask)
+
+
 def to_labelbox(mask: Mask) -> lb.Mask:
     """A labelbox ``Mask`` that ``NDJsonConverter`` writes as ``{"png": <0/1 PNG>}``.
 
@@ -187,6 +196,19 @@ def from_payload(value: Any) -> Mask | str:
                     zlib.decompress(base64.b64decode(value["runs"])))
     except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
         return f"malformed mask ({exc})"
+
+
+def read_mask(value: Any, path: str, ctx: Any) -> Mask:
+    """The ``shapes.READERS`` entry for masks: a resolved export object (see ``resolve_row``)."""
+    got = from_payload(value)
+    if isinstance(got, str):
+        raise ExportError(got, path)
+    if got.empty:
+        raise ExportError("the mask has no pixel (none of its colour in the PNG)", path)
+    return got
+
+
+READERS = {"mask": ("mask", read_mask), "composite_mask": ("mask", read_mask)}
 
 
 # ----- export objects -------------------------------------------------------------------------
@@ -222,6 +244,11 @@ class MaskSource:
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict[str, CodeRuns] = OrderedDict()
         self._held = 0
+
+    def describe(self) -> str:
+        """What changes the masks read (part of the index fingerprint; never the key)."""
+        keyed = any(k.lower() == "authorization" for k in self.fetcher.headers)
+        return f"masks:{'with' if keyed else 'without'} key"
 
     def __getstate__(self) -> dict:  # sent to index worker processes: the settings only
         return {"fetcher": self.fetcher, "cache_bytes": self.cache_bytes}
@@ -270,3 +297,21 @@ class MaskSource:
             value = {"error": f"mask could not be read: {exc}"}
         obj.pop("composite_mask", None)
         obj["mask"] = value
+
+
+def resolve_row(compact: dict, source: MaskSource, base_dir: Path | None) -> None:
+    """Read every image mask of a compact row (``export.compact_row``) in place, so that the
+    index holds pixels and conversion never fetches. A mask that cannot be read carries the
+    reason (a loss when the row is converted); the row itself never fails here."""
+    ann = compact.get("annotations")
+    objects = ann.get("objects") if isinstance(ann, dict) else None
+    media = compact.setdefault("media", {})
+    width, height = media.get("width"), media.get("height")
+    size = (width, height) if type(width) is int and type(height) is int else None
+    for obj in objects if isinstance(objects, list) else ():
+        if isinstance(obj, dict) and is_mask(obj) and not str(
+                obj.get("annotation_kind") or "").startswith("Video"):
+            source.resolve(obj, size, base_dir)
+            got = obj["mask"]
+            if size is None and "width" in got:  # no media size in the export: the PNG's
+                size = media["width"], media["height"] = got["width"], got["height"]

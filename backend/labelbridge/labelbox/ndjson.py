@@ -21,6 +21,7 @@ from typing import Any, Callable, Literal
 import labelbox.types as lb
 from labelbox.data.serialization import NDJsonConverter
 
+from labelbridge.labelbox import masks
 from labelbridge.model.features import FeatureTable, Path
 from labelbridge.model.ids import ndjson_uuid, relation_uuid
 from labelbridge.model.regions import (PIXEL_DIGITS, Box, Classification, DataRowRef, Region,
@@ -173,6 +174,7 @@ VALUES: dict[str, Callable[[LabelWriter, Any, str, Reporter, str], Any]] = {
     "polyline": lambda w, s, n, r, i: lb.Line(points=[lb.Point(x=x, y=y) for x, y in s.points]),
     "point": lambda w, s, n, r, i: lb.Point(x=s.x, y=s.y),
     "span": lambda w, s, n, r, i: LabelWriter._span(s, n, r, i),
+    "mask": masks.labelbox_value,
 }
 _GEOMETRY_KEYS = ("bbox", "polygon", "line", "point")
 

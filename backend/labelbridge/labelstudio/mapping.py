@@ -29,6 +29,7 @@ TOOL_KINDS: dict[str, ShapeKind] = {
     "RectangleLabels": "bbox", "Rectangle": "bbox",
     "PolygonLabels": "polygon", "Polygon": "polygon",
     "KeyPointLabels": "point", "KeyPoint": "point",
+    "BrushLabels": "mask", "Brush": "mask",
 }
 # Objects a plain <Labels> control labels spans of.
 SPAN_OBJECTS = {"Text", "HyperText"}

@@ -15,6 +15,8 @@ from labelbridge.groundtruth.reconcile import Reconciler
 from labelbridge.groundtruth.worker_process import DeliveryProcess
 from labelbridge.labelbox.export import Selection
 from labelbridge.labelbox.gateway import LabelboxGateway
+from labelbridge.labelbox.mask_fetch import MaskFetcher
+from labelbridge.labelbox.masks import MaskSource
 from labelbridge.labelstudio.api import LabelStudioApi
 from labelbridge.labelstudio.mapping import Overrides
 from labelbridge.labelstudio.webhooks import ParsedWebhook, label_config_hash
@@ -34,20 +36,28 @@ def selection(settings: Settings) -> Selection:
                      settings.labelbox_project_id)
 
 
+def mask_source(settings: Settings) -> MaskSource:
+    """How the index reads mask PNGs: with the Labelbox API key (sent to the configured
+    Labelbox hosts only), or without one (local and inline masks still read)."""
+    key = settings.labelbox_api_key.get_secret_value() if settings.labelbox_api_key else None
+    return MaskSource(MaskFetcher.for_labelbox(key, (
+        settings.labelbox_endpoint, settings.labelbox_rest_endpoint, settings.labelbox_app_url)))
+
+
 def ensure_index(settings: Settings, progress: Callable[[int], None] | None = None) -> bool:
     """Build the prediction index when it is missing or the export changed. True if built."""
     if settings.export is None:
         return False
-    sel = selection(settings)
+    sel, masks = selection(settings), mask_source(settings)
     store = PredictionStore(settings.predictions_db)
     if store.exists():
         try:
-            if store.meta().get("fingerprint") == export_fingerprint(settings.export, sel):
+            if store.meta().get("fingerprint") == export_fingerprint(settings.export, sel, masks):
                 return False
         finally:
             store.close()
         log.info("the export changed since the index was built; rebuilding")
-    result = index_export(settings.export, settings.predictions_db, sel, progress)
+    result = index_export(settings.export, settings.predictions_db, sel, progress, masks=masks)
     log.info("indexed %d data rows from %s (model version %s)", result.rows, settings.export,
              result.model_version)
     return True

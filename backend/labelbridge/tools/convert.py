@@ -9,6 +9,7 @@ from typing import IO, Iterator
 import orjson
 
 from labelbridge.labelbox import export
+from labelbridge.labelbox.masks import MaskSource, resolve_row
 from labelbridge.labelbox.ndjson import DataRowMissing, to_ndjson
 from labelbridge.labelstudio.mapping import Mapping
 from labelbridge.labelstudio.results import ResultReader, ResultWriter, prediction_score
@@ -22,19 +23,24 @@ class ConvertError(ValueError):
 
 
 def lb_to_ls(export_path: Path, mapping: Mapping, selection: export.Selection, out: IO[bytes],
-             report: ConversionReport, model_version: str | None = None) -> int:
-    """Write a JSON list of Label Studio tasks (data + predictions). Returns the task count."""
+             report: ConversionReport, model_version: str | None = None,
+             masks: MaskSource | None = None) -> int:
+    """Write a JSON list of Label Studio tasks (data + predictions). Returns the task count.
+    ``masks``: how mask PNGs are read (paths relative to the export's folder)."""
     fields = object_fields(mapping)
     if not fields:
         raise ConvertError("the label config has no object tag reading task data ($field)")
     li = mapping.interface
     count = 0
+    base_dir = export_path if Path(export_path).is_dir() else Path(export_path).parent
     out.write(b"[")
     for row in export.iter_rows(export_path):
         picked = export.compact_row(row, selection)
         if picked is None:
             continue
         origin, compact = picked
+        if masks is not None:
+            resolve_row(compact, masks, base_dir)
         mismatch = media_mismatch(mapping, (compact.get("media") or {}).get("mime_type"))
         if mismatch:
             report.loss("data row", f"skipped: {mismatch}", None, compact["data_row"].get("id"))

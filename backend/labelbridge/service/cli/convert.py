@@ -10,7 +10,7 @@ import typer
 
 from labelbridge.labelbox.export import ExportError, Selection
 from labelbridge.model.report import ConversionReport
-from labelbridge.service.cli.common import fail, load_mapping, print_report
+from labelbridge.service.cli.common import fail, load_mapping, print_report, settings_or_exit
 
 app = typer.Typer(no_args_is_help=True, help="Bulk conversions between the two formats.")
 
@@ -26,6 +26,7 @@ def lb2ls(export: Path = typer.Option(..., help="Labelbox export-v2 file, folder
           project: Optional[str] = typer.Option(None, help="Labelbox project id (project_labels)"),
           ) -> None:
     """Labelbox export -> Label Studio tasks with predictions, ready to import."""
+    from labelbridge.service.runtime import mask_source
     from labelbridge.tools.convert import ConvertError, lb_to_ls
 
     if source not in ("predictions", "run_labels", "project_labels"):
@@ -35,7 +36,7 @@ def lb2ls(export: Path = typer.Option(..., help="Labelbox export-v2 file, folder
     sink = open(out, "wb") if out else sys.stdout.buffer
     try:
         count = lb_to_ls(export, m, Selection(source, model_run, project), sink,  # type: ignore[arg-type]
-                         report)
+                         report, masks=mask_source(settings_or_exit()))
     except (ExportError, ConvertError) as exc:
         fail(str(exc))
         return

@@ -43,7 +43,7 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
     from labelbridge.predictions.indexer import index_export
     from labelbridge.predictions.predictor import Predictor
     from labelbridge.predictions.store import PredictionStore
-    from labelbridge.service.runtime import selection
+    from labelbridge.service.runtime import mask_source, selection
 
     settings = settings_or_exit(**({"LABELBRIDGE_EXPORT": export} if export else {}))
     setup_logging(settings.log_level)
@@ -52,7 +52,7 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
     try:
         with counting_progress(f"indexing {settings.export}") as progress:
             result = index_export(settings.export, settings.predictions_db, selection(settings),
-                                  progress, workers)
+                                  progress, workers, masks=mask_source(settings))
     except ExportError as exc:
         fail(str(exc))
         return
