@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_EXPORT := configs/demo/labelbox-export.ndjson
 
-.PHONY: run test unit e2e ls-env bench clean
+.PHONY: run test unit e2e ls-env lsml-env bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,22 +18,26 @@ run: $(STAMP)
 	LABELBRIDGE_EXPORT=$${LABELBRIDGE_EXPORT:-$(DEMO_EXPORT)} $(BIN)/labelbridge serve
 
 ## Everything: unit, property, integration and end-to-end tests against a real Label Studio.
-test: $(STAMP) ls-env
+test: $(STAMP) ls-env lsml-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not lsml"
 
-e2e: $(STAMP) ls-env
+e2e: $(STAMP) ls-env lsml-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m e2e
 
 ## Label Studio 1.23.2 in its own virtualenv (.venv-ls), for the end-to-end tests.
 ls-env: $(STAMP)
 	$(BIN)/python tests/e2e/lsharness.py install
 
+## label-studio-ml 1.0.9 in its own virtualenv (.venv-lsml), for LabelboxModel in the official server.
+lsml-env: $(STAMP)
+	$(BIN)/python tests/lsml/harness.py install
+
 bench: $(STAMP)
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/webhook.py
 
 clean:
-	rm -rf $(VENV) .venv-ls var .cache
+	rm -rf $(VENV) .venv-ls .venv-lsml var .cache

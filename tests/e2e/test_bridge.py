@@ -374,3 +374,39 @@ def test_what_docker_compose_describes_is_what_ran(world):
                  "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"):
         assert ls.env[name] == ls_env[name]
     assert COMPOSE["services"]["label-studio"]["image"].endswith(":1.23.2")
+
+
+def test_label_studio_stores_the_same_predictions_from_the_official_1_0_9_server(
+        world, project, ls_project, tmp_path):
+    """LabelboxModel in label-studio-ml 1.0.9 (.venv-lsml), started with labelbridge serve's
+    own environment: Label Studio stores the predictions it stores from labelbridge. 1.0.9's
+    /setup answers its own model version, so Label Studio asks it again on every retrieval."""
+    from tests.lsml import harness
+
+    ls, _, bridge = world
+    if not harness.installed():
+        pytest.fail(f"label-studio-ml 1.0.9 is missing from {harness.VENV}: "
+                    f"{harness.INSTALL_HINT}", pytrace=False)
+    rows = range(0, 2)
+    pid, tasks = project(rows)                       # served by labelbridge itself
+    dm_action(ls, "retrieve_tasks_predictions", pid)
+    port = free_port()
+    framework = harness.start_lsml(tmp_path / "framework", bridge.env, port)
+    try:
+        other = ls_project(CONFIG, title="label-studio-ml 1.0.9")
+        created = ls.client().projects.import_tasks(
+            id=other.id, return_task_ids=True,
+            request=[{"data": {"image": f"http://127.0.0.1:9/e2e-img-{i}.jpg",
+                               "global_key": f"e2e-img-{i}.jpg"}} for i in rows])
+        ls.client().ml.create(project=other.id, url=f"http://127.0.0.1:{port}",
+                              title="label-studio-ml 1.0.9")
+        dm_action(ls, "retrieve_tasks_predictions", other.id)
+        for i, task_id in zip(rows, created.task_ids):
+            (theirs,) = predictions(ls, task_id)
+            (ours,) = predictions(ls, tasks[i])
+            assert theirs["model_version"] == ours["model_version"] == RUN
+            assert theirs["result"] == ours["result"] and theirs["score"] == ours["score"]
+        dm_action(ls, "retrieve_tasks_predictions", other.id)
+        assert all(len(predictions(ls, t)) == 2 for t in created.task_ids)
+    finally:
+        stop_process(framework)

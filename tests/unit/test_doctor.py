@@ -1,5 +1,5 @@
 """`labelbridge doctor`: label configs + mapping files against Labelbox ontologies broken in each
-way, with the exact messages (the contract in backend/doctor.py's docstring)."""
+way, with the exact messages (the contract in tools/doctor/findings.py's docstring)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import labelbox as lb
 import pytest
 from typer.testing import CliRunner
 
+from labelbridge.labelbox.ontology import Ontology, OntologyError, load_ontology
 from labelbridge.labelstudio.mapping import Mapping, Overrides
 from labelbridge.service.cli import app
 from labelbridge.settings import env_names, load_settings
-from labelbridge.tools.doctor import (Finding, Ontology, OntologyError, check, load_ontology,
-                                      run_checks)
+from labelbridge.tools.doctor import Finding, check, run_checks
 
 from tests.helpers import IMAGE_CONFIG
 from tests.procs import free_port

@@ -1,7 +1,8 @@
 """The Label Studio REST calls labelbridge makes, through label-studio-sdk.
 
 Used by reconciliation (tasks with annotations changed since a cursor; which tasks still
-exist) and by ``labelbridge connect`` (ML backend and webhook wiring).
+exist), by ``labelbridge connect`` (ML backend and webhook wiring) and by ``labelbridge doctor``
+(the project's label config).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDA
 
 
 class LabelStudioUnavailable(RuntimeError):
-    """Label Studio could not be reached or refused the request; the message says why."""
+    """Label Studio could not be reached or refused the request; the message says why.
+    ``status`` is the HTTP status Label Studio answered with, None when it did not answer."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _dump(obj: Any) -> dict:
@@ -27,7 +33,8 @@ def _dump(obj: Any) -> dict:
 def _unavailable(url: str, exc: Exception) -> LabelStudioUnavailable:
     if isinstance(exc, ApiError):
         body = exc.body if isinstance(exc.body, (str, dict)) else ""
-        return LabelStudioUnavailable(f"Label Studio at {url} answered {exc.status_code}: {body}")
+        return LabelStudioUnavailable(f"Label Studio at {url} answered {exc.status_code}: {body}",
+                                      exc.status_code)
     return LabelStudioUnavailable(f"Label Studio at {url} is unreachable: "
                                   f"{exc.__class__.__name__}: {exc}")
 
@@ -49,6 +56,12 @@ class LabelStudioApi:
     # ----- reading ------------------------------------------------------------------------
     def project(self, project_id: int) -> dict:
         return _dump(self._call(self.ls.projects.get, id=project_id))
+
+    def label_config(self, project_id: int) -> str:
+        """The project's label config XML ("" when it has none), in one attempt: no retries."""
+        project = self._call(self.ls.projects.get, id=project_id,
+                             request_options={"max_retries": 0})
+        return str(getattr(project, "label_config", None) or "")
 
     def tasks(self, project_id: int, updated_since: str | None = None,
               page_size: int = 100) -> Iterator[dict]:

@@ -168,6 +168,14 @@ class Runtime:
         self._wake.set()
         return result
 
+    def accept_now(self, parsed: ParsedWebhook, source: str) -> AppendResult:
+        """``accept`` for a caller without an event loop (the label-studio-ml model's ``fit``):
+        one transaction, durable when it returns."""
+        self.remember_config(parsed)
+        result = self.outbox.append(self.events(parsed, source))
+        self._wake.set()
+        return result
+
     async def reject(self, body: bytes, reason: str, headers: dict[str, str]) -> None:
         await asyncio.to_thread(self.outbox.reject, body, reason, headers)
 
