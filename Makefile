@@ -38,6 +38,7 @@ lsml-env: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/masks.py
 
 clean:
 	rm -rf $(VENV) .venv-ls .venv-lsml var .cache

@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -174,6 +176,70 @@ def bench_codec(runs: int) -> dict:
             "sdk_decode_ms": round(sdk_dec * 1e3, 1)}
 
 
+# ----- index build over masks -------------------------------------------------------------------
+
+def write_index_export(folder: Path, rows: int) -> Path:
+    """``rows`` data rows, each with one 12-MP composite of 3 instances: one PNG file, shared."""
+    folder.mkdir(parents=True, exist_ok=True)
+    w, h = SIZES["4032x3024"]
+    (folder / "composite.png").write_bytes(
+        composite_png(shapes(np.random.default_rng(3), w, h, 3)))
+    path = folder / "masks-export.ndjson"
+    with open(path, "wb") as fh:
+        for i in range(rows):
+            objects = [{"feature_id": f"cf{i:015d}{k:08d}", "name": "Vehicle",
+                        "annotation_kind": "ImageSegmentationMask", "classifications": [],
+                        "composite_mask": {"url": "composite.png", "color_rgb": list(color)}}
+                       for k, color in enumerate(COLORS)]
+            row = {"data_row": {"id": f"cdr{i:022d}", "global_key": f"mask-{i}.jpg",
+                                "row_data": f"https://example.invalid/mask-{i}.jpg"},
+                   "media_attributes": {"width": w, "height": h, "mime_type": "image/jpeg"},
+                   "experiments": {"cmodel00000000000000000001": {"runs": {
+                       "crun000000000000000000001": {"predictions": [{"annotations": {
+                           "objects": objects, "classifications": [], "relationships": []}}]}}}}}
+            fh.write(orjson.dumps(row) + b"\n")
+    return path
+
+
+def index_child(export: str, index: str) -> None:
+    from labelbridge.labelbox.export import Selection
+    from labelbridge.predictions.indexer import index_export
+    started = time.perf_counter()
+    result = index_export(Path(export), Path(index), Selection(), masks=masks.MaskSource())
+    print(json.dumps({"rows": result.rows, "seconds": time.perf_counter() - started}))
+
+
+def bench_index(rows: int) -> dict:
+    """The build runs in a child process; its peak RSS (with any worker processes) is sampled
+    from /proc every 10 ms (``ru_maxrss`` would count the parent's pages the child had
+    between fork and exec)."""
+    from bench.predict import tree_rss_mb
+    folder = OUT / "masks-index"
+    export = write_index_export(folder, rows)
+    for f in folder.glob("index.sqlite3*"):
+        f.unlink()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", "index",
+                             str(export), str(folder / "index.sqlite3")], stdout=subprocess.PIPE,
+                            cwd=ROOT)
+    peak, done = [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], tree_rss_mb(proc.pid))
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    done.set()
+    sampler.join()
+    if proc.wait() != 0:
+        raise RuntimeError("the index build failed")
+    proc.stdout.close()  # type: ignore[union-attr]
+    answer = json.loads(out.decode().strip().splitlines()[-1])
+    log(f"index build: {answer['rows']} rows in {answer['seconds']:.1f} s, peak RSS "
+        f"{peak[0]:.0f} MB")
+    return {**answer, "peak_rss_mb": round(peak[0], 1)}
+
+
 # ----- report --------------------------------------------------------------------------------
 
 def table(rows: list[dict], codec: dict, index: dict | None) -> str:
@@ -199,12 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: fewer masks, fewer rows")
     ap.add_argument("--rows", type=int, default=None, help="rows of the index export (10000)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        index_child(*args.child[1:])
+        return 0
     count = {"640x480": 10, "4032x3024": 1} if args.quick else {"640x480": 40, "4032x3024": 3}
     runs = 3 if args.quick else 5
     rows = bench_throughput(count, runs)
     codec = bench_codec(runs)
-    index = None
+    index = bench_index(args.rows or (1000 if args.quick else 10_000))
     out = args.out or OUT / ("masks-quick.json" if args.quick else "masks.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"throughput": rows, "codec": codec, "index": index}, indent=2))

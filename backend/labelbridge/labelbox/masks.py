@@ -40,6 +40,7 @@ MASK_KINDS = ("ImageSegmentationMask",)
 CACHE_BYTES = 64 << 20
 _OPAQUE = np.uint32(0xFF000000)  # a pixel's code: r | g << 8 | b << 16 | opaque; transparent 0
 MAX_PIXELS = 1 << 28  # 268 MP: larger PNGs are refused before decoding (decompression bombs)
+STRIP_PIXELS = 1 << 20  # pixels converted to codes at a time
 
 
 class MaskError(ValueError):
@@ -140,14 +141,24 @@ def _pixel_codes(im: Image.Image) -> tuple[np.ndarray, bool]:
 
 
 def read_png(png: bytes) -> CodeRuns:
-    """Decode a mask PNG into runs of equal pixels."""
+    """Decode a mask PNG into runs of equal pixels, a strip of rows at a time (beside the
+    decoded image, memory holds one strip's pixel codes, not the whole image's)."""
     im = _open(png)
+    w, h = im.size
+    rows = max(1, STRIP_PIXELS // w)
+    codes_, starts_, last, gray = [], [], None, True
     try:
-        codes, gray = _pixel_codes(im)
+        for y in range(0, h, rows):
+            codes, gray = _pixel_codes(im.crop((0, y, w, min(h, y + rows))))
+            starts = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1]
+            if last is not None and codes[0] == last:  # a run goes on from the strip above
+                starts = starts[1:]
+            codes_.append(codes[starts])
+            starts_.append(starts + y * w)
+            last = codes[-1]
     except (ValueError, OSError) as exc:
         raise MaskError(f"PNG mode {im.mode} cannot be read as a mask ({exc})") from None
-    starts = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1]
-    return CodeRuns(im.width, im.height, codes[starts], starts, gray)
+    return CodeRuns(w, h, np.concatenate(codes_), np.concatenate(starts_), gray)
 
 
 # ----- neutral Mask -> Labelbox ---------------------------------------------------------------
