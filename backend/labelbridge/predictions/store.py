@@ -330,7 +330,7 @@ class PredictionStore:
         return out
 
     def iter_pks(self, batch: int = 1000) -> Iterator[list[int]]:
-        last = 0
+        last = -1  # the first row of the first file has pk 0
         while True:
             with self._lock:
                 pks = [pk for (pk,) in self._db().execute(
