@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -211,33 +209,16 @@ def index_child(export: str, index: str) -> None:
 
 def bench_index(rows: int) -> dict:
     """The build runs in a child process; its peak RSS (with any worker processes) is sampled
-    from /proc every 10 ms (``ru_maxrss`` would count the parent's pages the child had
-    between fork and exec)."""
-    from bench.predict import tree_rss_mb
+    from /proc (not ``ru_maxrss``, which counts this process's pages the child had until exec)."""
+    from bench.predict import run_child
     folder = OUT / "masks-index"
     export = write_index_export(folder, rows)
     for f in folder.glob("index.sqlite3*"):
         f.unlink()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", "index",
-                             str(export), str(folder / "index.sqlite3")], stdout=subprocess.PIPE,
-                            cwd=ROOT)
-    peak, done = [0.0], threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.01):
-            peak[0] = max(peak[0], tree_rss_mb(proc.pid))
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out = proc.stdout.read()  # type: ignore[union-attr]
-    done.set()
-    sampler.join()
-    if proc.wait() != 0:
-        raise RuntimeError("the index build failed")
-    proc.stdout.close()  # type: ignore[union-attr]
-    answer = json.loads(out.decode().strip().splitlines()[-1])
-    log(f"index build: {answer['rows']} rows in {answer['seconds']:.1f} s, peak RSS "
-        f"{peak[0]:.0f} MB")
-    return {**answer, "peak_rss_mb": round(peak[0], 1)}
+    answer, peak = run_child(["index", str(export), str(folder / "index.sqlite3")],
+                             script=Path(__file__).resolve(), kernel_peak=False)
+    log(f"index build: {answer['rows']} rows in {answer['seconds']:.1f} s, peak RSS {peak:.0f} MB")
+    return {**answer, "peak_rss_mb": round(peak, 1)}
 
 
 # ----- report --------------------------------------------------------------------------------
