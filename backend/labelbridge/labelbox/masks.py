@@ -36,7 +36,6 @@ from labelbridge.labelbox.errors import ExportError
 from labelbridge.labelbox.mask_fetch import MaskFetcher, MaskFetchError, redact
 from labelbridge.model.regions import Mask
 
-MASK_KINDS = ("ImageSegmentationMask",)
 CACHE_BYTES = 64 << 20
 _OPAQUE = np.uint32(0xFF000000)  # a pixel's code: r | g << 8 | b << 16 | opaque; transparent 0
 MAX_PIXELS = 1 << 28  # 268 MP: larger PNGs are refused before decoding (decompression bombs)
@@ -238,7 +237,7 @@ def _reference(obj: dict) -> tuple[dict, tuple[int, int, int] | None]:
         raise MaskError("composite_mask has no color_rgb")
     if color is not None:
         if (not isinstance(color, (list, tuple)) or len(color) != 3
-                or not all(isinstance(c, int) and 0 <= c <= 255 for c in color)):
+                or not all(type(c) is int and 0 <= c <= 255 for c in color)):
             raise MaskError(f"color_rgb must be three integers 0..255, got {color!r}")
         color = (color[0], color[1], color[2])
     if not isinstance(ref.get("url"), str) and not isinstance(ref.get("png"), str):
@@ -302,6 +301,9 @@ class MaskSource:
     def resolve(self, obj: dict, size: tuple[int, int] | None, base_dir: Path | None) -> None:
         """Replace an export mask object's reference by its pixels, or by why it has none
         (read back with ``from_payload``)."""
+        done = obj.get("mask")
+        if isinstance(done, dict) and ("runs" in done or "error" in done):
+            return  # resolved already
         try:
             value: dict = to_payload(self.mask(obj, size, base_dir))
         except MaskError as exc:
@@ -318,7 +320,8 @@ def resolve_row(compact: dict, source: MaskSource, base_dir: Path | None) -> Non
     objects = ann.get("objects") if isinstance(ann, dict) else None
     media = compact.setdefault("media", {})
     width, height = media.get("width"), media.get("height")
-    size = (width, height) if type(width) is int and type(height) is int else None
+    size = (int(width), int(height)) if all(
+        type(v) in (int, float) and v > 0 and v == int(v) for v in (width, height)) else None
     for obj in objects if isinstance(objects, list) else ():
         if isinstance(obj, dict) and is_mask(obj) and not str(
                 obj.get("annotation_kind") or "").startswith("Video"):

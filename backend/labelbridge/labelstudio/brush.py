@@ -156,7 +156,7 @@ def decode_runs(rle: bytes) -> tuple[np.ndarray, np.ndarray, int]:
     word = int(bits.read(np.array([32]), 5)[0]) + 1
     classes = bits.read(np.array([37, 41, 45, 49]), 4) + 1
     if word > 16:
-        raise BrushError(f"rle: word size {word} is not a byte-sized value")
+        raise BrushError(f"rle: word size {word} is larger than 16 bits")
     if count == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), 0
     starts = _token_starts(bits, count, word, classes)
