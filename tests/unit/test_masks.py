@@ -162,7 +162,9 @@ def resolved(obj: dict, size=(8, 6), base_dir=None, source=None):
 
 
 def test_resolve__inline_png_single_and_composite():
-    assert resolved({"mask": {"png": b64(single_png(FLAGS, "white"))}}) == to_mask(FLAGS)
+    obj = {"mask": {"png": b64(single_png(FLAGS, "white"))}}
+    assert resolved(obj) == to_mask(FLAGS)
+    assert resolved(obj) == to_mask(FLAGS)  # resolving again leaves it as it is
     comp = b64(composite(LABELS, COLORS))
     got = resolved({"composite_mask": {"png": comp, "color_rgb": [10, 200, 30]}})
     assert got == to_mask(LABELS == 2)

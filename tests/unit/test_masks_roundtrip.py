@@ -181,3 +181,22 @@ def test_empty_and_malformed_brush_annotations_are_losses():
     assert reasons[0].startswith("empty mask")
     assert "not an array of integers 0..255" in reasons
     assert any("holds 48 values, a 5x3 RGBA image has 60" in r for r in reasons)
+
+
+def test_convert_lb2ls_reads_the_demo_masks_beside_the_export(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from labelbridge.service.cli import app
+    for name in ("LABELBOX_API_KEY", "LABELBOX_PROJECT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "tasks.json"
+    done = CliRunner().invoke(app, ["convert", "lb2ls", "--export",
+                                    str(ROOT / "configs/demo/labelbox-export.ndjson"),
+                                    "--label-config", str(ROOT / "configs/segmentation.xml"),
+                                    "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    (task,) = [t for t in orjson.loads(out.read_bytes())
+               if t["data"].get("global_key") == "demo-street-3.jpg"]
+    (pred,) = task["predictions"]
+    assert [r["value"]["brushlabels"] for r in pred["result"] if r["type"] == "brushlabels"] == [
+        ["Sky"], ["Building"], ["Building"], ["Vehicle"]]
