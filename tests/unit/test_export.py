@@ -7,11 +7,14 @@ import pytest
 
 from labelbridge.labelbox.export import (ExportError, Selection, compact_row, iter_rows, parse_line,
                                          task_regions)
-from labelbridge.model.regions import Box, KeyPoint, Polygon, Polyline, Span
 from labelbridge.labelbox.masks import MaskSource, resolve_row
+from labelbridge.model.regions import Box, KeyPoint, Polygon, Polyline, Span
 from labelbridge.model.report import ConversionReport
 
-from tests.helpers import DATA_ROW, DEMO_EXPORT, RUN, bbox, checklist, export_row, radio, text
+from tests.helpers import (DATA_ROW, DEMO_EXPORT, FIXTURES, RUN, bbox, checklist, export_row,
+                           radio, text)
+
+EVERY_KIND = FIXTURES / "labelbox-every-kind.ndjson"
 
 
 def regions_of(row, sel=Selection(), report=None):
@@ -176,18 +179,26 @@ def test_bad_lines_name_file_and_line(tmp_path):
         parse_line(b'{"a": 1}', "y", 1)
 
 
-def test_demo_export_exercises_every_kind():
+def test_every_kind_fixture_exercises_every_kind():
     report = ConversionReport()
-    kinds, masks = set(), 0
-    for row in iter_rows(DEMO_EXPORT):
+    kinds = set()
+    for row in iter_rows(EVERY_KIND):
         picked = compact_row(row, Selection())
-        resolve_row(picked[1], MaskSource(), DEMO_EXPORT.parent)  # its masks ship beside it
         tr = task_regions(picked[1], report)
         kinds |= {r.shape.kind for r in tr.regions}
-        masks += sum(r.shape.kind == "mask" for r in tr.regions)
         kinds |= {c.kind for c in tr.classifications}
         kinds |= {"relationship"} if tr.relations else set()
-    assert kinds >= {"bbox", "polygon", "point", "polyline", "span", "mask", "radio",
-                     "checklist", "text", "relationship"}
-    assert {k for k, _ in report.skipped} == {"mask", "video"}  # a Labelbox URL needs the key
-    assert masks == 4  # one single-instance mask and three instances of one composite
+    assert kinds >= {"bbox", "polygon", "point", "polyline", "span", "radio", "checklist",
+                     "text", "relationship"}
+    assert {k for k, _ in report.skipped} == {"mask", "video"}  # masks: read by the index only
+
+
+def test_demo_export_masks_are_read_offline_from_beside_it():
+    report, masks = ConversionReport(), []
+    for row in iter_rows(DEMO_EXPORT):
+        picked = compact_row(row, Selection())
+        resolve_row(picked[1], MaskSource(), DEMO_EXPORT.parent)
+        masks += [r.name for r in task_regions(picked[1], report).regions
+                  if r.shape.kind == "mask"]
+    assert report.lossless, report.examples
+    assert masks == ["Sky", "Building", "Building", "Vehicle"]  # single + 3 of one composite

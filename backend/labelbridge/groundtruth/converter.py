@@ -12,6 +12,7 @@ from labelbridge.labelstudio import webhooks
 from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
 from labelbridge.labelstudio.results import ResultReader
 from labelbridge.labelstudio.tasks import data_row_ref, object_fields, task_keys, task_text
+from labelbridge.model.features import FeatureTable
 from labelbridge.model.ids import ndjson_uuid
 from labelbridge.model.regions import DataRowRef
 from labelbridge.model.report import ConversionReport
@@ -37,12 +38,14 @@ class GroundTruthConverter:
 
     def __init__(self, label_config: Callable[[str], str | None], overrides: Overrides,
                  resolve_row: Callable[[dict, list[str]], DataRowRef | None],
-                 labelbox_names: Callable[[], set[str]], include_relations: bool) -> None:
+                 labelbox_names: Callable[[], set[str]], include_relations: bool,
+                 features: Callable[[], FeatureTable] | None = None) -> None:
         self._label_config = label_config
         self._overrides = overrides
         self._resolve_row = resolve_row
         self._names = labelbox_names
         self._include_relations = include_relations
+        self._features = features  # the project's Labelbox features: schema ids, exact names
         self._mappings: dict[str, Mapping] = {}
 
     def mapping(self, config_hash: str) -> Mapping:
@@ -68,7 +71,8 @@ class GroundTruthConverter:
                                                 task_text=task_text(data, mapping))
         try:
             lines = to_ndjson(tr, report, rotated_boxes=mapping.overrides.rotated_boxes,
-                              include_relations=self._include_relations)
+                              include_relations=self._include_relations,
+                              features=self._features() if self._features else None)
         except DataRowMissing as exc:
             raise ConversionFailed(f"task {stored.task.get('id')}: {exc}") from None
         for loss in report.examples:

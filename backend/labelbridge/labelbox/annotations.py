@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from labelbridge.labelbox.errors import ExportError
-from labelbridge.labelbox.shapes import READERS, UNSUPPORTED, RowContext, number
-from labelbridge.model.ids import region_id_for_feature
+from labelbridge.labelbox.shapes import (READERS, UNSUPPORTED, UNSUPPORTED_KEYS, RowContext,
+                                        number)
+from labelbridge.model.ids import is_valid_region_id, region_id_for_feature
 from labelbridge.model.regions import (Answer, Classification, DataRowRef, Region, Relation,
                                        TaskRegions)
 from labelbridge.model.report import ConversionReport, Reporter
@@ -21,7 +22,10 @@ _URL_PREFIXES = ("http://", "https://", "gs://", "s3://", "data:", "file://")
 
 
 def _name(item: dict) -> str | None:
-    for key in ("name", "value", "title"):
+    name = item.get("name")
+    if type(name) is str and name:
+        return name
+    for key in ("value", "title"):
         value = item.get(key)
         if isinstance(value, str) and value:
             return value
@@ -29,19 +33,35 @@ def _name(item: dict) -> str | None:
 
 
 def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return value if type(value) is str and value else None
 
 
 def _score(item: dict) -> float | None:
     c = item.get("confidence")
+    if c is None:
+        return None
     try:
-        return number(c, "confidence") if c is not None else None
+        return number(c, "confidence")
     except ExportError:
         return None
 
 
 def _list(value: Any) -> list:
     return value if isinstance(value, list) else []
+
+
+def _fmt(path: tuple) -> str:
+    """("objects", 3, "bounding_box") -> "objects[3].bounding_box" (only when reporting)."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _id(fid: Any, row: str, *fallback: object) -> str:
+    if type(fid) is str and is_valid_region_id(fid):
+        return fid
+    return region_id_for_feature(_str(fid), row, *fallback)
 
 
 class _RowReader:
@@ -55,74 +75,76 @@ class _RowReader:
                          detail=exc.detail)
 
     # -- classifications
-    def classification(self, item: Any, path: str, id_path: tuple) -> Classification | None:
-        if not isinstance(item, dict):
-            self.report.loss("classification", "not an object", field=path)
+    def classification(self, item: Any, path: tuple, id_path: tuple) -> Classification | None:
+        if type(item) is not dict:
+            self.report.loss("classification", "not an object", field=_fmt(path))
             return None
         name = _name(item)
         fid = item.get("feature_id")
         if not name:
-            self.report.loss("classification", "classification without a name", field=path,
-                             region=_str(fid))
+            self.report.loss("classification", "classification without a name",
+                             field=_fmt(path), region=_str(fid))
             return None
-        common = dict(name=name, id=region_id_for_feature(_str(fid), self.row, *id_path),
-                      score=_score(item), schema_id=_str(item.get("feature_schema_id")))
+        cid, score = _id(fid, self.row, *id_path), _score(item)
+        sid = _str(item.get("feature_schema_id"))
         if "radio_answer" in item:
-            ans = self.answer(item["radio_answer"], f"{path}.radio_answer", id_path, name, fid)
-            return Classification(kind="radio", answers=(ans,) if ans else (), **common)
+            ans = self.answer(item["radio_answer"], path + ("radio_answer",), id_path, name, fid)
+            return Classification(name, "radio", (ans,) if ans else (), None, cid, score, sid)
         if "checklist_answers" in item:
             raw = item["checklist_answers"]
-            if not isinstance(raw, list):
-                self.report.loss("checklist", "not an array", name, field=f"{path}."
-                                 "checklist_answers", region=_str(fid))
+            if type(raw) is not list:
+                self.report.loss("checklist", "not an array", name, region=_str(fid),
+                                 field=_fmt(path + ("checklist_answers",)))
                 return None
             answers = tuple(a for i, r in enumerate(raw) if (a := self.answer(
-                r, f"{path}.checklist_answers[{i}]", id_path + (i,), name, fid)) is not None)
-            return Classification(kind="checklist", answers=answers, **common)
+                r, path + ("checklist_answers", i), id_path + (i,), name, fid)) is not None)
+            return Classification(name, "checklist", answers, None, cid, score, sid)
         if "text_answer" in item:
             answer = item["text_answer"]
-            content = answer.get("content") if isinstance(answer, dict) else None
-            if not isinstance(content, (str, int, float)) or isinstance(content, bool):
-                self.report.loss("text", "no text content", name,
-                                 field=f"{path}.text_answer.content", region=_str(fid))
+            content = answer.get("content") if type(answer) is dict else None
+            if type(content) not in (str, int, float):
+                self.report.loss("text", "no text content", name, region=_str(fid),
+                                 field=_fmt(path + ("text_answer", "content")))
                 return None
-            return Classification(kind="text", text=str(content), **common)
+            return Classification(name, "text", (), str(content), cid, score, sid)
         self.report.loss("classification", "unsupported classification shape", name,
-                         field=path, region=_str(fid), detail="keys " + ", ".join(
+                         field=_fmt(path), region=_str(fid), detail="keys " + ", ".join(
                              sorted(str(k) for k in item if k not in ('name', 'value'))))
         return None
 
-    def answer(self, item: Any, path: str, id_path: tuple, question: str, qid: Any
+    def answer(self, item: Any, path: tuple, id_path: tuple, question: str, qid: Any
                ) -> Answer | None:
-        name = _name(item) if isinstance(item, dict) else None
+        name = _name(item) if type(item) is dict else None
         if name is None:
-            self.report.loss("answer", "an answer without a name", question, field=path,
+            self.report.loss("answer", "an answer without a name", question, field=_fmt(path),
                              region=_str(qid))
             return None
-        nested = self.classifications(item.get("classifications"), f"{path}.classifications",
-                                      id_path + (name,))
-        return Answer(name=name, classifications=nested, score=_score(item),
-                      schema_id=_str(item.get("feature_schema_id")))
+        nested = item.get("classifications")
+        return Answer(name, self.classifications(nested, path + ("classifications",),
+                                                 id_path + (name,)) if nested else (),
+                      _score(item), _str(item.get("feature_schema_id")))
 
-    def classifications(self, items: Any, path: str, id_path: tuple
+    def classifications(self, items: Any, path: tuple, id_path: tuple
                         ) -> tuple[Classification, ...]:
-        if items is not None and not isinstance(items, list):
-            self.report.loss("classification", "not an array", field=path)
+        if not items:
             return ()
-        return tuple(c for i, item in enumerate(items or ())
-                     if (c := self.classification(item, f"{path}[{i}]", id_path + (i,))))
+        if type(items) is not list:
+            self.report.loss("classification", "not an array", field=_fmt(path))
+            return ()
+        return tuple(c for i, item in enumerate(items)
+                     if (c := self.classification(item, path + (i,), id_path + (i,))))
 
     # -- objects
     def region(self, obj: Any, index: int) -> Region | None:
-        path = f"objects[{index}]"
-        if not isinstance(obj, dict):
-            self.report.loss("object", "not an object", field=path)
+        if type(obj) is not dict:
+            self.report.loss("object", "not an object", field=f"objects[{index}]")
             return None
         name, fid = _name(obj), obj.get("feature_id")
-        kind = str(obj.get("annotation_kind") or "")
+        kind = obj.get("annotation_kind")
+        kind = kind if type(kind) is str else ""
         unsupported = (("video", "video is not supported yet") if kind.startswith("Video")
                        else UNSUPPORTED.get(kind) or next(
-                           (UNSUPPORTED[k] for k in obj if k in UNSUPPORTED), None))
+                           (UNSUPPORTED[k] for k in UNSUPPORTED_KEYS if k in obj), None))
         if unsupported:
             self.report.loss(unsupported[0], unsupported[1], name, region=_str(fid))
             return None
@@ -135,16 +157,16 @@ class _RowReader:
         shape_kind, read = READERS[key]
         if name is None:
             self.report.loss(shape_kind, "object without a name", None, region=_str(fid),
-                             detail=path)
+                             detail=f"objects[{index}]")
             return None
         try:
-            shape = read(obj[key], f"{path}.{key}", self.ctx)
+            shape = read(obj[key], f"objects[{index}].{key}", self.ctx)
         except ExportError as exc:
             self._lose(shape_kind, exc, name, fid)
             return None
-        rid = region_id_for_feature(_str(fid), self.row, "object", index)
-        nested = self.classifications(obj.get("classifications"), f"{path}.classifications",
-                                      (rid,))
+        rid = _id(fid, self.row, "object", index)
+        nested = self.classifications(obj.get("classifications"),
+                                      ("objects", index, "classifications"), (rid,))
         return Region(id=rid, name=name, shape=shape, classifications=nested, score=_score(obj),
                       schema_id=_str(obj.get("feature_schema_id")))
 
@@ -245,6 +267,6 @@ def task_regions(compact: dict, report: ConversionReport | Reporter | None = Non
     width, height = _media_size(media, scoped)
     return TaskRegions(
         data_row=ref, regions=tuple(regions),
-        classifications=reader.classifications(ann.get("classifications"), "classifications",
-                                               ("global",)),
+        classifications=reader.classifications(ann.get("classifications"),
+                                               ("classifications",), ("global",)),
         relations=relations, width=width, height=height)

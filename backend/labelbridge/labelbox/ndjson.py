@@ -10,7 +10,8 @@ Each neutral shape kind has one entry in ``VALUES`` (shape kind -> function buil
 value); masks and video add theirs there. Features are named by their ``schemaId`` when it is
 known (the neutral object's own, or the ``FeatureTable`` of the project's ontology), else by the
 ontology's exact name, else by the name the neutral model carries. Geometry in the lines is
-rounded to ``PIXEL_DIGITS`` decimals (the SDK computes width and height as differences).
+rounded to ``PIXEL_DIGITS`` decimals (the SDK computes width and height as differences), and
+the SDK's ``schema_id`` key in nested answers is written ``schemaId``.
 """
 
 from __future__ import annotations
@@ -189,10 +190,23 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def _round_geometry(line: dict) -> dict:
+def _schema_keys(value: Any) -> Any:
+    """The SDK (7.17) writes ``"schema_id"`` instead of ``"schemaId"`` for classifications
+    nested in an answer of a global classification; Labelbox reads ``schemaId`` only."""
+    if isinstance(value, dict):
+        return {("schemaId" if k == "schema_id" else k): _schema_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_schema_keys(v) for v in value]
+    return value
+
+
+def _finished(line: dict) -> dict:
     for key in _GEOMETRY_KEYS:
         if key in line:
             line[key] = _rounded(line[key])
+    for key in ("classifications", "answer"):
+        if key in line:
+            line[key] = _schema_keys(line[key])
     return line
 
 
@@ -206,4 +220,4 @@ def to_ndjson(tr: TaskRegions, report: Reporter | None = None, *,
     label = writer.label(tr)
     if not label.annotations:
         return []
-    return [_round_geometry(line) for line in NDJsonConverter.serialize([label])]
+    return [_finished(line) for line in NDJsonConverter.serialize([label])]

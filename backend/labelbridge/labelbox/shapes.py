@@ -71,6 +71,9 @@ def field_of(obj: Any, key: str, path: str) -> Any:
 
 
 def pixel(obj: Any, key: str, path: str) -> float:
+    v = obj.get(key) if type(obj) is dict else None
+    if type(v) is float and v - v == 0.0:  # finite (inf - inf and nan - nan are nan)
+        return round(v, PIXEL_DIGITS)
     return round(number(field_of(obj, key, path), f"{path}.{key}"), PIXEL_DIGITS)
 
 
@@ -171,6 +174,7 @@ READERS: dict[str, tuple[str, Reader]] = {
 }
 
 # annotation kinds (or geometry keys) read nowhere yet: (kind for the report, reason)
+# (a module that reads one removes it here and adds its READERS entry)
 UNSUPPORTED: dict[str, tuple[str, str]] = {
     "VideoSegmentationMask": ("mask", "video masks are not supported yet"),
     "DocumentBoundingBox": ("document", "document boxes are not supported"),
@@ -178,3 +182,4 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
     "ConversationalTextEntity": ("conversation", "conversation entities are not supported"),
     "conversational_location": ("conversation", "conversation entities are not supported"),
 }
+UNSUPPORTED_KEYS: tuple[str, ...] = tuple(k for k in UNSUPPORTED if k[0].islower())

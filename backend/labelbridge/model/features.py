@@ -38,5 +38,11 @@ class FeatureTable:
             hit = self._folded.get(tuple(p.casefold() for p in path))
         return hit
 
+    def names(self) -> list[str]:
+        """Every exact name (for ``Mapping(labelbox_names=...)``): options first, features last,
+        so a feature wins a case-insensitive clash with an option there."""
+        return sorted({ref.name for ref in self.exact.values()},
+                      key=lambda n: n in {p[1] for p in self.exact if len(p) == 2})
+
     def __len__(self) -> int:
         return len(self.exact)

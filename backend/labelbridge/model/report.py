@@ -83,8 +83,7 @@ class ConversionReport:
     def record(self, loss: Loss) -> None:
         key = (loss.kind, loss.summary)
         if self.skipped[key] == 0 and self.announce:
-            log.warning("not converted: %s (every occurrence is counted in the summary and "
-                        "listed by --report / `labelbridge losses`)", loss)
+            log.warning("lost in conversion: %s (further ones like it are only counted)", loss)
         self.skipped[key] += 1
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(loss)
@@ -100,7 +99,8 @@ class ConversionReport:
         for key, n in other.skipped.items():
             if self.skipped[key] == 0 and self.announce:
                 example = next((e for e in other.examples if (e.kind, e.summary) == key), None)
-                log.warning("not converted: %s", example or f"{key[0]}: {key[1]}")
+                log.warning("lost in conversion: %s (further ones like it are only counted)",
+                            example or f"{key[0]}: {key[1]}")
             self.skipped[key] += n
         room = MAX_EXAMPLES - len(self.examples)
         self.examples.extend(other.examples[:max(room, 0)])
@@ -140,7 +140,7 @@ class Scope:
     where: dict[str, str]
 
     def ok(self, kind: str, n: int = 1) -> None:
-        self.report.ok(kind, n)
+        self.report.converted[kind] += n
 
     def loss(self, kind: str, reason: str, feature: str | None = None,
              data_row: str | None = None, **where: str | None) -> None:

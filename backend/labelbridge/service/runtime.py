@@ -25,6 +25,7 @@ from labelbridge.predictions.indexer import export_fingerprint, index_export
 from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
 from labelbridge.predictions.store import PredictionStore
 from labelbridge.settings import Settings, as_env
+from labelbridge.tools.features import ProjectFeatures
 
 log = logging.getLogger(__name__)
 EMPTY_MODEL_VERSION = "labelbridge-no-export"
@@ -82,7 +83,8 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
     converter = GroundTruthConverter(
         outbox.get_label_config, overrides, resolver_from_store(store),
         (lambda: store.feature_names()) if store is not None else (lambda: set()),
-        include_relations=settings.labelbox_import_kind == "mal")
+        include_relations=settings.labelbox_import_kind == "mal",
+        features=ProjectFeatures(settings))
     policy = DeliveryPolicy(settings.batch_size, settings.batch_max_wait, settings.max_attempts,
                             settings.retry_base, settings.retry_max)
     return Deliverer(outbox, make_sink(settings), converter, policy, wake)
@@ -241,5 +243,7 @@ class Runtime:
         if self.store is not None:
             out["prepared"] = [{k: v for k, v in c.items() if k != "report"} | {
                 "converted": (c["report"] or {}).get("converted"),
-                "skipped": (c["report"] or {}).get("skipped")} for c in self.store.contexts()]
+                "skipped": (c["report"] or {}).get("skipped"),
+                "losses": f"labelbridge losses --context {c['context'][:12]}"}
+                for c in self.store.contexts()]
         return out

@@ -23,13 +23,19 @@ Rule = Callable[[dict], bool]
 
 
 def _finite(v: Any, le: float) -> bool:
-    return type(v) in (int, float) and math.isfinite(v) and v <= le
+    t = type(v)
+    return (t is float or t is int) and v - v == 0 and v <= le  # v - v: nan for nan and inf
 
 
 def _labels_in(allowed: frozenset[str]) -> Callable[[Any], bool]:
     def ok(v: Any) -> bool:  # the SDK accepts any labels when the control declares none
-        return type(v) is list and all(type(x) is str for x in v) and (
-            not allowed or not v or all(x in allowed for x in v))
+        if type(v) is not list:
+            return False
+        if len(v) == 1:
+            x = v[0]
+            return type(x) is str and (not allowed or x in allowed)
+        return all(type(x) is str for x in v) and (not allowed or not v
+                                                    or all(x in allowed for x in v))
     return ok
 
 
@@ -121,15 +127,20 @@ class PredictionCheck:
         rule = control.rule if rtype == control.tag else control.merged.get(rtype)
         if rule is None:
             return False
-        if control.tag == "labels" and rtype == "labels" and any(
-                type(r) is dict and r.get("id") == region.get("id") and r is not region
-                and str(r.get("type") or "").lower() in _SPLIT_PARTNERS for r in result):
+        if control.tag == "labels" and rtype == "labels" and any(_may_be_partner(r, region)
+                                                                 for r in result):
             return False  # the SDK validates a split-format companion with its partner's class
         return rule(value)
 
+    def region_errors(self, region: dict, index: int, result: list) -> list[str]:
+        """What ``LabelInterface.validate_region`` says of one region ([] when valid)."""
+        if self._plain(region, result):
+            return []
+        return self.interface.validate_region(region, return_errors=True, region_index=index,
+                                              context={"result": result, "region": region})
+
     def check(self, prediction: Any) -> list[str]:
         errors: list[str] = []
-        li = self.interface
         try:
             if "result" not in prediction:
                 errors.append("Missing required field 'result'")
@@ -154,25 +165,30 @@ class PredictionCheck:
                     errors.append(f"Region must be a dictionary. Got {type(region)}: {region}")
                     continue
                 if region.get("type") != "relation":
-                    if self._plain(region, result):
-                        regions.append(region)
-                        continue
-                    region_errors = li.validate_region(
-                        region, return_errors=True, region_index=i,
-                        context={"result": result, "region": region})
+                    region_errors = self.region_errors(region, i, result)
                     errors.extend(region_errors)
                     if not region_errors:
                         regions.append(region)
                 else:
                     relations.append((i, region))
             for i, relation in relations:
-                relation_error = li.validate_relation(relation, regions, return_errors=True,
-                                                      relation_index=i)
+                relation_error = self.interface.validate_relation(
+                    relation, regions, return_errors=True, relation_index=i)
                 if relation_error:
                     errors.append(relation_error)
         except Exception as e:  # noqa: BLE001 -- the SDK's own loop does the same, verbatim
             errors.append(f"Unexpected error during validation: {str(e)}")
         return errors
+
+
+def _may_be_partner(r: Any, region: dict) -> bool:
+    """Whether the SDK's split-format lookup could pick (or trip over) ``r`` for ``region``."""
+    if type(r) is not dict or r is region:
+        return False
+    rtype = r.get("type")
+    if rtype and type(rtype) is not str:
+        return True  # the SDK calls .lower() on it and reports the error
+    return r.get("id") == region.get("id") and (rtype or "").lower() in _SPLIT_PARTNERS
 
 
 _SPLIT_PARTNERS = frozenset({"rectangle", "polygon", "ellipse", "keypoint", "brush", "bitmask",

@@ -27,6 +27,11 @@ def _strs(value: Any) -> list[str] | None:
     return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
 
 
+def _geometry_type(item: dict) -> bool:
+    t = item.get("type")
+    return type(t) is str and t in BY_TYPE
+
+
 def _size(item: dict) -> tuple[float, float] | None:
     w, h = item.get("original_width"), item.get("original_height")
     if type(w) in (int, float) and type(h) in (int, float) and w > 0 and h > 0:
@@ -63,8 +68,8 @@ class ResultReader:
         task_size = (float(size[0]), float(size[1])) if size else None
         w = h = None
         for rid, items in groups.items():
-            geometry = [it for it in items if it.get("type") in BY_TYPE]
-            others = [it for it in items if it.get("type") not in BY_TYPE]
+            geometry = [it for it in items if _geometry_type(it)]
+            others = [it for it in items if not _geometry_type(it)]
             for it in geometry:
                 if w is None and (s := _size(it)):
                     w, h = int(s[0]), int(s[1])
@@ -86,7 +91,7 @@ class ResultReader:
     # -- regions
     def _region(self, rid: str, geometry: list[dict], others: list[dict], report: Reporter,
                 task_size, task_text: str | None) -> Region | None:
-        main = next((g for g in geometry if g.get("type") in LABEL_KEYS), geometry[0])
+        main = next((g for g in geometry if g["type"] in LABEL_KEYS), geometry[0])
         rtype = main["type"]
         kind = BY_TYPE[rtype]
         value = main.get("value")

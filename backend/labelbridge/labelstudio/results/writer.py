@@ -32,7 +32,7 @@ class ResultWriter:
                 out.extend(items)
                 written.add(region.id)
         for c in tr.classifications:
-            out.extend(self._classification(c, None, None, report, c.id))
+            self._classification(out, c, None, None, report, c.id)
         for rel in tr.relations:
             item = self._relation(rel, written, report)
             if item:
@@ -74,23 +74,24 @@ class ResultWriter:
         out = [main]
         report.ok(shape.kind)
         for c in region.classifications:
-            out.extend(self._classification(c, region, geometry, report, region.id))
+            self._classification(out, c, region, geometry, report, region.id)
         return out
 
     # -- classifications (global or per region, nested to any depth)
-    def _classification(self, c: Classification, region: Region | None, geometry: dict | None,
-                        report: Reporter, rid: str | None, parent: tuple[str, str] | None = None
-                        ) -> list[dict]:
+    def _classification(self, out: list[dict], c: Classification, region: Region | None,
+                        geometry: dict | None, report: Reporter, rid: str | None,
+                        parent: tuple[str, str] | None = None) -> None:
+        """Append the results of ``c`` (and of what is nested under its answers) to ``out``."""
         per_region = region is not None
         where = region.id if region is not None else c.id
         target = self.mapping.classification_target(c.name, per_region, parent)
         if target is None:
             report.loss(c.kind, f"no Label Studio {'per-region ' if per_region else ''}control "
                         "for this classification", c.name, region=where)
-            return []
+            return
         value = self._classification_value(c, target, report, where)
         if value is None:
-            return []
+            return
         if parent is not None and target.parent != parent:
             report.loss("nesting", "nested under an answer in Labelbox, but the control has no "
                         "visibleWhen on it: sent, and shown unconditionally", c.name,
@@ -99,21 +100,24 @@ class ResultWriter:
         result_id = region.id if region is not None else (rid or c.id)
         if result_id is None:
             report.loss(c.kind, "classification without an id", c.name)
-            return []
+            return
+        if geometry:
+            value = {**geometry, **value}
         item = {"id": result_id, "from_name": target.control, "to_name": target.to_name,
-                "type": target.result_type, "value": {**(geometry or {}), **value}}
-        score = c.score if c.score is not None else next(
-            (a.score for a in c.answers if a.score is not None), None)
+                "type": target.result_type, "value": value}
+        score = c.score
+        if score is None:
+            score = next((a.score for a in c.answers if a.score is not None), None)
         if score is not None:
             item["score"] = score
-        out = [item]
+        out.append(item)
         report.ok(c.kind)
         for answer in c.answers:
-            ls_choice = target.ls_answer(answer.name)
-            for child in answer.classifications:
-                out.extend(self._classification(child, region, geometry, report, child.id,
-                                                (target.control, ls_choice or "")))
-        return out
+            if answer.classifications:
+                ls_choice = target.ls_answer(answer.name)
+                for child in answer.classifications:
+                    self._classification(out, child, region, geometry, report, child.id,
+                                         (target.control, ls_choice or ""))
 
     def _classification_value(self, c: Classification, t: ClassificationTarget,
                               report: Reporter, where: str | None) -> dict | None:

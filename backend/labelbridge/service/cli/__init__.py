@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import typer
 
-from labelbridge.service.cli import convert, labelstudio, outbox, run
+from labelbridge.service.cli import convert, labelstudio, losses, outbox, run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Bridge between Labelbox and Label Studio.")
 app.command()(run.serve)
 app.command()(run.index)
 app.add_typer(convert.app, name="convert")
+app.command()(losses.losses)
 app.command()(labelstudio.doctor)
 app.add_typer(outbox.app, name="outbox")
 app.command()(run.deliver)

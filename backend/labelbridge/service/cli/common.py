@@ -6,10 +6,13 @@ Exit codes: 0 ok; 1 the work failed (something does not map, Label Studio or Lab
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Callable, Iterator
+
+import orjson
 
 import typer
 from rich.console import Console
@@ -17,7 +20,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
-from labelbridge.model.report import ConversionReport
+from labelbridge.model.report import ConversionReport, Loss
 from labelbridge.settings import Settings, SettingsError, load_settings
 
 err = Console(stderr=True)
@@ -50,7 +53,13 @@ def counting_progress(description: str, total: int | None = None) -> Iterator:
         yield lambda n: progress.update(task, completed=n)
 
 
-def print_report(report: ConversionReport, title: str) -> None:
+def print_report(report: ConversionReport, title: str, report_file: Path | None = None) -> None:
+    """The summary table: one row per kind, reasons aggregated (every occurrence, with its row
+    and field, is in ``report_file`` when given)."""
+    if report.skipped:
+        title += f" ({report.lost:,} not converted: " + (
+            f"each listed in {report_file})" if report_file else "use --report FILE to list "
+            "each with its row and field)")
     table = Table(title=title, show_lines=False)
     for col in ("kind", "converted", "skipped", "why skipped"):
         table.add_column(col)
@@ -69,3 +78,36 @@ def load_mapping(label_config: Path, mapping: Path | None, names=()) -> Mapping:
     except MappingError as exc:
         fail(str(exc))
         raise
+
+
+@contextmanager
+def atomic_output(path: Path | None) -> Iterator[IO[bytes]]:
+    """Standard output, or a temporary file beside ``path`` that replaces it only when the block
+    succeeds (a failed run leaves no half-written file, and an older ``path`` untouched)."""
+    if path is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def loss_report(path: Path | None) -> Iterator[Callable[[Loss], None] | None]:
+    """A sink writing every loss as one JSON line to ``path`` (atomically, like the output)."""
+    if path is None:
+        yield None
+        return
+    with atomic_output(path) as fh:
+        yield lambda loss: fh.write(orjson.dumps(loss.as_dict()) + b"\n")
+
+
+def output_error(exc: OSError) -> None:
+    fail(f"{exc.filename or 'output'}: {exc.strerror or exc}", 1)

@@ -9,7 +9,8 @@ import typer
 
 from labelbridge.labelbox.export import ExportError
 from labelbridge.labelstudio.mapping import MappingError
-from labelbridge.service.cli.common import (counting_progress, err, fail, load_mapping, print_report,
+from labelbridge.service.cli.common import (atomic_output, counting_progress, err, fail,
+                                            load_mapping, output_error, print_report,
                                             settings_or_exit, setup_logging)
 
 def serve() -> None:
@@ -38,8 +39,16 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
               None, help="Also convert and validate predictions for this label config now"),
           workers: Optional[int] = typer.Option(
               None, min=0, help="Processes that read the export (default: one per CPU for "
-              "an export of 32 MiB or more; 0: read it in this process)")) -> None:
-    """Build the prediction index from a Labelbox export (streaming, bounded memory)."""
+              "an export of 32 MiB or more; 0: read it in this process)"),
+          report: Optional[Path] = typer.Option(
+              None, help="With --label-config: write every loss of the prepared predictions as "
+              "one JSON line (data row, feature, region id, field, reason) to this file")
+          ) -> None:
+    """Build the prediction index from a Labelbox export (streaming, bounded memory).
+
+    The new index replaces the old one atomically. Exit codes: 0 indexed (losses are listed,
+    not fatal); 1 the export could not be read (no index is written); 2 bad usage or settings.
+    """
     from labelbridge.predictions.indexer import index_export
     from labelbridge.predictions.predictor import Predictor
     from labelbridge.predictions.store import PredictionStore
@@ -49,23 +58,32 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
     setup_logging(settings.log_level)
     if settings.export is None:
         fail("no export: pass --export PATH or set LABELBRIDGE_EXPORT")
+    if report and not label_config:
+        fail("--report lists the losses of prepared predictions: pass --label-config too")
+    mapping = load_mapping(label_config, settings.mapping) if label_config else None
     try:
         with counting_progress(f"indexing {settings.export}") as progress:
             result = index_export(settings.export, settings.predictions_db, selection(settings),
                                   progress, workers, masks=mask_source(settings))
     except ExportError as exc:
-        fail(str(exc))
+        fail(f"{exc} (no index written)", 1)
         return
     err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
               f"{settings.export_source}); model version {result.model_version}")
-    if label_config:
+    if mapping is not None:
         store = PredictionStore(settings.predictions_db)
-        mapping = load_mapping(label_config, settings.mapping)  # fail early on a bad config
         predictor = Predictor(store, mapping.overrides,
                               settings.model_version or result.model_version, settings.match_keys)
         with counting_progress("preparing predictions", result.rows) as progress:
             ctx = predictor.prepare(mapping.label_config, progress)
-        print_report(ctx.report, "Labelbox -> Label Studio")
+        if report:
+            try:
+                with atomic_output(report) as fh:
+                    for lines in store.iter_losses(ctx.key):
+                        fh.write(lines)
+            except OSError as exc:
+                output_error(exc)
+        print_report(ctx.report, "Labelbox -> Label Studio", report)
 
 
 def deliver(once: bool = typer.Option(False, "--once", help="Deliver what is due, then exit")
