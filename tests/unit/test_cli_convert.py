@@ -13,6 +13,7 @@ from tests.helpers import DEMO_EXPORT, ROOT, bbox, export_row
 
 CONFIG = ROOT / "configs" / "image-detection.xml"
 ONTOLOGY = ROOT / "configs" / "demo" / "ontology.json"
+MASK_ROW = "ca3eb62fe50972bb9111ef029"   # the demo's row with masks (configs/segmentation.xml)
 runner = CliRunner()
 
 
@@ -82,7 +83,7 @@ def test_ls2lb_names_features_by_schema_id_and_reports_every_loss(tmp_path):
     tasks = tmp_path / "tasks.json"
     assert run("convert", "lb2ls", "--export", DEMO_EXPORT, "--label-config", CONFIG,
                "--out", tasks).exit_code == 0
-    exported = orjson.loads(tasks.read_bytes())
+    exported = [t for t in orjson.loads(tasks.read_bytes()) if t["predictions"]]  # no masks
     for i, t in enumerate(exported):
         t["id"] = i + 1
         result = [dict(r) for r in t["predictions"][0]["result"]]
@@ -129,6 +130,14 @@ def test_the_demo_converts_as_its_config_and_ontology_say(tmp_path):
     report = tmp_path / "losses.jsonl"
     assert run("convert", "lb2ls", "--export", DEMO_EXPORT, "--label-config", CONFIG,
                "--out", tmp_path / "t.json", "--report", report).exit_code == 0
-    assert report.read_bytes() == b""                        # nothing lost, nesting included
+    losses = [orjson.loads(x) for x in report.read_bytes().splitlines()]
+    assert {(x["kind"], x["feature"], x["data_row"]) for x in losses} == {  # boxes: nothing lost
+        ("mask", name, MASK_ROW) for name in ("Sky", "Building", "Vehicle")}  # masks: no Brush
+    assert len(losses) == 4
+    assert run("convert", "lb2ls", "--export", DEMO_EXPORT, "--label-config",
+               ROOT / "configs" / "segmentation.xml", "--out", tmp_path / "m.json", "--report",
+               report).exit_code == 0
+    assert not [x for x in orjson.loads(b"[" + b",".join(report.read_bytes().splitlines()) + b"]")
+                if x["data_row"] == MASK_ROW]                 # the masks, with their config
     result = run("doctor", "--label-config", CONFIG, "--ontology", ONTOLOGY)
     assert result.exit_code == 0, result.output

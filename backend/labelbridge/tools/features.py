@@ -50,11 +50,11 @@ def ontology_features(path: Path | None) -> FeatureTable:
     """The features of an ontology file (an empty table without one)."""
     if path is None:
         return FeatureTable()
-    from labelbridge.tools import doctor
+    from labelbridge.labelbox.ontology import OntologyError, load_ontology
 
     try:
-        return table_from_ontology(doctor.load_ontology(path))
-    except doctor.SourceError as exc:
+        return table_from_ontology(load_ontology(path))
+    except OntologyError as exc:
         raise FeatureSourceError(str(exc)) from None
 
 
@@ -84,9 +84,10 @@ class ProjectFeatures:
             return ontology_features(self.settings.ontology)
         if not (self.settings.labelbox_api_key and self.settings.labelbox_project_id):
             return FeatureTable()
-        from labelbridge.tools import doctor
+        from labelbridge.tools.doctor.findings import SourceError
+        from labelbridge.tools.doctor.sources import ontology_from_labelbox
 
         try:
-            return table_from_ontology(doctor.ontology_from_labelbox(self.settings))
-        except doctor.SourceError as exc:
+            return table_from_ontology(ontology_from_labelbox(self.settings))
+        except SourceError as exc:
             raise FeatureSourceError(str(exc)) from None
