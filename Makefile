@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/webhook.py
 	$(BIN)/python bench/masks.py
+	$(BIN)/python bench/video.py
 
 clean:
 	rm -rf $(VENV) .venv-ls .venv-lsml var .cache

@@ -41,7 +41,7 @@ PYTHON_BASE = "python:3.11-slim-bookworm"
 SERVICES = ("postgres", "label-studio", "labelbridge")
 MAPPING_KEYS = {"objects", "classifications", "relations", "options"}
 CLASSIFICATION_TAGS = {"Choices", "TextArea", "Number", "Rating"}
-OBJECT_TAGS = {"RectangleLabels", "PolygonLabels", "KeyPointLabels", "Labels"}
+OBJECT_TAGS = {"RectangleLabels", "PolygonLabels", "KeyPointLabels", "Labels", "VideoRectangle"}
 
 
 def settings_default(field: str) -> Any:
@@ -634,6 +634,9 @@ EXPECTED_CONTROLS: dict[str, dict[str, tuple[str, list[str]]]] = {
                              "caption": ("TextArea", []), "count": ("Number", []),
                              "quality": ("Rating", [])},
     "text-classification": {},
+    "video-tracking": {"box": ("VideoRectangle", []), "videoLabels": ("Labels", ["Car", "Person"]),
+                       "occluded": ("Choices", ["yes", "no"]),
+                       "daytime": ("Choices", ["day", "night"])},
 }
 
 

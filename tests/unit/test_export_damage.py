@@ -140,10 +140,11 @@ JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
 def test_random_damage_never_raises_names_the_row_and_never_costs_another_row(data):
     rows = [_row(i) for i in range(3)]
     victim = rows[1]
-    places = list(_paths(victim["experiments"]))
+    places = list(_paths({"experiments": victim["experiments"],
+                          "media_attributes": victim["media_attributes"]}))
     for _ in range(data.draw(st.integers(1, 3))):
         path = data.draw(st.sampled_from(places))
-        parent = victim["experiments"]
+        parent = victim
         try:  # an earlier damage may have removed or replaced part of the path
             for step in path[:-1]:
                 parent = parent[step]

@@ -59,7 +59,7 @@ def test_a_url_text_is_not_checked_as_the_text():
     assert task_text({"text": "https://x/doc.txt"}, Mapping(config)) is None
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from(["image", "text"]), st.data())
 def test_random_damage_never_raises_and_names_the_region(name, data):
     mapping = IMAGE if name == "image" else TEXT

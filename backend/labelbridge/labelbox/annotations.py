@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labelbridge.labelbox import video
 from labelbridge.labelbox.errors import ExportError
 from labelbridge.labelbox.shapes import (READERS, UNSUPPORTED, UNSUPPORTED_KEYS, RowContext,
                                         number)
@@ -59,7 +60,7 @@ def _fmt(path: tuple) -> str:
 
 
 def _id(fid: Any, row: str, *fallback: object) -> str:
-    if type(fid) is str and is_valid_region_id(fid):
+    if type(fid) is str and (fid.isalnum() and fid.isascii() or is_valid_region_id(fid)):
         return fid
     return region_id_for_feature(_str(fid), row, *fallback)
 
@@ -142,13 +143,20 @@ class _RowReader:
         name, fid = _name(obj), obj.get("feature_id")
         kind = obj.get("annotation_kind")
         kind = kind if type(kind) is str else ""
-        unsupported = (("video", "video is not supported yet") if kind.startswith("Video")
-                       else UNSUPPORTED.get(kind) or next(
-                           (UNSUPPORTED[k] for k in UNSUPPORTED_KEYS if k in obj), None))
+        if kind.startswith("Video"):
+            unsupported: tuple[str, str] | None = ("video", "video is not supported yet")
+        else:
+            unsupported = UNSUPPORTED.get(kind)
+            if unsupported is None and not obj.keys().isdisjoint(UNSUPPORTED_KEYS):
+                unsupported = UNSUPPORTED[next(k for k in UNSUPPORTED_KEYS if k in obj)]
         if unsupported:
             self.report.loss(unsupported[0], unsupported[1], name, region=_str(fid))
             return None
-        key = next((k for k in READERS if k in obj), None)
+        key = None
+        for k in READERS:
+            if k in obj:
+                key = k
+                break
         if key is None:
             self.report.loss(kind or "object", "unknown object kind (no geometry key)", name,
                              region=_str(fid), detail="keys " + ", ".join(
@@ -253,14 +261,15 @@ def task_regions(compact: dict, report: ConversionReport | Reporter | None = Non
     if not isinstance(ann, dict):
         scoped.loss("row", "the label's annotations are not an object", field="annotations")
         ann = {}
-    if ann.get("frames") or ann.get("segments"):
-        frames = ann.get("frames") if isinstance(ann.get("frames"), dict) else {}
-        count = sum(len(f.get("objects") or {}) for f in frames.values()
-                    if isinstance(f, dict)) or 1
-        for _ in range(count):
-            scoped.loss("video", "video is not supported yet")
-    regions = [r for i, obj in enumerate(_list(ann.get("objects")))
-               if (r := reader.region(obj, i)) is not None]
+    regions: list[Region] = []
+    frame_classifications: list[Classification] = []
+    is_video = video.is_video(ann)
+    if is_video:  # tracks and frame-ranged answers (labelbox/video.py)
+        regions, frame_classifications = video.VideoReader(
+            row, lambda items, id_path: reader.classifications(items, ("frames",), id_path),
+            scoped).read(ann)  # type: ignore[arg-type]
+    regions += [r for i, obj in enumerate(_list(ann.get("objects")))
+                if (r := reader.region(obj, i)) is not None]
     ids = {r.id for r in regions}
     relations = tuple(rel for i, item in enumerate(_list(ann.get("relationships")))
                       if (rel := reader.relation(item, ids, i)) is not None)
@@ -268,5 +277,7 @@ def task_regions(compact: dict, report: ConversionReport | Reporter | None = Non
     return TaskRegions(
         data_row=ref, regions=tuple(regions),
         classifications=reader.classifications(ann.get("classifications"),
-                                               ("classifications",), ("global",)),
-        relations=relations, width=width, height=height)
+                                               ("classifications",), ("global",))
+        + tuple(frame_classifications),
+        relations=relations, width=width, height=height,
+        video=video.video_info(media) if is_video and isinstance(media, dict) else None)

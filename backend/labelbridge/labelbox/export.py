@@ -136,8 +136,8 @@ def select_annotations(row: dict, sel: Selection) -> tuple[str | None, Any]:
     Parts of the wrong JSON type count as absent; the annotations are returned as found (what
     cannot be read in them is reported by ``task_regions``)."""
     if sel.source == "project_labels":
-        picked = _pick_one(_obj(row.get("projects")), sel.project_id, "projects",
-                           "LABELBOX_PROJECT_ID")
+        projects = {k: v for k, v in _obj(row.get("projects")).items() if isinstance(v, dict)}
+        picked = _pick_one(projects, sel.project_id, "projects", "LABELBOX_PROJECT_ID")
         if picked is None:
             return None, None
         pid, project = picked
@@ -146,7 +146,8 @@ def select_annotations(row: dict, sel: Selection) -> tuple[str | None, Any]:
     runs = {}
     for model in _obj(row.get("experiments")).values():
         for run_id, run in _obj(_obj(model).get("runs")).items():
-            runs[run_id] = _obj(run)
+            if isinstance(run, dict):  # a damaged entry is no run to choose between
+                runs[run_id] = run
     picked = _pick_one(runs, sel.model_run_id, "model runs", "LABELBOX_MODEL_RUN_ID")
     if picked is None:
         return None, None
@@ -177,7 +178,8 @@ def compact_row(row: dict, sel: Selection) -> tuple[str | None, dict] | None:
     compact = {
         "data_row": {k: v for k, v in _obj(row.get("data_row")).items()
                      if k in ("id", "global_key", "external_id", "row_data")},
-        "media": {k: media[k] for k in ("width", "height", "mime_type") if k in media},
+        "media": {k: media[k] for k in ("width", "height", "mime_type", "frame_rate",
+                                        "frame_count", "duration") if k in media},
         "annotations": annotations,
     }
     return origin, compact

@@ -85,8 +85,16 @@ def _points(value: Any, path: str) -> tuple[tuple[float, float], ...]:
 
 
 def read_box(value: Any, path: str, ctx: RowContext) -> Shape:
-    left, top = pixel(value, "left", path), pixel(value, "top", path)
-    width, height = pixel(value, "width", path), pixel(value, "height", path)
+    try:  # the plain case at once: four finite floats
+        left, top, width, height = value["left"], value["top"], value["width"], value["height"]
+        if not (type(left) is type(top) is type(width) is type(height) is float
+                and left - left == top - top == width - width == height - height == 0.0):
+            raise TypeError
+        left, top = round(left, PIXEL_DIGITS), round(top, PIXEL_DIGITS)
+        width, height = round(width, PIXEL_DIGITS), round(height, PIXEL_DIGITS)
+    except (TypeError, KeyError):  # say which field, and why
+        left, top = pixel(value, "left", path), pixel(value, "top", path)
+        width, height = pixel(value, "width", path), pixel(value, "height", path)
     if width < 0 or height < 0:
         raise ExportError("negative width or height", path)
     return Box(left, top, width, height)

@@ -7,7 +7,8 @@ import logging
 import threading
 from typing import Any, Callable
 
-from labelbridge.groundtruth.converter import GroundTruthConverter, resolver_from_store
+from labelbridge.groundtruth.converter import (GroundTruthConverter, media_size_from_store,
+                                               resolver_from_store)
 from labelbridge.groundtruth.delivery import Deliverer, DeliveryPolicy
 from labelbridge.groundtruth.file_sink import FileSink
 from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox
@@ -84,7 +85,7 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
         outbox.get_label_config, overrides, resolver_from_store(store),
         (lambda: store.feature_names()) if store is not None else (lambda: set()),
         include_relations=settings.labelbox_import_kind == "mal",
-        features=ProjectFeatures(settings))
+        features=ProjectFeatures(settings), media_size=media_size_from_store(store))
     policy = DeliveryPolicy(settings.batch_size, settings.batch_max_wait, settings.max_attempts,
                             settings.retry_base, settings.retry_max)
     return Deliverer(outbox, make_sink(settings), converter, policy, wake)

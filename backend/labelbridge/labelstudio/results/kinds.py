@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from labelbridge.labelstudio import brush
+from labelbridge.labelstudio import brush, video
 from labelbridge.model.regions import PIXEL_DIGITS, Box, KeyPoint, Mask, Polygon, Shape, Span
 
 PERCENT_DIGITS = 8  # percent of the image size: keeps PIXEL_DIGITS exact for images < 10^6 px
@@ -40,15 +40,29 @@ Size = tuple[float, float] | None
 @dataclass(frozen=True, slots=True)
 class ResultKind:
     kind: str                          # neutral shape kind (model.regions.ShapeKind)
-    labels_type: str                   # result type with labels, also its label key
+    labels_type: str                   # result type with labels
     tool_type: str | None              # result type of the label-less tool (None: none)
     image: bool                        # value in percent of original_width/height
     write: Callable[[Shape, Size], dict]
     read: Callable[[dict, Size, str | None], Shape]
+    labels_key: str | None = None      # value key of the labels (default: the labels type;
+                                       # e.g. "labels" for videorectangle)
+    # Kinds whose results are more than a value (video: a keyframe sequence, answers asked per
+    # track) read and write whole items instead; ``write``/``read`` are then unused:
+    write_region: Callable[..., list[dict]] | None = None  # (writer, region, target, tr,
+                                                            # report) -> result items
+    read_item: Callable[..., Shape | None] | None = None   # (item, sizes, mapping, report,
+                                                            # feature) -> shape or None
+    nest: Callable[[Shape, tuple], tuple[Shape, tuple]] | None = None  # where the region's
+                                                            # answers go (video: each keyframe)
 
     @property
     def types(self) -> tuple[str, ...]:
         return (self.labels_type,) + ((self.tool_type,) if self.tool_type else ())
+
+    @property
+    def label_key(self) -> str:
+        return self.labels_key or self.labels_type
 
 
 def pct(v: float, total: float) -> float:
@@ -79,8 +93,10 @@ def _size(size: Size) -> tuple[float, float]:
 def write_box(shape: Shape, size: Size) -> dict:
     w, h = _size(size)
     assert isinstance(shape, Box)
-    return {"x": pct(shape.left, w), "y": pct(shape.top, h), "width": pct(shape.width, w),
-            "height": pct(shape.height, h), "rotation": shape.rotation}
+    sx, sy = 100.0 / w, 100.0 / h
+    return {"x": round(shape.left * sx, PERCENT_DIGITS), "y": round(shape.top * sy, PERCENT_DIGITS),
+            "width": round(shape.width * sx, PERCENT_DIGITS),
+            "height": round(shape.height * sy, PERCENT_DIGITS), "rotation": shape.rotation}
 
 
 def read_box(value: dict, size: Size, text: str | None) -> Shape:
@@ -189,15 +205,45 @@ def read_mask(value: dict, size: Size, text: str | None) -> Shape:
     return mask
 
 
+def _unused(*_: object) -> Any:
+    raise NotImplementedError("this kind reads and writes whole items")
+
+
+def _write_track(writer: Any, region: Any, target: Any, tr: Any, report: Any) -> list[dict]:
+    def nested(c: Any) -> list[dict]:
+        out: list[dict] = []
+        writer._classification(out, c, region, None, report, region.id)
+        return out
+    return video.write_region(region, target, tr, writer.mapping, report, _row(tr), nested)
+
+
+def _read_track(item: dict, sizes: list, mapping: Any, report: Any, name: str) -> Shape | None:
+    return video.read_result(item, sizes, mapping, report, name, None)
+
+
+def _nest_track(shape: Shape, nested: tuple) -> tuple[Shape, tuple]:
+    return video.with_classifications(shape, nested), ()  # Labelbox asks them on every keyframe
+
+
+def _row(tr: Any) -> str | None:
+    return tr.data_row.id or tr.data_row.global_key or tr.data_row.external_id
+
+
 BOX = ResultKind("bbox", "rectanglelabels", "rectangle", True, write_box, read_box)
 POLYGON = ResultKind("polygon", "polygonlabels", "polygon", True, write_polygon, read_polygon)
 POINT = ResultKind("point", "keypointlabels", "keypoint", True, write_point, read_point)
 SPAN = ResultKind("span", "labels", None, False, write_span, read_span)
 HYPERTEXT_SPAN = ResultKind("span", "hypertextlabels", None, False, write_span, read_span)
 MASK = ResultKind("mask", "brushlabels", "brush", True, write_mask, read_mask)
+VIDEO_BOX = ResultKind("videobox", "videorectangle", None, True, _unused, _unused, "labels",
+                       write_region=_write_track, read_item=_read_track, nest=_nest_track)
 
-# Every kind, in one place. Masks / video: add their module's ResultKind rows here.
-KINDS: tuple[ResultKind, ...] = (BOX, POLYGON, POINT, SPAN, HYPERTEXT_SPAN, MASK)
+# Every kind, in one place. A new kind (BrushLabels masks, VideoRectangle...) is a module with
+# its ResultKind row(s) and codec functions, added to this tuple; its tags go in
+# mapping.TOOL_KINDS. PredictionCheck needs nothing: a result type it has no rule for is
+# validated by LabelInterface itself.
+KINDS: tuple[ResultKind, ...] = (BOX, POLYGON, POINT, SPAN, HYPERTEXT_SPAN, MASK,
+                                 VIDEO_BOX)
 BY_TYPE: dict[str, ResultKind] = {t: k for k in KINDS for t in k.types}
 BY_SHAPE: dict[str, ResultKind] = {}
 for _k in KINDS:

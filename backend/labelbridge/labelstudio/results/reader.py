@@ -99,7 +99,8 @@ class ResultReader:
             report.loss(kind.kind, "missing" if value is None else "not an object",
                         field="value")
             return None
-        labels = _strs(value.get(rtype)) or _strs(value.get("labels"))
+        labels = _strs(value.get(kind.label_key if rtype == kind.labels_type else rtype)) \
+            or _strs(value.get(rtype)) or _strs(value.get("labels"))
         if not labels:  # a label may sit on a companion result of the same region
             labels = next((ls for g in geometry if g is not main and (ls := _strs(
                 _dict(g.get("value")).get(g.get("type"))))), None)
@@ -115,12 +116,18 @@ class ResultReader:
         if labels and len(labels) > 1:
             report.loss(kind.kind, "Labelbox objects have one feature: kept the first label",
                         label, detail=f"dropped {labels[1:]}")
-        try:
-            shape = kind.read(value, _size(main) or task_size, task_text)
-        except ResultError as exc:
-            report.loss(kind.kind, exc.reason, target.labelbox, field=exc.field,
-                        detail=exc.detail)
-            return None
+        if kind.read_item is not None:
+            shape = kind.read_item(main, [s for s in (task_size,) if s], self.mapping, report,
+                                   target.labelbox)
+            if shape is None:
+                return None
+        else:
+            try:
+                shape = kind.read(value, _size(main) or task_size, task_text)
+            except ResultError as exc:
+                report.loss(kind.kind, exc.reason, target.labelbox, field=exc.field,
+                            detail=exc.detail)
+                return None
         if isinstance(shape, Span) and task_text is not None and shape.text is not None \
                 and task_text[shape.start:shape.end] != shape.text:
             report.loss("span", "value.text differs from the task text at these offsets: the "
@@ -128,6 +135,8 @@ class ResultReader:
                         field="value.text", detail=f"{shape.text!r} vs "
                         f"{task_text[shape.start:shape.end]!r}")
         nested = self._assemble([(rid, it) for it in others], report, per_region=True)
+        if kind.nest is not None:
+            shape, nested = kind.nest(shape, nested)
         score = main.get("score")
         return Region(id=rid, name=target.labelbox, shape=shape, classifications=nested,
                       score=float(score) if type(score) in (int, float) else None,

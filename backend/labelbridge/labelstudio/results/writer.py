@@ -7,6 +7,7 @@ is ``text`` (a list of strings). Geometry goes through the kind table (``kinds.B
 
 from __future__ import annotations
 
+from labelbridge.labelstudio import video
 from labelbridge.labelstudio.mapping import ClassificationTarget, Mapping
 from labelbridge.labelstudio.results.kinds import BY_SHAPE, ResultError
 from labelbridge.model.regions import Classification, Region, Relation, TaskRegions
@@ -31,8 +32,9 @@ class ResultWriter:
             if items:
                 out.extend(items)
                 written.add(region.id)
-        for c in tr.classifications:
-            self._classification(out, c, None, None, report, c.id)
+        for c in tr.classifications:  # a frame-ranged (video) answer only if it spans it all
+            if not c.frames or video.covers_video(c, tr, report, row):  # type: ignore[arg-type]
+                self._classification(out, c, None, None, report, c.id)
         for rel in tr.relations:
             item = self._relation(rel, written, report)
             if item:
@@ -56,6 +58,8 @@ class ResultWriter:
             report.loss("span", "HyperText spans need XPath offsets, which Labelbox character "
                         "offsets do not give", region.name, region=region.id)
             return []
+        if kind.write_region is not None:
+            return kind.write_region(self, region, target, tr, report)
         try:
             geometry = kind.write(shape, size)
         except ResultError as exc:
@@ -67,7 +71,8 @@ class ResultWriter:
             base.update(original_width=tr.width, original_height=tr.height, image_rotation=0)
         value = dict(geometry)
         if target.label is not None:
-            value[target.result_type] = [target.label]
+            value[kind.label_key if target.result_type == kind.labels_type
+                  else target.result_type] = [target.label]
         main = {**base, "type": target.result_type, "value": value}
         if region.score is not None:
             main["score"] = region.score

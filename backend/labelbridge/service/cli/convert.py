@@ -89,8 +89,9 @@ def ls2lb(tasks: Path = typer.Option(..., help="Label Studio JSON export (list o
     input could not be read as a whole or the output not written (nothing is written); 2 bad
     usage (options, missing files, unusable label config or mapping).
     """
+    from labelbridge.labelbox.features import ontology_features
+    from labelbridge.labelbox.ontology import OntologyError
     from labelbridge.tools.convert import ConvertError, ls_to_lb
-    from labelbridge.tools.features import FeatureSourceError, ontology_features
 
     if kind not in ("ground_truth", "mal"):
         fail(f"--kind: must be ground_truth or mal, got {kind!r}")
@@ -98,7 +99,7 @@ def ls2lb(tasks: Path = typer.Option(..., help="Label Studio JSON export (list o
         fail(f"--tasks {tasks}: no such file")
     try:
         features = ontology_features(ontology)
-    except FeatureSourceError as exc:
+    except OntologyError as exc:
         fail(f"--ontology: {exc}")
         return
     m = load_mapping(label_config, mapping, features.names())

@@ -18,6 +18,8 @@ from labelbridge.tools.doctor.findings import Finding
 
 _MERGED_TOOLS = {"rectanglelabels": "Rectangle", "polygonlabels": "Polygon",
                  "keypointlabels": "KeyPoint"}
+# Label Studio kinds held by a Labelbox tool of another kind: video boxes are rectangle tools.
+LB_KIND = {"videobox": "bbox"}
 
 
 @dataclass(frozen=True, slots=True)

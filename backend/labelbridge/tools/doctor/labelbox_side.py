@@ -21,6 +21,8 @@ class LabelboxSide(CheckerBase):
             self.explain(f.classifications, True)
             return
         t = self.m.object_target(f.kind, f.name)  # type: ignore[arg-type]
+        if t is None and f.kind == "bbox":
+            t = self.m.object_target("videobox", f.name)
         if t is None:
             named = self.m.objects_named(f.name)
             same_kind = [o for o in named if o.kind == f.kind]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from labelbridge.labelbox.ontology import OntologyClassification
 from labelbridge.labelstudio.mapping import TOOL_KINDS as LS_TOOL_TAGS
 from labelbridge.labelstudio.mapping import ClassificationTarget, ObjectTarget
-from labelbridge.tools.doctor.checker import CheckerBase, Place
+from labelbridge.tools.doctor.checker import LB_KIND, CheckerBase, Place
 
 
 class LabelStudioSide(CheckerBase):
@@ -19,7 +19,7 @@ class LabelStudioSide(CheckerBase):
         hit = self.m.object_from_ls(o.control, o.label, o.kind) or o
         folded = hit.labelbox.casefold()
         tools = [f for f in self.o.objects if f.name.casefold() == folded]
-        same = [f for f in tools if f.kind == o.kind]
+        same = [f for f in tools if f.kind == LB_KIND.get(o.kind, o.kind)]
         if same:
             who = f"label '{o.label}' of control '{o.control}'" if o.label is not None \
                 else f"control '{o.control}'"
@@ -119,6 +119,9 @@ class LabelStudioSide(CheckerBase):
 
     def ls_unsupported(self) -> None:
         used = {o.control for o in self.m.objects} | {t.control for t in self.m.classifications}
+        video = {o.to_name for o in self.m.objects if o.kind == "videobox"}
+        used |= {c.name for c in self.m.interface.controls  # merged into the VideoRectangle
+                 if c.tag == "Labels" and set(c.to_name) & video}
         for c in self.m.interface.controls:
             if c.name not in used and c.tag not in LS_TOOL_TAGS:
                 self.warn("unsupported", f"Label Studio control '{c.name}' ({c.tag}) is not "
