@@ -168,3 +168,18 @@ def test_features_go_by_the_ontologys_schema_id_else_its_exact_spelling():
 def test_geometry_lines_are_rounded_to_the_documented_precision():
     (line,) = to_ndjson(TaskRegions(GK, (Region("r", "Car", Box(0.1, 0.2, 0.3, 319.9999999)),)))
     assert line["bbox"] == {"top": 0.2, "left": 0.1, "height": 320.0, "width": 0.3}
+
+
+def test_relationships_go_by_the_ontologys_exact_name():
+    from labelbridge.model.features import FeatureTable
+
+    table = FeatureTable()
+    table.add(("object", "Car"), "Car", "c" + "a" * 24)
+    table.add(("relationship", "drives"), "drives", "c" + "r" * 24)
+    tr = TaskRegions(GK, (Region("r1", "car", Box(0, 0, 1, 1)), Region("r2", "Car", Box(1, 1, 1, 1))),
+                     relations=(Relation("r1", "r2", "Drives"),))
+    lines = to_ndjson(tr, include_relations=True, features=table)
+    (rel,) = [line for line in lines if "relationship" in line]
+    objects = [line for line in lines if "bbox" in line]
+    assert [o["schemaId"] for o in objects] == ["c" + "a" * 24] * 2
+    assert rel["name"] == "drives" and rel["relationship"]["source"] == objects[0]["uuid"]

@@ -87,9 +87,11 @@ class LabelWriter:
             if src is None or tgt is None:
                 report.loss("relationship", "a related object was not converted", rel.name)
                 continue
-            names, _ = self._names(("relationship", rel.name or ""), rel.name or "", None)
+            # by name: the SDK (7.17) drops a relationship's schema id ("Schema id or name
+            # are not set"), so the ontology's exact spelling is sent
+            _, exact = self._names(("relationship", rel.name or ""), rel.name or "", None)
             annotations.append(lb.RelationshipAnnotation(
-                **names, value=lb.Relationship(source=src, target=tgt, type=(
+                name=exact, value=lb.Relationship(source=src, target=tgt, type=(
                     lb.Relationship.Type.BIDIRECTIONAL if rel.bidirectional
                     else lb.Relationship.Type.UNIDIRECTIONAL)),
                 extra={"uuid": relation_uuid(rel.source, rel.target, rel.name)}))
