@@ -105,21 +105,3 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval
             return value
         time.sleep(interval)
     raise AssertionError(f"{what} not met within {timeout} s")
-
-
-def schema_names(normalized) -> dict[str, str]:
-    """Feature schema id -> name (or option value) over a normalized Labelbox ontology: lines
-    name features by ``schemaId`` once the bridge has read the project's ontology."""
-    out: dict[str, str] = {}
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            if "featureSchemaId" in node:
-                out[node["featureSchemaId"]] = node.get("name") or node.get("value")
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-    walk(normalized)
-    return out

@@ -22,7 +22,7 @@ from PIL import Image
 
 from labelbridge.model.ids import LABELBRIDGE_NAMESPACE
 
-from tests.helpers import ROOT, schema_names, wait_for
+from tests.helpers import ROOT, wait_for
 from tests.lbstandin import Feature, LabelboxStandIn, new_cuid
 from tests.maskgen import composite, single_png
 from tests.procs import free_port, start_process, stop_process
@@ -132,21 +132,17 @@ def test_masks_become_predictions_then_annotations_then_labelbox_masks(world, ls
             assert np.array_equal(rgba[:, :, 3] == 255, want)
         assert any(r["type"] == "choices" and r["id"] == fid(i, "sky") for r in pred["result"])
 
-    names = schema_names(standin.client().get_project(PROJECT).ontology().normalized)
-
-    def named(item: dict) -> str:  # by schemaId once the bridge has read the ontology
-        return names.get(item.get("schemaId"), item.get("name"))
     dm_action(ls, "predictions_to_annotations", p.id, model_version=RUN)   # the bulk webhook
     for i, task_id in enumerate(tasks):
         (ann,) = ls.api("GET", f"/api/tasks/{task_id}/annotations/").json()
         assert fid(i, "sky") in {r.get("id") for r in ann["result"]}
         (label,) = wait_for(lambda: [lab for lab in standin.labels(PROJECT)
                                      if lab["global_key"] == f"mask-{i}.jpg"], what="label")
-        lines = {line["uuid"]: line for line in label["annotations"]}
+        lines = {line["uuid"]: line for line in standin.named(PROJECT, label["annotations"])}
         assert set(lines) == {u5(fid(i, "sky"))} | {u5(fid(i, f"inst{k}")) for k in (1, 2, 3)}
         sky = lines[u5(fid(i, "sky"))]
-        (nested,) = sky["classifications"]
-        assert [named(x) for x in (sky, nested, nested["answer"])] == ["Sky", "visibility", "full"]
+        assert sky["name"] == "Sky" and sky["classifications"] == [
+            {"name": "visibility", "answer": {"name": "full"}}]
         for key, want in [("sky", SKY)] + [(f"inst{k}", LABELS == k) for k in (1, 2, 3)]:
             png = base64.b64decode(lines[u5(fid(i, key))]["mask"]["png"])
             assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))) == 1, want)

@@ -21,7 +21,7 @@ from label_studio_sdk.converter import brush as sdk
 
 from labelbridge.model.ids import LABELBRIDGE_NAMESPACE
 
-from tests.helpers import ROOT, capture, schema_names
+from tests.helpers import ROOT, capture
 from tests.lbstandin import Feature, LabelboxStandIn, new_cuid
 from tests.maskgen import composite, single_png
 from tests.procs import free_port, start_process, stop_process
@@ -159,13 +159,10 @@ def test_the_accepted_prediction_reaches_labelbox_as_mask_lines(service, standin
     lines = imp["lines"]
     assert [line["uuid"] for line in lines] == [u5(FIDS[k]) for k in ("sky", 1, 2, 3)]
     assert [set(line["mask"]) for line in lines] == [{"png"}] * 4
-    names = schema_names(standin.client().get_project(PROJECT).ontology().normalized)
-    for line, tool in zip(lines, ("Sky", "Building", "Building", "Vehicle")):
-        assert names.get(line.get("schemaId"), line.get("name")) == tool
-        (nested,) = line["classifications"]
-        assert names.get(nested.get("schemaId"), nested.get("name")) == "visibility"
-        answer = nested["answer"]
-        assert names.get(answer.get("schemaId"), answer.get("name")) == "partial"
+    named = standin.named(PROJECT, lines)  # the bridge names features by schemaId
+    assert [line["name"] for line in named] == ["Sky", "Building", "Building", "Vehicle"]
+    assert all(line["classifications"] == [{"name": "visibility", "answer": {"name": "partial"}}]
+               for line in named)
     assert "test-key" not in log.read_text()
 
 
