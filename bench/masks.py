@@ -34,14 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import labelbox.types as lb  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
-from labelbox.data.serialization import NDJsonConverter  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from bench.common import log, verdict  # noqa: E402
-from labelbridge.labelbox import masks  # noqa: E402
+from labelbridge.labelbox import mask_payload, masks  # noqa: E402
 from labelbridge.labelstudio import brush  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -94,8 +92,8 @@ def lb_to_ls(data: bytes, colors: list | None) -> int:
     runs = masks.read_png(data)
     size = 0
     for color in colors or [None]:
-        payload = orjson.dumps(masks.to_payload(runs.instance(color)))   # index build
-        mask = masks.from_payload(orjson.loads(payload))                 # prepare
+        payload = orjson.dumps(mask_payload.to_payload(runs.instance(color)))   # index build
+        mask = mask_payload.from_payload(orjson.loads(payload))                 # prepare
         result = {"id": "cfeature0000000000000001", "from_name": "tag", "to_name": "image",
                   "type": "brushlabels", "original_width": mask.width,
                   "original_height": mask.height, "image_rotation": 0,
@@ -106,6 +104,8 @@ def lb_to_ls(data: bytes, colors: list | None) -> int:
 
 
 def ls_to_lb(rle: bytes, w: int, h: int) -> int:
+    import labelbox.types as lb  # imported here: the index child measures the indexer alone
+    from labelbox.data.serialization import NDJsonConverter
     mask = brush.decode(rle, w, h)
     ann = lb.ObjectAnnotation(name="Cat", value=masks.to_labelbox(mask),
                               extra={"uuid": "8d5fd2b4-2f1b-4d0c-9c3a-2d3b0a9e6b11"})

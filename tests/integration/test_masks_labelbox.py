@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from labelbox.data.serialization import NDJsonConverter
 
-from labelbridge.labelbox import masks
+from labelbridge.labelbox import mask_payload, masks
 from labelbridge.labelbox.mask_fetch import MaskFetcher, MaskFetchError
 
 from tests.lbstandin import Feature, LabelboxStandIn
@@ -124,7 +124,7 @@ def test_a_composite_is_downloaded_once_for_its_instances(s):
     for i, color in enumerate(COLORS, 1):
         obj = {"composite_mask": {"url": url, "color_rgb": list(color)}}
         source.resolve(obj, (W, H), None)
-        assert masks.from_payload(obj["mask"]) == to_mask(LABELS == i)
+        assert mask_payload.from_payload(obj["mask"]) == to_mask(LABELS == i)
     assert s.calls["maskFile"] == 1
 
 

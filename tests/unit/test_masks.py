@@ -14,7 +14,7 @@ from label_studio_sdk.converter import brush as sdk
 from labelbox.data.serialization import NDJsonConverter
 from PIL import Image
 
-from labelbridge.labelbox import masks
+from labelbridge.labelbox import mask_payload, masks
 from labelbridge.labelbox.mask_fetch import MaskFetcher, MaskFetchError
 from labelbridge.labelstudio import brush
 
@@ -135,11 +135,11 @@ def test_to_labelbox__serializes_the_documented_png_form():
 
 def test_payload_round_trip_and_errors():
     mask = to_mask(np.eye(5, dtype=bool))
-    assert masks.from_payload(masks.to_payload(mask)) == mask
-    assert masks.from_payload({"error": "mask could not be read: x"}) == \
+    assert mask_payload.from_payload(mask_payload.to_payload(mask)) == mask
+    assert mask_payload.from_payload({"error": "mask could not be read: x"}) == \
         "mask could not be read: x"
-    assert "not fetched" in masks.from_payload({"url": "https://x"})
-    assert "malformed" in masks.from_payload({"width": 5, "height": 5, "runs": "!!"})
+    assert "not fetched" in mask_payload.from_payload({"url": "https://x"})
+    assert "malformed" in mask_payload.from_payload({"width": 5, "height": 5, "runs": "!!"})
 
 
 # ----- export objects -------------------------------------------------------------------------
@@ -158,7 +158,7 @@ COLORS = [(123, 103, 152), (10, 200, 30)]
 def resolved(obj: dict, size=(8, 6), base_dir=None, source=None):
     (source or masks.MaskSource()).resolve(obj, size, base_dir)
     assert "composite_mask" not in obj
-    return masks.from_payload(obj["mask"])
+    return mask_payload.from_payload(obj["mask"])
 
 
 def test_resolve__inline_png_single_and_composite():

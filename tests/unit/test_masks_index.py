@@ -8,7 +8,8 @@ import orjson
 
 from labelbridge.labelbox.export import Selection
 from labelbridge.labelbox.mask_fetch import MaskFetcher
-from labelbridge.labelbox.masks import MaskSource, from_payload
+from labelbridge.labelbox.mask_payload import from_payload
+from labelbridge.labelbox.masks import MaskSource
 from labelbridge.predictions.indexer import export_fingerprint, index_export
 from labelbridge.predictions.store import PredictionStore
 
@@ -73,3 +74,14 @@ def test_the_fingerprint_says_whether_masks_were_fetched_with_the_key(tmp_path):
     assert export_fingerprint(export, Selection(), with_key) == export_fingerprint(
         export, Selection(), MaskSource(MaskFetcher({"Authorization": "Bearer other-key"})))
     assert "secret" not in with_key.describe()
+
+
+def test_reading_exports_stays_light_without_masks_to_fetch():
+    """Index workers and export readers import neither Pillow, numpy nor labelbox.types for
+    masks (together ~1 s and ~75 MB a process) unless they read mask PNGs."""
+    import subprocess
+    import sys
+    code = ("import sys, labelbridge.labelbox.export, labelbridge.predictions.indexer; "
+            "print(sorted(m for m in ('PIL.Image', 'numpy', 'labelbox.types') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -22,18 +22,16 @@ import base64
 import binascii
 import io
 import warnings
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import labelbox.types as lb
 import numpy as np
 from PIL import Image
 
-from labelbridge.labelbox.errors import ExportError
 from labelbridge.labelbox.mask_fetch import MaskFetcher, MaskFetchError, redact
+from labelbridge.labelbox.mask_payload import to_payload
 from labelbridge.model.regions import Mask
 
 CACHE_BYTES = 64 << 20
@@ -170,7 +168,7 @@ def pixels(mask: Mask) -> np.ndarray:
     return np.repeat(values, runs).reshape(mask.height, mask.width)
 
 
-def labelbox_value(writer: Any, mask: Mask, name: str, report: Any, rid: str) -> lb.Mask | None:
+def labelbox_value(writer: Any, mask: Mask, name: str, report: Any, rid: str) -> Any:
     """The ``ndjson.VALUES`` entry for masks: one Labelbox instance per region."""
     if mask.empty:
         report.loss("mask", "empty mask: no pixel painted", name, region=rid)
@@ -178,47 +176,14 @@ def labelbox_value(writer: Any, mask: Mask, name: str, report: Any, rid: str) ->
     return to_labelbox(mask)
 
 
-def to_labelbox(mask: Mask) -> lb.Mask:
+def to_labelbox(mask: Mask) -> Any:
     """A labelbox ``Mask`` that ``NDJsonConverter`` writes as ``{"png": <0/1 PNG>}``.
 
     The array is (H, W, 1) with colour 1, so the serializer's ``np.all(arr == color, -1)``
     looks at one channel, not three."""
+    import labelbox.types as lb  # ~1 s and ~70 MB: only where lines are written
+
     return lb.Mask(mask=lb.MaskData(arr=pixels(mask)[:, :, None]), color=1)
-
-
-# ----- masks carried in an index payload --------------------------------------------------------
-
-def to_payload(mask: Mask) -> dict:
-    return {"width": mask.width, "height": mask.height,
-            "runs": base64.b64encode(zlib.compress(mask.runs, 1)).decode("ascii")}
-
-
-def from_payload(value: Any) -> Mask | str:
-    """The mask a resolved export object carries, or the reason it has none."""
-    if not isinstance(value, dict):
-        return "mask is not an object"
-    if "error" in value:
-        return str(value["error"])
-    if "runs" not in value:
-        return "mask was not fetched (read the export through the index or the converter)"
-    try:
-        return Mask(int(value["width"]), int(value["height"]),
-                    zlib.decompress(base64.b64decode(value["runs"])))
-    except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
-        return f"malformed mask ({exc})"
-
-
-def read_mask(value: Any, path: str, ctx: Any) -> Mask:
-    """The ``shapes.READERS`` entry for masks: a resolved export object (see ``resolve_row``)."""
-    got = from_payload(value)
-    if isinstance(got, str):
-        raise ExportError(got, path)
-    if got.empty:
-        raise ExportError("the mask has no pixel (none of its colour in the PNG)", path)
-    return got
-
-
-READERS = {"mask": ("mask", read_mask), "composite_mask": ("mask", read_mask)}
 
 
 # ----- export objects -------------------------------------------------------------------------
@@ -300,7 +265,7 @@ class MaskSource:
 
     def resolve(self, obj: dict, size: tuple[int, int] | None, base_dir: Path | None) -> None:
         """Replace an export mask object's reference by its pixels, or by why it has none
-        (read back with ``from_payload``)."""
+        (read back with ``mask_payload.from_payload``)."""
         done = obj.get("mask")
         if isinstance(done, dict) and ("runs" in done or "error" in done):
             return  # resolved already

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from labelbridge.labelbox.errors import ExportError
-from labelbridge.labelbox.masks import READERS as MASK_READERS
+from labelbridge.labelbox.mask_payload import READERS as MASK_READERS
 from labelbridge.model.regions import PIXEL_DIGITS, Box, KeyPoint, Polygon, Polyline, Shape, Span
 
 
@@ -178,7 +178,7 @@ READERS: dict[str, tuple[str, Reader]] = {
     "line": ("polyline", read_line),
     "point": ("point", read_point),
     "location": ("ner", read_location),
-    **MASK_READERS,  # "mask", "composite_mask": labelbox/masks.py
+    **MASK_READERS,  # "mask", "composite_mask": labelbox/mask_payload.py
 }
 
 # annotation kinds (or geometry keys) read nowhere yet: (kind for the report, reason)

@@ -24,14 +24,16 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple
 
 import orjson
 
 from labelbridge.labelbox import export
-from labelbridge.labelbox.masks import MaskSource, resolve_row
 from labelbridge.predictions import store
 from labelbridge.predictions.store import IndexRow, IndexTail, build_index
+
+if TYPE_CHECKING:  # numpy, Pillow: imported only where masks are read
+    from labelbridge.labelbox.masks import MaskSource
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,7 @@ class RowReader:
                 continue
             origin, compact = picked
             if self.masks is not None:
+                from labelbridge.labelbox.masks import resolve_row
                 resolve_row(compact, self.masks, self.base_dir)
             if origin:
                 self.origins[origin] += 1
