@@ -16,7 +16,8 @@ Rooms (each a subpackage; its ``__init__`` says what the others may use):
                    the predictor that answers ``/predict`` from it.
 ``groundtruth/``   the Label Studio -> Labelbox flow: the durable outbox, delivery to a sink,
                    reconciliation through the Label Studio API.
-``tools/``         what a user runs by hand: doctor, connect, bulk convert.
+``tools/``         what a user runs by hand: doctor, connect, bulk convert, ``make demo`` and the
+                   local Label Studio it shares with the e2e tests (``localls``).
 ``service/``       the edge: HTTP app, runtime wiring, CLI.
 ``mlbackend``      the edge too: ``LabelboxModel``, the model class for the official label-studio-ml
                    framework (it uses ``service``'s runtime; imported only inside that framework,

@@ -620,7 +620,7 @@ def test_cli_exit_0_when_everything_maps(clean_env, files):
     result = runner.invoke(app, ["doctor", "--label-config", str(files["good"]),
                                  "--ontology", str(files["ontology"])])
     assert result.exit_code == 0, result.output
-    assert "everything maps" in result.stderr and result.stdout == ""
+    assert "everything maps" in result.stdout and result.stderr == ""   # a result: stdout
 
 
 def test_cli_exit_1_and_json_on_stdout(clean_env, files):
@@ -662,9 +662,10 @@ def test_cli_exit_2_on_bad_usage_or_settings(clean_env, files):
     assert result.exit_code == 2 and "LABELBRIDGE_PORT" in result.stderr
 
 
-def test_cli_missing_sources_exit_1(clean_env):
+def test_cli_missing_sources_exit_2(clean_env):
+    """Nothing configured is a settings problem: 2, as --help says (was 1)."""
     result = runner.invoke(app, ["doctor", "--json"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert [f["code"] for f in json.loads(result.stdout)["findings"]] == ["not-configured"] * 2
 
 

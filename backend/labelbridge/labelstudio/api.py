@@ -88,13 +88,41 @@ class LabelStudioApi:
         except Exception as exc:
             raise _unavailable(self.url, exc) from exc
 
+    # ----- projects and tasks (make demo: create, import, "Retrieve Predictions") ---------
+    def projects(self) -> list[dict]:
+        return [_dump(p) for p in self._call(lambda: list(self.ls.projects.list()))]
+
+    def task_data(self, project_id: int) -> list[dict]:
+        """Every task of the project: ``{"id", "data", "total_predictions"}``."""
+        pager = self._call(self.ls.tasks.list, project=project_id, page_size=1000)
+        try:
+            return [{"id": t["id"], "data": t.get("data") or {},
+                     "total_predictions": t.get("total_predictions") or 0}
+                    for t in map(_dump, pager)]
+        except Exception as exc:
+            raise _unavailable(self.url, exc) from exc
+
+    def create_project(self, title: str, label_config: str) -> dict:
+        return _dump(self._call(self.ls.projects.create, title=title, label_config=label_config))
+
+    def import_tasks(self, project_id: int, tasks: list[dict]) -> list[int]:
+        answer = self._call(self.ls.projects.import_tasks, id=project_id, request=tasks,
+                            return_task_ids=True)
+        return list(answer.task_ids or [])
+
+    def retrieve_predictions(self, project_id: int) -> None:
+        """The Data Manager's "Retrieve Predictions" on every task of the project."""
+        self._call(self.ls.actions.create, id="retrieve_tasks_predictions", project=project_id,
+                   selected_items={"all": True, "excluded": []})
+
     # ----- wiring (connect) ---------------------------------------------------------------
     def ml_backends(self, project_id: int) -> list[dict]:
         return [_dump(b) for b in self._call(self.ls.ml.list, project=project_id)]
 
-    def add_ml_backend(self, project_id: int, url: str, title: str, **auth: Any) -> dict:
+    def add_ml_backend(self, project_id: int, url: str, title: str, interactive: bool = False,
+                       **auth: Any) -> dict:
         return _dump(self._call(self.ls.ml.create, project=project_id, url=url, title=title,
-                                is_interactive=True, **auth))
+                                is_interactive=interactive, **auth))
 
     def update_ml_backend(self, backend_id: int, project_id: int, url: str, **fields: Any) -> dict:
         # A partial PATCH answers 500 in Label Studio 1.23: always send url and project.

@@ -15,6 +15,7 @@ import typer
 
 from labelbridge.labelbox.export import ExportError, Selection
 from labelbridge.model.report import ConversionReport
+from labelbridge.service.cli import common
 from labelbridge.service.cli.common import (atomic_output, fail, load_mapping, loss_report,
                                             output_error, print_report,
                                             settings_or_exit)
@@ -68,7 +69,9 @@ def lb2ls(export: Path = typer.Option(..., help="Labelbox export-v2 file, folder
     except OSError as exc:
         output_error(exc)
         return
-    print_report(summary, f"Labelbox -> Label Studio: {count} tasks", report)
+    # the tasks on stdout leave the summary to stderr
+    print_report(summary, f"Labelbox -> Label Studio: {count} tasks", report,
+                 common.out if out else common.err)
 
 
 @app.command("ls2lb")
@@ -115,4 +118,5 @@ def ls2lb(tasks: Path = typer.Option(..., help="Label Studio JSON export (list o
     except OSError as exc:
         output_error(exc)
         return
-    print_report(summary, f"Label Studio -> Labelbox: {lines} NDJSON lines", report)
+    print_report(summary, f"Label Studio -> Labelbox: {lines} NDJSON lines", report,
+                 common.out if out else common.err)
