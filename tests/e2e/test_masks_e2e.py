@@ -116,7 +116,7 @@ def test_masks_become_predictions_then_annotations_then_labelbox_masks(world, ls
         request=[{"data": {"image": f"http://127.0.0.1:9/mask-{i}.jpg",
                            "global_key": f"mask-{i}.jpg"}} for i in range(ROWS)]).task_ids
     wired = subprocess.run([sys.executable, "-m", "labelbridge", "connect", "--ls-url", ls.url,
-                            "--ls-token", ls.token, "--project", str(p.id), "--backend-url", url],
+                            "--ls-token", ls.token, "--ls-project", str(p.id), "--backend-url", url],
                            env=env, capture_output=True, text=True, timeout=120)
     assert wired.returncode == 0, wired.stderr
 
