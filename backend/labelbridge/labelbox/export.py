@@ -21,7 +21,6 @@ import orjson
 
 from labelbridge.labelbox.annotations import task_regions
 from labelbridge.labelbox.errors import ExportError
-from labelbridge.model.regions import DataRowRef
 
 __all__ = ["ExportError", "Selection", "compact_row", "iter_rows", "parse_line", "task_regions"]
 

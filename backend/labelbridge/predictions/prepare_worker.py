@@ -16,13 +16,12 @@ import pickle
 import selectors
 import subprocess
 import sys
-from collections import deque
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from labelbridge.labelstudio.mapping import Mapping
 from labelbridge.predictions.converting import Converted, RowConverter
-from labelbridge.predictions.indexer import _LENGTH, _read_exact, gc_paused, send_message
+from labelbridge.predictions.indexer import gc_paused, read_message, send_message, send_object
 from labelbridge.predictions.store import PredictionStore
 
 PARALLEL_MIN_ROWS = 10_000  # below this, starting workers costs more than it saves
@@ -47,20 +46,14 @@ class PreparePool:
                                      "labelbridge.predictions.prepare_worker"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
             self.busy[proc] = 0
-            self._send(proc, setup)
+            send_object(proc, setup)
             for _ in range(BATCHES_PER_WORKER):
                 self._give(proc)
-
-    @staticmethod
-    def _send(proc: subprocess.Popen, obj: object) -> None:
-        data = memoryview(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
-        while data:
-            data = data[proc.stdin.write(data):]  # type: ignore[union-attr]
 
     def _give(self, proc: subprocess.Popen) -> None:
         batch = next(self.todo, None)
         if batch is not None:
-            self._send(proc, batch)
+            send_object(proc, batch)
             self.busy[proc] += 1
 
     def results(self) -> Iterator[Converted]:
@@ -70,13 +63,7 @@ class PreparePool:
             while any(self.busy.values()):
                 for key, _ in ready.select():
                     proc = key.data
-                    try:
-                        size = _LENGTH.unpack(_read_exact(proc.stdout, _LENGTH.size))[0]
-                        _, done = pickle.loads(_read_exact(proc.stdout, size))
-                    except EOFError:
-                        raise RuntimeError(f"prepare worker {proc.pid} exited with "
-                                           f"{proc.wait()} (its error is in the log above)"
-                                           ) from None
+                    _, done = read_message(proc, "prepare worker")
                     self.busy[proc] -= 1
                     self._give(proc)
                     yield done
