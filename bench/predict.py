@@ -74,14 +74,14 @@ def tree_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def run_child(args: list[str], env: dict | None = None, *, script: Path = SCRIPT,
+def run_child(args: list[str], env: dict | None = None, script: Path = SCRIPT, *,
               kernel_peak: bool = True) -> tuple[dict, float]:
-    """Run ``bench/predict.py --child ...`` (or ``script``); (its JSON answer, peak RSS in MB of
-    the child and its own children together, sampled every 10 ms, and never less than the
-    child's own peak, ``ru_maxrss``, unless ``kernel_peak`` is False: that one counts the
-    parent's pages the child had between fork and exec)."""
-    proc = subprocess.Popen([sys.executable, str(script), "--child", *args], stdout=subprocess.PIPE,
-                            env=env, cwd=ROOT)
+    """Run ``<script> --child ...`` (``bench/predict.py`` unless told); (its JSON answer, peak
+    RSS in MB of the child and its own children together, sampled every 10 ms, and never less
+    than the child's own peak, ``ru_maxrss``, unless ``kernel_peak`` is False: that one counts
+    the parent's pages the child had between fork and exec)."""
+    proc = subprocess.Popen([sys.executable, str(script), "--child", *args],
+                            stdout=subprocess.PIPE, env=env, cwd=ROOT)
     peak = [0.0]
     done = threading.Event()
 

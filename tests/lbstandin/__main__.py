@@ -29,6 +29,7 @@ setup.json (every key optional)::
       "masks": [{"path": "/api/v1/tasks/<t>/masks/<m>/index/1", "png_file": "m.png"}],
                                           # served with the API key, see masks.py
       "model_runs": [{"model_id": "...", "run_id": "...", "name": "run",
+                      "created_at": "2025-01-01T00:00:00.000Z",  # optional; default: now
                       "export_rows": [ ... ], "export_rows_file": "rows.ndjson"}]
     }
 

@@ -37,3 +37,31 @@ def test_the_log_names_each_kind_and_reason_once_and_the_summary_counts_all(capl
     assert report.skipped == {("polygon", "objects[].polygon[].y: missing"): 50}
     assert report.rows() == [("polygon", 0, 50, "objects[].polygon[].y: missing (50)")]
     assert direct.lost == 50
+
+
+def test_ground_truth_warns_once_per_kind_of_loss_not_per_annotation(caplog):
+    import orjson
+
+    from labelbridge.groundtruth.converter import GroundTruthConverter
+    from labelbridge.labelstudio.mapping import Overrides
+    from labelbridge.labelstudio.webhooks import label_config_hash
+
+    from tests.helpers import IMAGE_CONFIG
+
+    h = label_config_hash(IMAGE_CONFIG)
+    conv = GroundTruthConverter(lambda _: IMAGE_CONFIG, Overrides(), lambda d, f: None,
+                                lambda: set(), include_relations=False)
+    box = {"x": 1, "y": 1, "width": 2, "height": 2}
+    result = [{"id": i, "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+               "original_width": 10, "original_height": 10,
+               "value": {**box, "rectanglelabels": ["Car"]}} for i in ("a", "b")]
+    result.append({"from_id": "a", "to_id": "b", "type": "relation", "direction": "right",
+                   "labels": ["drives"]})
+    with caplog.at_level(logging.WARNING):
+        for n in range(5):
+            payload = orjson.dumps({"label_config_hash": h, "task": {"id": n, "data": {
+                "global_key": f"k{n}"}}, "annotation": {"id": n, "result": result}})
+            conv.convert(payload)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "MAL" in warnings[0].getMessage()
+    assert conv.losses.lost == 5

@@ -16,7 +16,7 @@ from labelbridge.labelstudio.results import ResultReader
 from labelbridge.labelstudio.tasks import data_row_ref, object_fields, task_keys, task_text
 from labelbridge.model.features import FeatureTable
 from labelbridge.model.ids import ndjson_uuid
-from labelbridge.model.regions import DataRowRef
+from labelbridge.model.regions import DataRowRef, TaskRegions
 from labelbridge.model.report import ConversionReport
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,10 @@ class GroundTruth:
     lines: list[dict]
     regions: list[tuple[str, str, str | None]]   # (LS region id, uuid, Labelbox feature id)
     report: ConversionReport
+    # for the edit report: the annotation as stored, what it says, and the mapping it was read with
+    stored: webhooks.StoredAnnotation | None = None
+    task_regions: TaskRegions | None = None
+    mapping: Mapping | None = None
 
 
 class GroundTruthConverter:
@@ -51,6 +55,7 @@ class GroundTruthConverter:
         self._names = labelbox_names
         self._include_relations = include_relations
         self._features = features  # the project's Labelbox features: schema ids, exact names
+        self.losses = ConversionReport()  # every annotation's, counted: logs each kind once
         self._mappings: dict[str, Mapping] = {}
 
     def mapping(self, config_hash: str) -> Mapping:
@@ -71,7 +76,7 @@ class GroundTruthConverter:
         ref = data_row_ref(data)
         if not (ref.id or ref.global_key):
             ref = self._resolve_row(data, object_fields(mapping)) or ref
-        report = ConversionReport()
+        report = ConversionReport(announce=False)
         tr = ResultReader(mapping, report).read(stored.annotation.get("result") or [], ref,
                                                 size=self._media_size(ref),
                                                 task_text=task_text(data, mapping))
@@ -83,6 +88,7 @@ class GroundTruthConverter:
             raise ConversionFailed(f"task {stored.task.get('id')}: {exc}") from None
         for loss in report.examples:
             log.info("annotation %s: not sent: %s", stored.annotation.get("id"), loss)
+        self.losses.merge(report)  # a WARNING for the first of each kind and reason only
         from_prediction = stored.annotation.get("parent_prediction") is not None
         regions = [(r.id, ndjson_uuid(r.id),
                     r.id if from_prediction and CUID.fullmatch(r.id) else None)
@@ -90,7 +96,7 @@ class GroundTruthConverter:
         regions += [(c.id, ndjson_uuid(c.id), None) for c in tr.classifications if c.id]
         data_row = {"id": tr.data_row.id} if tr.data_row.id else {"globalKey":
                                                                   tr.data_row.global_key}
-        return GroundTruth(data_row, lines, regions, report)
+        return GroundTruth(data_row, lines, regions, report, stored, tr, mapping)
 
 
 def resolver_from_store(store) -> Callable[[dict, list[str]], DataRowRef | None]:
