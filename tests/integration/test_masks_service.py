@@ -1,9 +1,9 @@
-"""Masks through the running service, against the Labelbox stand-in: a model-run export with a
-single-instance and a composite mask (its URLs refuse requests without the API key) is indexed
-with the key, each PNG fetched once, and ``/predict`` answers brush predictions from the index;
-the accepted prediction comes back as an annotation webhook and reaches the stand-in as a valid
-mask import, one instance per region, with uuid5 of the feature ids. Without the key the index
-still builds and the masks are reported losses."""
+"""Masks through the running service, against the Labelbox stand-in: a model run with a
+single-instance and a composite mask (its URLs refuse requests without the API key) is exported
+through the SDK and indexed with the key, each PNG fetched once, and ``/predict`` answers brush
+predictions from the index; the accepted prediction comes back as an annotation webhook and
+reaches the stand-in as a valid mask import, one instance per region, with uuid5 of the feature
+ids. The run's export file, indexed without the key, still builds; its masks are losses."""
 
 from __future__ import annotations
 
@@ -86,9 +86,11 @@ def model_run_export(standin, path: Path) -> Path:
 
 
 def serve(tmp: Path, standin, **env: str):
+    """The service on the model run itself (``LABELBOX_MODEL_RUN_ID``: exported through the SDK
+    when the index is built), or on that run's export file with ``LABELBRIDGE_EXPORT``."""
     port = free_port()
     env = {**os.environ, "LABELBRIDGE_DATA_DIR": str(tmp / "var"), "LABELBRIDGE_PORT": str(port),
-           "LABELBRIDGE_EXPORT": str(model_run_export(standin, tmp / "export.ndjson")),
+           "LABELBOX_MODEL_RUN_ID": RUN,
            "LABELBRIDGE_LABEL_CONFIG": str(ROOT / "configs" / "segmentation.xml"),
            "LABELBRIDGE_WEBHOOK_TOKEN": TOKEN, "LABELBOX_PROJECT_ID": PROJECT,
            "LABELBOX_ENDPOINT": standin.endpoint, "LABELBOX_REST_ENDPOINT": standin.rest_endpoint,
@@ -168,7 +170,9 @@ def test_the_accepted_prediction_reaches_labelbox_as_mask_lines(service, standin
 
 def test_without_the_key_the_index_builds_and_the_masks_are_losses(tmp_path, standin):
     standin.reset_calls()
-    proc, url, log = serve(tmp_path, standin, LABELBOX_API_KEY="", LABELBOX_PROJECT_ID="")
+    proc, url, log = serve(tmp_path, standin, LABELBOX_API_KEY="", LABELBOX_PROJECT_ID="",
+                           LABELBOX_MODEL_RUN_ID="", LABELBRIDGE_EXPORT=str(
+                               model_run_export(standin, tmp_path / "export.ndjson")))
     try:
         assert standin.calls["maskFile"] == 0 and standin.calls["__unauthorized__"] == 0
         assert predict(url) == []
