@@ -14,6 +14,11 @@ from labelbridge.model.regions import Classification, Region, Relation, TaskRegi
 from labelbridge.model.report import Reporter
 
 
+# What the writer makes of the same input changed (2: key points carry value.width): part of
+# the key prepared predictions are stored under, so none made by an older writer is served.
+RESULTS_VERSION = 2
+
+
 class ResultWriter:
     """Writes the Label Studio ``result`` list of one task."""
 
@@ -62,6 +67,8 @@ class ResultWriter:
             return kind.write_region(self, region, target, tr, report)
         try:
             geometry = kind.write(shape, size)
+            if kind.style is not None:
+                geometry.update(kind.style(target, size))
         except ResultError as exc:
             report.loss(shape.kind, exc.reason, region.name, region=region.id,
                         field="media_attributes" if kind.image else exc.field)
