@@ -53,7 +53,7 @@ class ObjectTarget:
     label: str | None       # LS label value; None for a label-less tool (<Rectangle/> alone)
     object_tag: str         # Image, Text, HyperText, ...
     schema_id: str | None = None   # the Labelbox feature's schemaId (mapping file), if known
-    stroke_width: float | None = None  # the drawing tool's strokeWidth (px), when the config sets it
+    stroke_width: float | None = None  # the tool's strokeWidth (px) when the config sets one
 
 
 @dataclass(frozen=True, slots=True)

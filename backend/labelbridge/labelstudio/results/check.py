@@ -2,9 +2,10 @@
 
 label-studio-sdk validates each region by finding its control, checking type and ``to_name``,
 and instantiating the control's pydantic value class: about 12 µs a region, most of a prepared
-prediction's cost. ``PredictionCheck`` reads the label config once into a table (per control:
-tag, objects, labels, value rule) and accepts a region from that table when its value is in the
-plain form our writer produces (finite numbers within the bounds, lists of known labels...).
+prediction's cost. ``PredictionCheck`` reads the label config once into a table (per control,
+object and result type: the value rule, from the control's labels) and accepts a region from
+that table when its value is in the plain form our writer produces (finite numbers within the
+bounds, lists of known labels...): one lookup and the value's own test, ~0.5 µs a region.
 Anything else, and every rejection, is decided by ``LabelInterface`` itself, so the check can
 only be faster, never more or less strict (``tests/unit/test_results_check.py`` proves the
 verdicts equal on random results). The loop around the regions follows ``_validate_object_logic``
@@ -66,14 +67,10 @@ def _keypoint(v: dict) -> bool:
             and type(y) in _NUMBER and y - y == 0 and y <= 100)
 
 
+# geometry tool -> the plain values its pydantic value class accepts
 _GEOMETRY: dict[str, Rule] = {"rectangle": _rectangle, "rectanglelabels": _rectangle,
                               "polygon": _polygon, "polygonlabels": _polygon,
                               "keypoint": _keypoint, "keypointlabels": _keypoint}
-
-
-def _geometry_rule(tag: str) -> Rule | None:
-    """Plain values the pydantic value class of this geometry tool accepts."""
-    return _GEOMETRY.get(tag)
 
 
 def _span_end(v: Any) -> bool:
@@ -115,7 +112,7 @@ class PredictionCheck:
         labels = _labels_in(frozenset(c.labels or ()))
         key = getattr(c, "_label_attr_name", None)
         rule: Rule | None = None
-        geometry = _geometry_rule(tag)
+        geometry = _GEOMETRY.get(tag)
         if geometry is not None:
             if key is None:
                 rule = geometry
@@ -138,7 +135,7 @@ class PredictionCheck:
         if tag == "labels":  # the SDK's _merged_labels_geometry_control, read once
             valid = frozenset(c.labels or ())
             for sib in self.interface.controls:
-                g = _geometry_rule(sib.tag.lower())
+                g = _GEOMETRY.get(sib.tag.lower())
                 if sib is not c and g and not sib.tag.endswith("Labels") \
                         and set(c.to_name or []) & set(sib.to_name or []):
                     t = f"{sib.tag.lower()}labels"
