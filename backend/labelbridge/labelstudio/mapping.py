@@ -39,6 +39,7 @@ MERGED_LABEL_TOOLS = {"VideoRectangle"}
 SPAN_OBJECTS = {"Text", "HyperText"}
 CLASSIFICATION_TAGS = {"Choices", "TextArea", "Number", "Rating"}
 RotatedBoxes = Literal["enclosing_box", "polygon"]
+_UNKNOWN = object()  # not looked up yet (None is a cached answer: no target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,9 +315,10 @@ class Mapping:
     # ----- Labelbox -> Label Studio -------------------------------------------------------
     def object_target(self, kind: ShapeKind, labelbox_name: str) -> ObjectTarget | None:
         key = (kind, labelbox_name)
-        if key not in self._object_cache:
-            self._object_cache[key] = self._object_target(kind, labelbox_name)
-        return self._object_cache[key]
+        target = self._object_cache.get(key, _UNKNOWN)
+        if target is _UNKNOWN:
+            target = self._object_cache[key] = self._object_target(kind, labelbox_name)
+        return target  # type: ignore[return-value]
 
     def _object_target(self, kind: ShapeKind, labelbox_name: str) -> ObjectTarget | None:
         same_kind = [o for o in self.objects if o.kind == kind and o.labelbox]
@@ -332,9 +334,10 @@ class Mapping:
                               ) -> ClassificationTarget | None:
         """The control for a question; ``parent`` is (parent control, LS choice) when nested."""
         key = (labelbox_name, per_region, parent)
-        if key not in self._classification_cache:
-            self._classification_cache[key] = self._find_classification(*key)
-        return self._classification_cache[key]
+        target = self._classification_cache.get(key, _UNKNOWN)  # one lookup: a row asks dozens
+        if target is _UNKNOWN:
+            target = self._classification_cache[key] = self._find_classification(*key)
+        return target  # type: ignore[return-value]
 
     def _find_classification(self, labelbox_name: str, per_region: bool,
                              parent: tuple[str, str] | None) -> ClassificationTarget | None:
