@@ -1,11 +1,11 @@
-"""``fixed(v, digits)``: exactly ``round(v, digits)`` for a float, about 5x cheaper.
+"""``fixed(v, digits)``: exactly ``round(v, digits)`` for a float, at under half its cost.
 
-``round(float, n)`` is correctly rounded through a decimal string (~0.4 µs a call), and a
+``round(float, n)`` is correctly rounded through a decimal string (~0.3 µs a call), and a
 prediction rounds a hundred or more coordinates. Scaling by ``10**n`` and rounding to an integer
 gives the same integer whenever the scaled value is not within its rounding error of a tie, and
 ``k / 10**n`` (both exact doubles, one correctly rounded division) is then the double nearest the
 decimal ``round`` parses back. Near ties, for huge values and for zero (whose sign ``round``
-keeps) the exact ``round`` decides (``tests/property/test_rounding.py`` compares both).
+keeps) the exact ``round`` decides (``tests/unit/test_rounding.py`` compares both).
 """
 
 from __future__ import annotations
