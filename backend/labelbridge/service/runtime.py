@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 from labelbridge.groundtruth.converter import GroundTruthConverter, resolver_from_store
@@ -22,6 +25,7 @@ from labelbridge.model.sink import Sink
 from labelbridge.predictions.indexer import export_fingerprint, index_export
 from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
 from labelbridge.predictions.store import PredictionStore
+from labelbridge.service.sink_metrics import MeteredSink
 from labelbridge.settings import Settings, as_env
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,12 @@ def ensure_index(settings: Settings, progress: Callable[[int], None] | None = No
 
 
 def make_sink(settings: Settings) -> Sink:
-    """Labelbox when a key is set; otherwise NDJSON files under the data dir."""
+    """Labelbox when a key is set; otherwise NDJSON files under the data dir. Metered
+    (``service.sink_metrics``)."""
+    return MeteredSink(_sink(settings))
+
+
+def _sink(settings: Settings) -> Sink:
     if settings.sink == "file":
         return FileSink(settings.file_sink_dir)
     assert settings.labelbox_api_key and settings.labelbox_project_id
@@ -99,8 +108,13 @@ class Runtime:
         self._wake = threading.Event()
         self._open_index()
         self.deliverer: Deliverer | DeliveryProcess | None = None
+        # The worker process keeps its metrics in files here; /metrics reads them.
+        self.worker_metrics_dir: Path | None = None
+        self._stopping: threading.Thread | None = None
         if settings.delivery_worker == "process":
-            self.deliverer = DeliveryProcess(as_env(settings))
+            self.worker_metrics_dir = Path(tempfile.mkdtemp(prefix="labelbridge-metrics-"))
+            self.deliverer = DeliveryProcess({**as_env(settings), "PROMETHEUS_MULTIPROC_DIR":
+                                              str(self.worker_metrics_dir)})
         elif settings.delivery_worker == "thread":
             self.deliverer = make_deliverer(settings, self.outbox, self.store, self.overrides,
                                             self._wake)
@@ -204,22 +218,39 @@ class Runtime:
         thread.start()
         return thread
 
+    def begin_stop(self) -> None:
+        """Tell the delivery worker to finish its current step, without waiting (at SIGTERM,
+        while the server still answers what is in flight); ``stop`` waits for it."""
+        if self.deliverer is not None and self._stopping is None:
+            self._stopping = threading.Thread(target=self.deliverer.stop,
+                                              args=(self.settings.shutdown_timeout,),
+                                              name="stop-delivery", daemon=True)
+            self._stopping.start()
+
     def stop(self) -> None:
         if self.reconciler is not None:
             self.reconciler.stop()
-        if self.deliverer is not None:
-            self.deliverer.stop()
+        self.begin_stop()
+        if self._stopping is not None:
+            self._stopping.join(self.settings.shutdown_timeout + 1.0)
         self.outbox.close()
         if self.store is not None:
             self.store.close()
+        if self.worker_metrics_dir is not None:
+            shutil.rmtree(self.worker_metrics_dir, ignore_errors=True)
 
     def metrics(self) -> dict[str, Any]:
+        """Figures read from the disk (call off the event loop); ``outbox`` is None, with
+        ``outbox_error``, when the outbox does not answer."""
         out: dict[str, Any] = {"model_version": self.model_version,
                                "index_rows": self.index_rows,
-                               "outbox": self.outbox.status(),
                                "delivery_worker": (self.deliverer.status()
                                                    if isinstance(self.deliverer, DeliveryProcess)
                                                    else {"mode": self.settings.delivery_worker})}
+        try:
+            out["outbox"] = self.outbox.status()
+        except Exception as exc:  # any failure of the outbox is a readiness reason, not a 500
+            out["outbox"], out["outbox_error"] = None, f"{type(exc).__name__}: {exc}"
         if self.store is not None:
             out["prepared"] = [{k: v for k, v in c.items() if k != "report"} | {
                 "converted": (c["report"] or {}).get("converted"),

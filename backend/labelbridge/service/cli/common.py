@@ -36,9 +36,15 @@ def settings_or_exit(**overrides) -> Settings:
         raise  # unreachable
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+def setup_logging(level: str, settings: Settings | None = None) -> None:
+    """Logs to stderr; with ``settings``: in ``LOG_FORMAT``, the secret settings redacted
+    (``service.logs``)."""
+    from labelbridge.service import logs
+
+    if settings is None:
+        logs.configure(level)
+    else:
+        logs.configure(level, settings.log_format, logs.secret_values(settings))
 
 
 @contextmanager

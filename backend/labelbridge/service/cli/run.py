@@ -14,22 +14,21 @@ from labelbridge.service.cli.common import (counting_progress, err, fail, load_m
 
 def serve() -> None:
     """Serve the ML backend and the webhook (settings from the environment)."""
-    import uvicorn
-
+    from labelbridge.service import serving
     from labelbridge.service.runtime import ensure_index
-    from labelbridge.service.server import create_app
 
     settings = settings_or_exit()
-    setup_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(settings.log_level, settings)
+    problem = serving.data_dir_problem(settings)
+    if problem:
+        fail(problem)
     if settings.export is not None:
         try:
             with counting_progress(f"indexing {settings.export}") as progress:
                 ensure_index(settings, progress)
         except ExportError as exc:
             fail(f"LABELBRIDGE_EXPORT: {exc}")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level.lower(), access_log=False)
+    serving.run(settings)
 
 
 def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file or folder "
@@ -80,7 +79,7 @@ def deliver(once: bool = typer.Option(False, "--once", help="Deliver what is due
     from labelbridge.service.runtime import make_deliverer
 
     settings = settings_or_exit()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings)
     store = PredictionStore(settings.predictions_db) if settings.predictions_db.exists() else None
     try:
         overrides = Overrides.load(settings.mapping)

@@ -1,0 +1,109 @@
+"""Request bodies are bounded in size and in time, per endpoint, before a route sees them.
+
+* Size: ``Content-Length`` over the endpoint's limit is answered 413 at once, nothing read; a
+  body without a length (chunked) is counted as it arrives and refused the moment it passes
+  the limit. Either way at most one read buffer of it is ever held (uvicorn stops reading a
+  socket whose data the app has not asked for).
+* Time: the whole body must arrive within ``body_timeout`` seconds of the request head, else
+  408: a client trickling a byte at a time is cut off.
+* A response sent before its request's body was read (an early 401, 408 or 413) closes the
+  connection, so an unread body cannot keep it busy.
+
+The head of a request (header size and time, and the connection cap) is bounded one level
+down, in ``service.protocol``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+
+from labelbridge.service.auth import header
+from labelbridge.service.errors import ClientError
+from labelbridge.settings import Settings
+
+NO_BODY_LIMIT = 64 << 10   # endpoints that take no body (GET, /metrics, ...)
+CLOSE = {"Connection": "close"}
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    per_path: dict[str, tuple[int, str]] = field(default_factory=dict)  # path -> (bytes, setting)
+    timeout_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "BodyLimits":
+        limits = {"/predict": (int(settings.max_body_predict), "LABELBRIDGE_MAX_BODY_PREDICT"),
+                  "/setup": (int(settings.max_body_setup), "LABELBRIDGE_MAX_BODY_SETUP"),
+                  "/webhook": (int(settings.max_body_webhook), "LABELBRIDGE_MAX_BODY_WEBHOOK")}
+        limits["/webhook/"] = limits["/webhook"]
+        return cls(limits, settings.body_timeout)
+
+    def of(self, path: str) -> tuple[int, str]:
+        return self.per_path.get(path, (NO_BODY_LIMIT, "a fixed limit for this endpoint"))
+
+
+def too_large(size: int | str, limit: int, setting: str) -> ClientError:
+    return ClientError(413, [{"loc": ["body"], "msg": f"request body of {size} bytes is over "
+                              f"the limit of {limit} bytes ({setting})", "type": "too_large"}],
+                       CLOSE)
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: Any, limits: BodyLimits,
+                 refused: Callable[[str], None] = lambda reason: None) -> None:
+        self.app = app
+        self.limits = limits
+        self.refused = refused
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit, setting = self.limits.of(scope["path"])
+        length = header(scope, b"content-length")
+        declared = int(length) if length is not None and length.isdigit() else None
+        if declared is not None and declared > limit:
+            self.refused("body_too_large")
+            return await _answer(send, too_large(declared, limit, setting))
+        has_body = bool(declared) or header(scope, b"transfer-encoding") is not None
+        deadline = asyncio.get_running_loop().time() + self.limits.timeout_s
+        state = {"size": 0, "complete": not has_body}
+
+        async def bounded_receive() -> dict:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                self.refused("body_timeout")
+                raise ClientError(408, f"the request body did not arrive within "
+                                  f"{self.limits.timeout_s:g} s (LABELBRIDGE_BODY_TIMEOUT)",
+                                  CLOSE) from None
+            if message["type"] == "http.request":
+                state["size"] += len(message.get("body", b""))
+                if state["size"] > limit:
+                    self.refused("body_too_large")
+                    raise too_large(f"more than {limit}", limit, setting)
+                if not message.get("more_body", False):
+                    state["complete"] = True
+            return message
+
+        async def closing_send(message: dict) -> None:
+            if message["type"] == "http.response.start" and not state["complete"]:
+                headers = list(message.get("headers", []))
+                if (b"connection", b"close") not in headers:
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, bounded_receive, closing_send)
+
+
+async def _answer(send: Callable, exc: ClientError) -> None:
+    body = orjson.dumps({"detail": exc.detail})
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
