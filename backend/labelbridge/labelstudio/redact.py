@@ -32,7 +32,7 @@ _SCALAR = re.compile(rb"[^,}\]\s]*")
 # name=value or 'name': value forms outside JSON strings (form bodies, Python reprs)
 _LOOSE = re.compile(rb"(?i)(?<![A-Za-z0-9_])(" + b"|".join(
     re.escape(k.encode()) for k in sorted(SECRET_KEYS, key=len, reverse=True))
-    + rb")(['\"]?\s*[:=]\s*)(?!\"<redacted>\")(['\"]?)[^\s,&;}'\"]*")
+    + rb")(['\"]?\s*[:=]\s*+)(?!['\"]?<redacted>)(['\"]?)[^\s,&;}'\"]+")
 
 
 def is_secret_key(key: Any) -> bool:
