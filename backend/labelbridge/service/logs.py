@@ -151,9 +151,11 @@ def _with_context(record: logging.LogRecord) -> bool:
     return True
 
 
-def configure(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> Aggregator:
-    """Replace the root logger's handlers with one on stderr; uvicorn's loggers propagate to it."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = (),
+              stream: Any = None) -> Aggregator:
+    """Replace the root logger's handlers with one on ``stream`` (stderr); uvicorn's loggers
+    propagate to it."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     aggregator = Aggregator()
     aggregator.attach(handler)
@@ -168,8 +170,19 @@ def configure(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = (
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    atexit.register(aggregator.flush)
+    global _current
+    if _current is None:
+        atexit.register(_flush_at_exit)
+    _current = (handler, aggregator)
     return aggregator
+
+
+_current: tuple[logging.Handler, Aggregator] | None = None
+
+
+def _flush_at_exit() -> None:
+    if _current is not None and _current[0] in logging.getLogger().handlers:
+        _current[1].flush()
 
 
 def secret_values(settings: Any) -> list[str]:
