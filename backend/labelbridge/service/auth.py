@@ -86,16 +86,18 @@ class WebhookToken:
         return None if hmac.compare_digest(given, self._token) else WRONG
 
 
-def project_of(raw: bytes) -> int | None:
-    """The Label Studio project id of a webhook body, if it has a plausible one."""
+def peek(raw: bytes) -> tuple[Any, int | None]:
+    """The action and Label Studio project id of a webhook body, where it has them."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return None
-    project = body.get("project") if isinstance(body, dict) else None
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    project = body.get("project")
     pid = project.get("id") if isinstance(project, dict) else project
-    return pid if isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 1 << 40 \
-        else None
+    plausible = isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 1 << 40
+    return body.get("action"), pid if plausible else None
 
 
 class Refusals:

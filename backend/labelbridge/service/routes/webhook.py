@@ -69,9 +69,9 @@ def register(app: FastAPI, rt: Runtime, settings: Settings, metrics: Metrics,
         await rt.reject(kept, reason + note, redact.kept_headers(request.scope["headers"]))
 
     async def refuse(why: str, raw: bytes, request: Request) -> None:
-        project = auth.project_of(raw)
+        action, project = auth.peek(raw)
         logs.bind(project=project)
-        metrics.webhook(None, "unauthorized")
+        metrics.webhook(action, "unauthorized")
         if refusals.note(why, project):
             reason = refusals.reason(why, project)
             headers = redact.kept_headers(request.scope["headers"])
