@@ -103,7 +103,8 @@ def _install_sigterm_cleanup() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def _spawn(cmd: list[str], env: dict, log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
+def _spawn(cmd: list[str], env: dict, log_path: Path, cwd: Path | None = None,
+           preexec_fn=None) -> subprocess.Popen:
     _install_sigterm_cleanup()
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,7 @@ def _spawn(cmd: list[str], env: dict, log_path: Path, cwd: Path | None = None) -
             [str(c) for c in cmd], env=env, cwd=str(cwd) if cwd else None,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stop_process kills the whole group
+            preexec_fn=preexec_fn,
         )
     _LIVE.add(proc)
     return proc
@@ -145,7 +147,8 @@ def _wait_healthy(proc: subprocess.Popen, health_url: str, log_path: Path, timeo
 
 
 def start_process(cmd: list[str], env: dict, health_url: str, log_path: Path, timeout: float = 30,
-                  cwd: Path | None = None, headers: dict | None = None) -> subprocess.Popen:
+                  cwd: Path | None = None, headers: dict | None = None,
+                  preexec_fn=None) -> subprocess.Popen:
     """Start ``cmd`` in its own process group, output appended to ``log_path``.
 
     Returns once ``health_url`` answers 200 (any body; ``headers`` are sent with the probe,
@@ -153,7 +156,7 @@ def start_process(cmd: list[str], env: dict, health_url: str, log_path: Path, ti
     process exits first or ``timeout`` passes (the process is killed then). ``env`` is used
     as is: pass a complete environment.
     """
-    proc = _spawn(cmd, env, log_path, cwd)
+    proc = _spawn(cmd, env, log_path, cwd, preexec_fn)
     _wait_healthy(proc, health_url, log_path, timeout, what=Path(str(cmd[0])).name, headers=headers)
     return proc
 

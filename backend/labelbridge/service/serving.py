@@ -37,9 +37,8 @@ class _Server(uvicorn.Server):
 def data_dir_problem(settings: Settings) -> str | None:
     """Why the data dir cannot hold the outbox and the index, naming the path and the setting."""
     where = f"LABELBRIDGE_DATA_DIR={settings.data_dir}"
-    fix = ("labelbridge keeps its outbox and prediction index there: make it writable for "
-           f"user id {os.getuid()} (in Docker: chown -R 10001:10001 on the volume) or point "
-           "LABELBRIDGE_DATA_DIR at a writable directory")
+    fix = ("the outbox and the prediction index live there: make it writable (Docker: "
+           "chown -R 10001:10001 the volume) or set LABELBRIDGE_DATA_DIR to a writable directory")
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
