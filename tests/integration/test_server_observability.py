@@ -44,34 +44,25 @@ def value(url: str, name: str, **labels) -> float:
     return samples(url).get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_the_worker_process_figures_reach_metrics_and_survive_its_restart(service, standin):
+def test_the_worker_process_figures_reach_metrics_errors_by_kind_too(service, standin):
     service.start()
     url = service.url
     wait_for(lambda: value(url, "labelbridge_delivery_worker_up") == 1)
+    standin.fail_next(2, "429", operations=["createLabelImport"])
     service.post(annotation(11, 110, "img-1.jpg"))
-    wait_for(lambda: value(url, "labelbridge_sink_imports_total", outcome="ok") == 1)
+    wait_for(lambda: value(url, "labelbridge_sink_imports_total", outcome="ok") == 1, timeout=60)
+    assert value(url, "labelbridge_sink_imports_total", outcome="transient_error") == 2
+    assert value(url, "labelbridge_sink_errors_total", operation="import", kind="transient",
+                 error="ApiLimitError") == 2
     assert value(url, "labelbridge_sink_lines_total", status="ok") == 3
-    assert value(url, "labelbridge_sink_import_duration_seconds_count") == 1
+    assert value(url, "labelbridge_sink_import_duration_seconds_count") == 3
     pid = httpx.get(url + "/status").json()["delivery_worker"]["pid"]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: value(url, "labelbridge_delivery_worker_restarts_total") == 1)
-    wait_for(lambda: value(url, "labelbridge_delivery_worker_up") == 1)
-    service.post(annotation(12, 120, "img-2.jpg"))
-    wait_for(lambda: value(url, "labelbridge_sink_imports_total", outcome="ok") == 2)
-
-
-def test_labelbox_errors_are_counted_by_kind(service, standin):
-    service.start()
-    standin.fail_next(2, "429", operations=["createLabelImport"])
-    service.post(annotation(13, 130, "img-3.jpg"))
-    wait_for(lambda: value(service.url, "labelbridge_sink_imports_total", outcome="ok") == 1,
-             timeout=60)
-    assert value(service.url, "labelbridge_sink_errors_total", operation="import",
-                 kind="transient", error="ApiLimitError") == 2
-    assert value(service.url, "labelbridge_sink_imports_total", outcome="transient_error") == 2
-    service.post(annotation(14, 140, "img-missing.jpg"))           # refused line
-    wait_for(lambda: value(service.url, "labelbridge_sink_lines_total", status="failed") >= 1)
-    assert value(service.url, "labelbridge_sink_lines_total", status="failed") == 3
+    service.post(annotation(14, 140, "img-missing.jpg"))           # its lines are refused
+    wait_for(lambda: value(url, "labelbridge_sink_lines_total", status="failed") >= 1, timeout=60)
+    assert value(url, "labelbridge_sink_lines_total", status="failed") == 3
+    assert value(url, "labelbridge_sink_imports_total", outcome="ok") == 2   # kept across
 
 
 SECRETS = {"BASIC_AUTH_PASS": "basic-pass-3c1f9", "LABELBRIDGE_WEBHOOK_TOKEN": "hook-tok-77d02",

@@ -7,7 +7,9 @@
 * Time: the whole body must arrive within ``body_timeout`` seconds of the request head, else
   408: a client trickling a byte at a time is cut off.
 * A response sent before its request's body was read (an early 401, 408 or 413) closes the
-  connection, so an unread body cannot keep it busy.
+  connection, so an unread body cannot keep it busy. Up to ``DRAIN_BYTES`` past the limit are
+  read (and dropped) first: most clients, Label Studio's included, send the whole body before
+  they read the answer, and closing on unread data resets the connection, losing the 413.
 
 The head of a request (header size and time, and the connection cap) is bounded one level
 down, in ``service.protocol``.
@@ -26,6 +28,7 @@ from labelbridge.service.errors import ClientError
 from labelbridge.settings import Settings
 
 NO_BODY_LIMIT = 64 << 10   # endpoints that take no body (GET, /metrics, ...)
+DRAIN_BYTES = 8 << 20      # read and dropped past a limit, so the client sees the 413
 CLOSE = {"Connection": "close"}
 
 
@@ -65,11 +68,13 @@ class BodyLimitMiddleware:
         limit, setting = self.limits.of(scope["path"])
         length = header(scope, b"content-length")
         declared = int(length) if length is not None and length.isdigit() else None
+        deadline = asyncio.get_running_loop().time() + self.limits.timeout_s
         if declared is not None and declared > limit:
             self.refused("body_too_large")
+            if declared - limit <= DRAIN_BYTES:
+                await _drain(receive, deadline, declared)
             return await _answer(send, too_large(declared, limit, setting))
         has_body = bool(declared) or header(scope, b"transfer-encoding") is not None
-        deadline = asyncio.get_running_loop().time() + self.limits.timeout_s
         state = {"size": 0, "complete": not has_body}
 
         async def bounded_receive() -> dict:
@@ -83,11 +88,13 @@ class BodyLimitMiddleware:
                                   CLOSE) from None
             if message["type"] == "http.request":
                 state["size"] += len(message.get("body", b""))
-                if state["size"] > limit:
-                    self.refused("body_too_large")
-                    raise too_large(f"more than {limit}", limit, setting)
                 if not message.get("more_body", False):
                     state["complete"] = True
+                if state["size"] > limit:
+                    self.refused("body_too_large")
+                    if not state["complete"]:
+                        state["complete"] = await _drain(receive, deadline, DRAIN_BYTES)
+                    raise too_large(f"more than {limit}", limit, setting)
             return message
 
         async def closing_send(message: dict) -> None:
@@ -98,6 +105,23 @@ class BodyLimitMiddleware:
             await send(message)
 
         await self.app(scope, bounded_receive, closing_send)
+
+
+async def _drain(receive: Callable, deadline: float, at_most: int) -> bool:
+    """Read and drop the rest of a body, up to ``at_most`` bytes; True if it ended."""
+    dropped = 0
+    try:
+        async with asyncio.timeout_at(deadline):
+            while dropped <= at_most:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return False
+                dropped += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        pass
+    return False
 
 
 async def _answer(send: Callable, exc: ClientError) -> None:

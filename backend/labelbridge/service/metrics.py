@@ -72,7 +72,8 @@ class Metrics:
         self.requests.labels(route, method if method in _METHODS else "OTHER", str(status)).inc()
 
     def webhook(self, action: Any, outcome: str) -> None:
-        name = action if action in KNOWN_ACTIONS else ("none" if not action else "other")
+        name = action if isinstance(action, str) and action in KNOWN_ACTIONS \
+            else ("none" if not action else "other")
         self.webhooks.labels(name, outcome).inc()
 
     def counters(self) -> dict[str, Any]:
