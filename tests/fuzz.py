@@ -1,4 +1,4 @@
-"""A mutator of Label Studio's captured requests, for the fuzz test (tests/integration/test_fuzz.py).
+"""A mutator of Label Studio's captured requests (for tests/integration/test_fuzz.py).
 
 Seeded from ``tests/fixtures/ls-captures`` (every webhook, /predict and /setup body Label Studio
 1.23.2 sent), each case applies one to three mutations: structural ones on the parsed body

@@ -165,7 +165,8 @@ def test_a_huge_body_gets_413_without_growing_the_server(server, chunked):
     s = connect(port)
     head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Labelbridge-Token: hook-secret\r\n" \
            b"Content-Type: application/json\r\n"
-    head += b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"Content-Length: %d\r\n\r\n" % size
+    head += (b"Transfer-Encoding: chunked\r\n\r\n" if chunked
+             else b"Content-Length: %d\r\n\r\n" % size)
     s.sendall(head)
     chunk = b'{"action": "ANNOTATION_CREATED", "pad": "' + b"x" * (1 << 20)
     sent = 0

@@ -17,7 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import capture, wait_for
-from tests.integration.test_delivery_labelbox import annotation, service, standin  # noqa: F401
+from tests.integration.test_delivery_labelbox import (annotation, service,  # noqa: F401
+                                                      standin)
 from tests.procs import free_port, start_process, stop_process
 
 CREATED = capture("basic-auth-flow/ml-auto-webhook_ANNOTATION_CREATED.json")
@@ -102,7 +103,8 @@ def test_json_logs_carry_ids_and_never_a_secret(json_logged):
     wait_for(lambda: "labelbox" in log.read_text().lower(), timeout=20)   # delivery failed
     lines = [orjson.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert lines and all({"ts", "level", "logger", "msg"} <= set(e) for e in lines)
-    (accepted,) = [e for e in lines if e["msg"].startswith("webhook ANNOTATION_CREATED: 1 accepted")]
+    (accepted,) = [e for e in lines
+                   if e["msg"].startswith("webhook ANNOTATION_CREATED: 1 accepted")]
     assert accepted["request_id"] == "req-abc"
     assert (accepted["project"], accepted["task"], accepted["annotation"]) == (1, 210, 21)
     text = log.read_text()

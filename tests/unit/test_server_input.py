@@ -8,7 +8,6 @@ import base64
 import json
 import copy
 
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -122,7 +121,7 @@ def test_the_largest_allowed_id_is_accepted(client):
 
 
 @pytest.mark.parametrize("value", [b"Basic \xff\xfe\xfd", b"Basic bHM6czNjcmV0\xe9",
-                                   "Basic " .encode() + base64.b64encode("ls:s3cret\u00e9".encode()),
+                                   b"Basic " + base64.b64encode("ls:s3cret\u00e9".encode()),
                                    b"\xc3\xa9 x", b"Basic !!!!", b"Basic"])
 @pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/health"), ("POST", "/setup"),
                                           ("POST", "/predict"), ("GET", "/versions"),

@@ -38,10 +38,6 @@ def respond(payload: Any, status: int = 200, headers: dict[str, str] | None = No
     return Response(orjson.dumps(payload), status_code=status, media_type=JSON, headers=headers)
 
 
-def error_body(status: int, detail: Any) -> bytes:
-    return orjson.dumps({"detail": detail})
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(ClientError)
     async def _client_error(request: Request, exc: ClientError) -> Response:

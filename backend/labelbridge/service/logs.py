@@ -189,5 +189,5 @@ def secret_values(settings: Any) -> list[str]:
     """The values of every secret setting (``SecretStr``)."""
     from pydantic import SecretStr
 
-    return [v.get_secret_value() for v in (getattr(settings, n) for n in type(settings).model_fields)
-            if isinstance(v, SecretStr)]
+    values = (getattr(settings, name) for name in type(settings).model_fields)
+    return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]

@@ -62,7 +62,8 @@ class Readiness:
             age = outbox.get("oldest_pending_age_s") or 0.0
             if age > s.ready_max_pending_age:
                 reasons.append(f"delivery stuck: the oldest pending item has waited {age:.0f} s "
-                               f"(over LABELBRIDGE_READY_MAX_PENDING_AGE={s.ready_max_pending_age:g})")
+                               "(over LABELBRIDGE_READY_MAX_PENDING_AGE="
+                               f"{s.ready_max_pending_age:g})")
             grown = self.new_dead_letters(outbox.get("dead_letters") or 0, now)
             if grown > s.ready_max_new_dead_letters:
                 reasons.append(f"dead-letter queue grows: {grown} new within "

@@ -27,7 +27,6 @@ from labelbridge.service.routes import ml, ops, webhook
 from labelbridge.service.runtime import Runtime
 from labelbridge.settings import Settings
 
-MODEL_CLASS = ml.MODEL_CLASS
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:

@@ -5,8 +5,6 @@ Exit codes: 0 ok; 1 the work failed (something does not map, Label Studio or Lab
 
 from __future__ import annotations
 
-import logging
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
