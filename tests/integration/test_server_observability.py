@@ -5,7 +5,6 @@ health check say why they are degraded."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -25,13 +24,16 @@ CREATED = capture("basic-auth-flow/ml-auto-webhook_ANNOTATION_CREATED.json")
 PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
 
 
-def without_dac_override() -> None:
-    """As root, stop bypassing file permissions (so a read-only directory is read-only)."""
-    if os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
-            if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+def unprivileged(*args: str) -> list[str]:
+    """``python -m labelbridge ARGS`` that, run as root, no longer bypasses file permissions
+    (CAP_DAC_OVERRIDE dropped), so a read-only directory is read-only to it."""
+    drop = ("import ctypes, os, sys\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "if os.geteuid() == 0:\n"
+            f"    for cap in ({CAP_DAC_OVERRIDE}, {CAP_DAC_READ_SEARCH}):\n"
+            f"        assert libc.prctl({PR_CAPBSET_DROP}, cap, 0, 0, 0) == 0, 'prctl'\n"
+            "os.execv(sys.executable, [sys.executable, '-m', 'labelbridge', *sys.argv[1:]])\n")
+    return [sys.executable, "-c", drop, *args]
 
 
 def samples(url: str, **kw) -> dict[tuple, float]:
@@ -118,8 +120,8 @@ def test_a_read_only_data_dir_is_named_at_start_and_exits_2(tmp_path):
     data.mkdir()
     data.chmod(0o555)
     env = {**os.environ, "LABELBRIDGE_DATA_DIR": str(data), "LABELBRIDGE_PORT": str(free_port())}
-    r = subprocess.run([sys.executable, "-m", "labelbridge", "serve"], env=env, text=True,
-                       capture_output=True, timeout=60, preexec_fn=without_dac_override)
+    r = subprocess.run(unprivileged("serve"), env=env, text=True, capture_output=True,
+                       timeout=60)
     assert r.returncode == 2, r.stderr
     message = r.stderr.replace("\n", "")          # the console may wrap a long path
     assert f"LABELBRIDGE_DATA_DIR={data}" in message and "not writable" in message
@@ -132,8 +134,7 @@ def test_readiness_and_the_health_check_name_an_unwritable_data_dir(tmp_path):
     env = {**os.environ, "LABELBRIDGE_DATA_DIR": str(data), "LABELBRIDGE_PORT": str(port),
            "LABELBRIDGE_DELIVERY_WORKER": "off"}
     url = f"http://127.0.0.1:{port}"
-    proc = start_process([sys.executable, "-m", "labelbridge", "serve"], env, url + "/health",
-                         tmp_path / "server.log", preexec_fn=without_dac_override)
+    proc = start_process(unprivileged("serve"), env, url + "/health", tmp_path / "server.log")
     check = [sys.executable, "-m", "labelbridge", "healthcheck"]
     try:
         ok = subprocess.run(check, env=env, capture_output=True, text=True, timeout=30)

@@ -99,7 +99,7 @@ def test_relationship_ids_resolve_and_direction():
     assert report.skipped[("relationship", "source or target object is not in this label")] == 1
 
 
-def test_masks_and_video_are_counted_and_reported_not_silently_dropped(caplog):
+def test_masks_and_video_without_boxes_are_counted_and_reported_not_silently_dropped(caplog):
     mask = {"feature_id": "cm", "name": "seg", "annotation_kind": "ImageSegmentationMask",
             "mask": {"url": "https://x"}}
     report = ConversionReport()
@@ -110,8 +110,9 @@ def test_masks_and_video_are_counted_and_reported_not_silently_dropped(caplog):
     video = export_row()
     video["experiments"][next(iter(video["experiments"]))]["runs"][RUN]["predictions"][0][
         "annotations"] = {"frames": {"1": {"objects": {"cv": {"name": "Car"}}}}, "segments": {}}
-    regions_of(video, report=report)
-    assert report.skipped[("video", "video is not supported yet")] == 1
+    regions_of(video, report=report)  # a video object without a box (tests/unit/test_video_*)
+    assert report.skipped[("video", "object on video: Label Studio tracks only boxes "
+                                    "(VideoRectangle)")] == 1
 
 
 def test_ids_are_stable_without_feature_ids():
@@ -180,5 +181,5 @@ def test_demo_export_exercises_every_kind():
         kinds |= {c.kind for c in tr.classifications}
         kinds |= {"relationship"} if tr.relations else set()
     assert kinds >= {"bbox", "polygon", "point", "polyline", "span", "radio", "checklist",
-                     "text", "relationship"}
-    assert {k for k, _ in report.skipped} == {"mask", "video"}
+                     "text", "relationship", "videobox"}
+    assert {k for k, _ in report.skipped} == {"mask"}

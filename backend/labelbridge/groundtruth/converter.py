@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+import orjson
+
 from labelbridge.labelbox.ndjson import DataRowMissing, to_ndjson
 from labelbridge.labelstudio import webhooks
 from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
@@ -37,8 +39,11 @@ class GroundTruthConverter:
 
     def __init__(self, label_config: Callable[[str], str | None], overrides: Overrides,
                  resolve_row: Callable[[dict, list[str]], DataRowRef | None],
-                 labelbox_names: Callable[[], set[str]], include_relations: bool) -> None:
+                 labelbox_names: Callable[[], set[str]], include_relations: bool,
+                 media_size: Callable[[DataRowRef], tuple[int, int] | None] = lambda ref: None
+                 ) -> None:
         self._label_config = label_config
+        self._media_size = media_size
         self._overrides = overrides
         self._resolve_row = resolve_row
         self._names = labelbox_names
@@ -65,6 +70,7 @@ class GroundTruthConverter:
             ref = self._resolve_row(data, object_fields(mapping)) or ref
         report = ConversionReport()
         tr = ResultReader(mapping, report).read(stored.annotation.get("result") or [], ref,
+                                                size=self._media_size(ref),
                                                 task_text=task_text(data, mapping))
         try:
             lines = to_ndjson(tr, report, rotated_boxes=mapping.overrides.rotated_boxes,
@@ -92,3 +98,17 @@ def resolver_from_store(store) -> Callable[[dict, list[str]], DataRowRef | None]
         found = store.data_row("url", url)
         return DataRowRef(id=found[0], global_key=found[1]) if found else None
     return resolve
+
+
+def media_size_from_store(store) -> Callable[[DataRowRef], tuple[int, int] | None]:
+    """The data row's pixel size from the prediction index: the editor writes no
+    ``original_width/height`` on video results, so their percentages need it."""
+    def size(ref: DataRowRef) -> tuple[int, int] | None:
+        for key, value in (("data_row_id", ref.id), ("global_key", ref.global_key)):
+            pks = store.find(key, [value]) if store is not None and value else {}
+            for _, payload in store.rows(list(pks.values())).values() if pks else ():
+                media = orjson.loads(payload).get("media") or {}
+                if media.get("width") and media.get("height"):
+                    return int(media["width"]), int(media["height"])
+        return None
+    return size

@@ -6,8 +6,9 @@ be built at parse speed: ``compact_row`` keeps only what conversion needs, ``tas
 turns that into the neutral model later.
 
 Format facts handled here: bounding boxes are absolute top/left/height/width; polygons repeat
-their first point at the end; NER ``end`` is inclusive; masks and video are not supported yet
-(counted and logged, never silently dropped).
+their first point at the end; NER ``end`` is inclusive; video labels (``frames``/``segments``)
+are read by ``video.py``; masks are not supported yet (counted and logged, never silently
+dropped).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Iterator, Literal
 
 import orjson
 
+from labelbridge.labelbox import video
 from labelbridge.model.ids import region_id_for_feature
 from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon,
                                        Polyline, Region, Relation, Shape, Span, TaskRegions)
@@ -178,7 +180,8 @@ def compact_row(row: dict, sel: Selection) -> tuple[str | None, dict] | None:
     compact = {
         "data_row": {k: v for k, v in (row.get("data_row") or {}).items()
                      if k in ("id", "global_key", "external_id", "row_data")},
-        "media": {k: media[k] for k in ("width", "height", "mime_type") if k in media},
+        "media": {k: media[k] for k in ("width", "height", "mime_type", "frame_rate",
+                                        "frame_count", "duration") if k in media},
         "annotations": annotations,
     }
     return origin, compact
@@ -321,12 +324,12 @@ def task_regions(compact: dict, report: ConversionReport | None = None) -> TaskR
                         for k in ("id", "global_key", "external_id", "row_data")})
     reader = _RowReader(ref, report)
     ann = compact.get("annotations") or {}
-    if ann.get("frames") or ann.get("segments"):
-        frames = ann.get("frames") or {}
-        count = sum(len((f or {}).get("objects") or {}) for f in frames.values()) or 1
-        for _ in range(count):
-            report.loss("video", "video is not supported yet", None, reader.row_name)
-    regions = []
+    regions: list[Region] = []
+    frame_classifications: list[Classification] = []
+    if video.is_video(ann):
+        regions, frame_classifications = video.VideoReader(
+            reader.row_name, lambda items, path: reader.classifications(items, path, True),
+            report).read(ann)
     for i, obj in enumerate(ann.get("objects") or []):
         r = reader.region(obj, i)
         if r is not None:
@@ -342,9 +345,10 @@ def task_regions(compact: dict, report: ConversionReport | None = None) -> TaskR
     return TaskRegions(
         data_row=ref, regions=tuple(regions),
         classifications=reader.classifications(ann.get("classifications") or [], ("global",),
-                                               False),
+                                               False) + tuple(frame_classifications),
         relations=tuple(relations),
-        width=int(width) if width else None, height=int(height) if height else None)
+        width=int(width) if width else None, height=int(height) if height else None,
+        video=video.video_info(media) if video.is_video(ann) else None)
 
 
 def feature_names(compact: dict) -> set[str]:

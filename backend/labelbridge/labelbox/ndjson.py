@@ -10,14 +10,16 @@ inclusive; polygons are closed by the SDK; nested classifications go under
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Literal
 
 import labelbox.types as lb
 from labelbox.data.serialization import NDJsonConverter
 
+from labelbridge.labelbox.video import VideoLineWriter
 from labelbridge.model.ids import ndjson_uuid, relation_uuid
 from labelbridge.model.regions import (Box, Classification, DataRowRef, KeyPoint, Polygon, Polyline,
-                                       Region, Shape, Span, TaskRegions)
+                                       Region, Shape, Span, TaskRegions, VideoTrack)
 from labelbridge.model.report import ConversionReport
 
 RotatedBoxes = Literal["enclosing_box", "polygon"]
@@ -148,10 +150,24 @@ class LabelWriter:
 def to_ndjson(tr: TaskRegions, report: ConversionReport | None = None, *,
               rotated_boxes: RotatedBoxes = "enclosing_box",
               include_relations: bool = False) -> list[dict]:
-    """NDJSON lines (dicts) for one task, as ``NDJsonConverter`` serializes them."""
-    writer = LabelWriter(report if report is not None else ConversionReport(),
-                         rotated_boxes=rotated_boxes, include_relations=include_relations)
+    """NDJSON lines (dicts) for one task, as ``NDJsonConverter`` serializes them; video tracks
+    and frame-ranged classifications are written by ``video.py`` (the SDK merges them)."""
+    report = report if report is not None else ConversionReport()
+    writer = LabelWriter(report, rotated_boxes=rotated_boxes, include_relations=include_relations)
+    tracks = [r for r in tr.regions if isinstance(r.shape, VideoTrack)]
+    framed = [c for c in tr.classifications if c.frames]
+    video_lines: list[dict] = []
+    if tracks or framed:
+        data = writer._data_row(tr.data_row)
+        row = tr.data_row.id or tr.data_row.global_key or "?"
+        lines = VideoLineWriter({"id": data.uid} if data.uid else {"globalKey": data.global_key},
+                                row, report)
+        video_lines = [line for r in tracks if (line := lines.track_line(r)) is not None]
+        video_lines += lines.classification_lines(framed)
+        tr = replace(tr, regions=tuple(r for r in tr.regions
+                                         if not isinstance(r.shape, VideoTrack)),
+                     classifications=tuple(c for c in tr.classifications if not c.frames))
     label = writer.label(tr)
     if not label.annotations:
-        return []
-    return list(NDJsonConverter.serialize([label]))
+        return video_lines
+    return list(NDJsonConverter.serialize([label])) + video_lines

@@ -29,7 +29,11 @@ TOOL_KINDS: dict[str, ShapeKind] = {
     "RectangleLabels": "bbox", "Rectangle": "bbox",
     "PolygonLabels": "polygon", "Polygon": "polygon",
     "KeyPointLabels": "point", "KeyPoint": "point",
+    "VideoRectangle": "videobox",
 }
+# Tools whose <Labels> the editor merges into the tool's own result as ``value.labels``
+# (``mergeLabelsAndResults`` of the Video tag): the result type stays the tool's.
+MERGED_LABEL_TOOLS = {"VideoRectangle"}
 # Objects a plain <Labels> control labels spans of.
 SPAN_OBJECTS = {"Text", "HyperText"}
 CLASSIFICATION_TAGS = {"Choices", "TextArea", "Number", "Rating"}
@@ -200,10 +204,12 @@ class Mapping:
                 else:
                     for tool in tools_by_object.get(to_name, []):
                         kind = TOOL_KINDS[tool.tag]
+                        merged = tool.tag in MERGED_LABEL_TOOLS
                         for label in c.labels:
                             self.objects.append(ObjectTarget(
-                                self._lb(label), kind, c.name, to_name,
-                                f"{tool.tag.lower()}labels", label, obj_tag))
+                                self._lb(label), kind, tool.name if merged else c.name,
+                                to_name, tool.tag.lower() + ("" if merged else "labels"), label,
+                                obj_tag))
             elif c.tag in CLASSIFICATION_TAGS:
                 self.classifications.append(self._classification_target(c, to_name))
         # LabelInterface does not expose <Relations>; read their <Relation value> directly.

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from labelbridge.labelstudio import video
 from labelbridge.labelstudio.mapping import ClassificationTarget, Mapping, ObjectTarget
 from labelbridge.model.ids import clean_region_id
 from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon,
-                                       Region, Relation, Shape, Span, TaskRegions)
+                                       Region, Relation, Shape, Span, TaskRegions, VideoTrack)
 from labelbridge.model.report import ConversionReport
 
 IMAGE_KINDS = {"bbox", "polygon", "point", "polyline"}
 GEOMETRY_TYPES = {"rectanglelabels": "bbox", "rectangle": "bbox", "polygonlabels": "polygon",
                   "polygon": "polygon", "keypointlabels": "point", "keypoint": "point",
-                  "labels": "span", "hypertextlabels": "span"}
+                  "labels": "span", "hypertextlabels": "span", "videorectangle": "videobox"}
 _LABEL_KEYS = ("rectanglelabels", "polygonlabels", "keypointlabels", "labels", "hypertextlabels")
 
 
@@ -51,7 +52,8 @@ class ResultWriter:
                 out.extend(items)
                 written.add(region.id)
         for c in tr.classifications:
-            out.extend(self._classification(c, None, None, row, c.id))
+            if not c.frames or video.covers_video(c, tr, self.report, row):
+                out.extend(self._classification(c, None, None, row, c.id))
         for rel in tr.relations:
             item = self._relation(rel, written, row)
             if item:
@@ -74,6 +76,10 @@ class ResultWriter:
             self.report.loss("span", "HyperText spans need XPath offsets, which Labelbox "
                              "character offsets do not give", region.name, row)
             return []
+        if shape.kind == "videobox":
+            return video.write_region(region, target, tr, self.mapping, self.report, row,
+                                      lambda c: self._classification(c, region, None, row,
+                                                                     region.id))
         geometry = self._geometry(shape, tr, region.name, row)
         if geometry is None:
             return []
@@ -288,6 +294,8 @@ class ResultReader:
         if shape is None:
             return None
         nested = self._assemble([(rid, it) for it in others], row, per_region=True)
+        if isinstance(shape, VideoTrack):  # Labelbox asks them on every keyframe
+            shape, nested = video.with_classifications(shape, nested), ()
         score = main.get("score")
         return Region(id=rid, name=target.labelbox, shape=shape, classifications=nested,
                       score=float(score) if isinstance(score, (int, float)) else None)
@@ -309,6 +317,9 @@ class ResultReader:
                                  target.labelbox, row)
                 return None
             w, h = float(w), float(h)
+            if kind == "videobox":
+                return video.read_result(item, [(w, h)], self.mapping, self.report,
+                                         target.labelbox, row)
             if kind == "bbox":
                 return Box(_px(v["x"], w), _px(v["y"], h), _px(v["width"], w),
                            _px(v["height"], h), float(v.get("rotation") or 0.0) % 360.0)

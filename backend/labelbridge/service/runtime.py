@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from labelbridge.groundtruth.converter import GroundTruthConverter, resolver_from_store
+from labelbridge.groundtruth.converter import (GroundTruthConverter, media_size_from_store,
+                                               resolver_from_store)
 from labelbridge.groundtruth.delivery import Deliverer, DeliveryPolicy
 from labelbridge.groundtruth.file_sink import FileSink
 from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox
@@ -81,7 +82,8 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
     converter = GroundTruthConverter(
         outbox.get_label_config, overrides, resolver_from_store(store),
         (lambda: store.feature_names()) if store is not None else (lambda: set()),
-        include_relations=settings.labelbox_import_kind == "mal")
+        include_relations=settings.labelbox_import_kind == "mal",
+        media_size=media_size_from_store(store))
     policy = DeliveryPolicy(settings.batch_size, settings.batch_max_wait, settings.max_attempts,
                             settings.retry_base, settings.retry_max)
     return Deliverer(outbox, make_sink(settings), converter, policy, wake)
@@ -169,6 +171,14 @@ class Runtime:
     async def accept(self, parsed: ParsedWebhook, source: str) -> AppendResult:
         self.remember_config(parsed)
         result = await self.outbox.append_async(self.events(parsed, source))
+        self._wake.set()
+        return result
+
+    def accept_now(self, parsed: ParsedWebhook, source: str) -> AppendResult:
+        """``accept`` for a caller without an event loop (the label-studio-ml model's ``fit``):
+        one transaction, durable when it returns."""
+        self.remember_config(parsed)
+        result = self.outbox.append(self.events(parsed, source))
         self._wake.set()
         return result
 

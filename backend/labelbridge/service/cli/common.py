@@ -1,13 +1,17 @@
 """What every command shares: settings, logging, errors, progress and report tables.
 
 Exit codes: 0 ok; 1 the work failed (something does not map, Label Studio or Labelbox refused);
-2 bad usage or settings."""
+2 bad usage or settings. A command's result goes to stdout (``out``); logs, progress, notes,
+warnings and errors go to stderr (``err``). Commands that talk to Label Studio take the same
+``--ls-url/--ls-token/--ls-project`` options (``ls_url_option`` ...), each falling back to its
+environment variable through the settings."""
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,31 +22,63 @@ from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
 from labelbridge.model.report import ConversionReport
 from labelbridge.settings import Settings, SettingsError, load_settings
 
+out = Console(soft_wrap=True)          # results: long paths and URLs are never split by rich
 err = Console(stderr=True)
 
+# Libraries whose INFO lines are chatter to a user ("HTTP Request: GET ... 404 Not Found" at
+# the end of every paging): shown only with LOG_LEVEL=DEBUG.
+QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "label_studio_sdk", "lbox", "labelbox")
 
-def fail(message: str, code: int = 2) -> None:
+
+def ls_url_option():
+    return typer.Option(None, "--ls-url", show_default=False,
+                        help="Label Studio URL, e.g. http://127.0.0.1:8080 (default: "
+                        "LABEL_STUDIO_URL)")
+
+
+def ls_token_option():
+    return typer.Option(None, "--ls-token", show_default=False,
+                        help="Label Studio API token, legacy token or personal access token "
+                        "(default: LABEL_STUDIO_API_KEY)")
+
+
+def ls_project_option(what: str = "Label Studio project id"):
+    return typer.Option(None, "--ls-project", show_default=False,
+                        help=f"{what} (default: LABEL_STUDIO_PROJECT_ID)")
+
+
+def ls_settings(ls_url: str | None, ls_token: str | None, ls_project: int | None) -> Settings:
+    """The settings, with the Label Studio options given on the command line in front."""
+    return settings_or_exit(LABEL_STUDIO_URL=ls_url, LABEL_STUDIO_API_KEY=ls_token,
+                            LABEL_STUDIO_PROJECT_ID=ls_project)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 
 
 def settings_or_exit(**overrides) -> Settings:
+    """The settings; an override that is None leaves the environment's value."""
     try:
-        return load_settings(**overrides)
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         fail(str(exc))
         raise  # unreachable
 
 
 def setup_logging(level: str, settings: Settings | None = None) -> None:
-    """Logs to stderr; with ``settings``: in ``LOG_FORMAT``, the secret settings redacted
-    (``service.logs``)."""
+    """Logs to stderr at ``level`` (``service.logs``; with ``settings``: in ``LOG_FORMAT``, the
+    secret settings redacted); the libraries in QUIET_LOGGERS at WARNING unless DEBUG."""
     from labelbridge.service import logs
 
+    level = level.upper() if level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
     if settings is None:
         logs.configure(level)
     else:
         logs.configure(level, settings.log_format, logs.secret_values(settings))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
 
 
 @contextmanager
@@ -54,13 +90,13 @@ def counting_progress(description: str, total: int | None = None) -> Iterator:
         yield lambda n: progress.update(task, completed=n)
 
 
-def print_report(report: ConversionReport, title: str) -> None:
+def print_report(report: ConversionReport, title: str, console: Console = out) -> None:
     table = Table(title=title, show_lines=False)
     for col in ("kind", "converted", "skipped", "why skipped"):
         table.add_column(col)
     for kind, ok, skipped, reasons in report.rows():
         table.add_row(kind, str(ok), str(skipped), reasons)
-    err.print(table)
+    console.print(table)
 
 
 def load_mapping(label_config: Path, mapping: Path | None, names=()) -> Mapping:

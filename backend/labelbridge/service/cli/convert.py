@@ -10,6 +10,7 @@ import typer
 
 from labelbridge.labelbox.export import ExportError, Selection
 from labelbridge.model.report import ConversionReport
+from labelbridge.service.cli import common
 from labelbridge.service.cli.common import fail, load_mapping, print_report
 
 app = typer.Typer(no_args_is_help=True, help="Bulk conversions between the two formats.")
@@ -42,7 +43,9 @@ def lb2ls(export: Path = typer.Option(..., help="Labelbox export-v2 file, folder
     finally:
         if out:
             sink.close()
-    print_report(report, f"Labelbox -> Label Studio: {count} tasks")
+    # the tasks on stdout leave the summary to stderr
+    print_report(report, f"Labelbox -> Label Studio: {count} tasks",
+                 common.out if out else common.err)
 
 
 @app.command("ls2lb")
@@ -70,4 +73,5 @@ def ls2lb(tasks: Path = typer.Option(..., help="Label Studio JSON export (list o
     finally:
         if out:
             sink.close()
-    print_report(report, f"Label Studio -> Labelbox: {lines} NDJSON lines")
+    print_report(report, f"Label Studio -> Labelbox: {lines} NDJSON lines",
+                 common.out if out else common.err)
