@@ -182,3 +182,13 @@ def test_a_huge_body_gets_413_without_growing_the_server(server, chunked):
     grown_mb = (rss_kb(proc.pid) - before) / 1024
     assert grown_mb < 16, f"peak RSS grew by {grown_mb:.0f} MB"
     assert httpx.post(url + "/webhook", json=CREATED, headers=HOOK).status_code == 200
+
+
+def test_every_cut_off_is_counted(server):
+    _, _, url = server
+    text = httpx.get(url + "/metrics").text
+    for reason in ("head_timeout", "body_timeout", "connection_cap", "head_too_large",
+                   "body_too_large"):
+        line = next(l for l in text.splitlines()
+                    if l.startswith(f'labelbridge_http_refused_total{{reason="{reason}"}}'))
+        assert float(line.split()[-1]) >= 1, line

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from labelbridge.service import logs
 
@@ -51,6 +52,10 @@ def install(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return respond({"detail": [{k: e.get(k) for k in ("loc", "msg", "type")}
                                    for e in exc.errors()]}, 422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        return Response(status_code=499)   # nobody to answer (cut off for a limit, or gone)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:

@@ -1,18 +1,16 @@
-"""Request bodies are bounded in size and in time, per endpoint, before a route sees them.
+"""Request bodies are bounded in size, per endpoint, before a route sees them.
 
-* Size: ``Content-Length`` over the endpoint's limit is answered 413 at once, nothing read; a
-  body without a length (chunked) is counted as it arrives and refused the moment it passes
-  the limit. Either way at most one read buffer of it is ever held (uvicorn stops reading a
-  socket whose data the app has not asked for).
-* Time: the whole body must arrive within ``body_timeout`` seconds of the request head, else
-  408: a client trickling a byte at a time is cut off.
-* A response sent before its request's body was read (an early 401, 408 or 413) closes the
-  connection, so an unread body cannot keep it busy. Up to ``DRAIN_BYTES`` past the limit are
-  read (and dropped) first: most clients, Label Studio's included, send the whole body before
-  they read the answer, and closing on unread data resets the connection, losing the 413.
+* ``Content-Length`` over the endpoint's limit is answered 413 at once, nothing kept; a body
+  without a length (chunked) is counted as it arrives and refused the moment it passes the
+  limit. Either way at most one read buffer of it is ever held (uvicorn stops reading a socket
+  whose data the app has not asked for). Up to ``DRAIN_BYTES`` past the limit are read (and
+  dropped) first: most clients, Label Studio's included, send the whole body before they read
+  the answer, and closing on unread data resets the connection, losing the 413.
+* A chunked body answered before it was read to its end closes the connection.
 
-The head of a request (header size and time, and the connection cap) is bounded one level
-down, in ``service.protocol``.
+Time (of the head and of the body), the head's size and the connection cap are bounded one
+level down, in ``service.protocol``. A body within its declared length needs no wrapper here:
+the HTTP parser never delivers more than that length.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from typing import Any, Callable
 
 import orjson
 
-from labelbridge.service.auth import header
 from labelbridge.service.errors import ClientError
 from labelbridge.settings import Settings
 
@@ -35,7 +32,7 @@ CLOSE = {"Connection": "close"}
 @dataclass(frozen=True)
 class BodyLimits:
     per_path: dict[str, tuple[int, str]] = field(default_factory=dict)  # path -> (bytes, setting)
-    timeout_s: float = 60.0
+    drain_timeout_s: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "BodyLimits":
@@ -65,35 +62,34 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        length = chunked = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = value
+        if length is None and chunked is None:          # no body
+            return await self.app(scope, receive, send)
         limit, setting = self.limits.of(scope["path"])
-        length = header(scope, b"content-length")
-        declared = int(length) if length is not None and length.isdigit() else None
-        deadline = asyncio.get_running_loop().time() + self.limits.timeout_s
-        if declared is not None and declared > limit:
+        if length is not None and length.isdigit():
+            declared = int(length)
+            if declared <= limit:                       # the parser stops at the length
+                return await self.app(scope, receive, send)
             self.refused("body_too_large")
             if declared - limit <= DRAIN_BYTES:
-                await _drain(receive, deadline, declared)
+                await self._drain(receive, declared)
             return await _answer(send, too_large(declared, limit, setting))
-        has_body = bool(declared) or header(scope, b"transfer-encoding") is not None
-        state = {"size": 0, "complete": not has_body}
+        state = {"size": 0, "complete": False}
 
-        async def bounded_receive() -> dict:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                self.refused("body_timeout")
-                raise ClientError(408, f"the request body did not arrive within "
-                                  f"{self.limits.timeout_s:g} s (LABELBRIDGE_BODY_TIMEOUT)",
-                                  CLOSE) from None
+        async def counting_receive() -> dict:
+            message = await receive()
             if message["type"] == "http.request":
                 state["size"] += len(message.get("body", b""))
-                if not message.get("more_body", False):
-                    state["complete"] = True
+                state["complete"] = not message.get("more_body", False)
                 if state["size"] > limit:
                     self.refused("body_too_large")
                     if not state["complete"]:
-                        state["complete"] = await _drain(receive, deadline, DRAIN_BYTES)
+                        state["complete"] = await self._drain(receive, DRAIN_BYTES)
                     raise too_large(f"more than {limit}", limit, setting)
             return message
 
@@ -104,24 +100,23 @@ class BodyLimitMiddleware:
                     message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
-        await self.app(scope, bounded_receive, closing_send)
+        await self.app(scope, counting_receive, closing_send)
 
-
-async def _drain(receive: Callable, deadline: float, at_most: int) -> bool:
-    """Read and drop the rest of a body, up to ``at_most`` bytes; True if it ended."""
-    dropped = 0
-    try:
-        async with asyncio.timeout_at(deadline):
-            while dropped <= at_most:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return False
-                dropped += len(message.get("body", b""))
-                if not message.get("more_body", False):
-                    return True
-    except TimeoutError:
-        pass
-    return False
+    async def _drain(self, receive: Callable, at_most: int) -> bool:
+        """Read and drop the rest of a body, up to ``at_most`` bytes; True if it ended."""
+        dropped = 0
+        try:
+            async with asyncio.timeout(self.limits.drain_timeout_s):
+                while dropped <= at_most:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return False
+                    dropped += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        return True
+        except TimeoutError:
+            pass
+        return False
 
 
 async def _answer(send: Callable, exc: ClientError) -> None:

@@ -57,6 +57,7 @@ class Metrics:
                                "a limit (body_too_large, body_timeout, head_too_large, "
                                "head_timeout, connection_cap)", ["reason"], registry=r)
         self._latency = {route: self.latency.labels(route) for route in (*ROUTES, "other")}
+        self._requests: dict[tuple, Any] = {}
         r.register(_Snapshot(snapshot))
         self._extra: list[CollectorRegistry] = []
         if worker_dir is not None:
@@ -69,7 +70,14 @@ class Metrics:
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self._latency[route].observe(seconds)
-        self.requests.labels(route, method if method in _METHODS else "OTHER", str(status)).inc()
+        key = (route, method, status)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self.requests.labels(route, method if method in _METHODS else "OTHER",
+                                           str(status))
+            if len(self._requests) < 10_000:
+                self._requests[key] = counter
+        counter.inc()
 
     def webhook(self, action: Any, outcome: str) -> None:
         name = action if isinstance(action, str) and action in KNOWN_ACTIONS \

@@ -3,6 +3,7 @@ context every line of the request carries, and the latency and status metrics.""
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -13,6 +14,8 @@ from labelbridge.service.auth import header
 from labelbridge.service.metrics import Metrics
 
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+_PREFIX = secrets.token_hex(4)     # ids unique across processes and restarts, cheap per request
+_COUNTER = itertools.count(1)
 
 
 class ObserveMiddleware:
@@ -26,7 +29,7 @@ class ObserveMiddleware:
         started = time.perf_counter()
         given = header(scope, b"x-request-id")
         rid = given.decode() if given is not None and _SANE_ID.fullmatch(given) \
-            else secrets.token_hex(8)
+            else f"{_PREFIX}-{next(_COUNTER):x}"
         token = logs.context.set({"request_id": rid})
         status = 500
 

@@ -1,15 +1,19 @@
 """uvicorn's httptools protocol with the bounds uvicorn has no option for.
 
-* Head timeout: a request's line and headers must arrive within ``timeout_s`` of the
-  connection (or of the request's first byte on a kept-alive connection), else 408 and the
-  connection is closed. uvicorn's ``timeout_keep_alive`` covers only the idle time between
-  requests, so without this a client sending a header a byte at a time holds a connection
-  forever.
+* Head timeout: a request's line and headers must arrive within ``head_timeout_s`` of the
+  connection (or of a kept-alive connection's next bytes), else 408 and the connection closes.
+  uvicorn's ``timeout_keep_alive`` covers only the idle time between requests, so without this
+  a client sending a header a byte at a time holds a connection forever.
+* Body timeout: the rest of a body must arrive within ``body_timeout_s`` of its head, else 408
+  (or, once an answer is on its way, the connection simply closes).
 * Head size: more than ``max_bytes`` of request line and headers is 431 (httptools has no limit).
 * Connection cap: a connection beyond ``max_connections`` is answered 503 with ``Retry-After``
   and closed as soon as it is made. (uvicorn's ``limit_concurrency`` answers in plain text,
   and only once a head has arrived: a slow client would never get that far.)
 * Every answer the protocol gives itself, including httptools' "invalid HTTP request", is JSON.
+
+Timers are armed only when a read ends inside a head or a body: a request that arrives in one
+piece, the usual case, costs none.
 """
 
 from __future__ import annotations
@@ -24,18 +28,19 @@ from labelbridge.settings import Settings
 
 
 @dataclass(frozen=True)
-class HeadLimits:
-    timeout_s: float = 10.0
+class ConnectionLimits:
+    head_timeout_s: float = 10.0
     max_bytes: int = 64 << 10
     max_connections: int = 512
+    body_timeout_s: float = 60.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "HeadLimits":
+    def from_settings(cls, settings: Settings) -> "ConnectionLimits":
         return cls(settings.header_timeout, int(settings.max_header_size),
-                   settings.max_connections)
+                   settings.max_connections, settings.body_timeout)
 
 
-def bounded_protocol(limits: HeadLimits,
+def bounded_protocol(limits: ConnectionLimits,
                      refused: Callable[[str], None] = lambda reason: None) -> type:
     """An ``HttpToolsProtocol`` subclass enforcing ``limits`` (pass it as uvicorn's ``http``);
     ``refused(reason)`` is called for every connection it cuts off."""
@@ -44,8 +49,9 @@ def bounded_protocol(limits: HeadLimits,
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._head_timer: Any = None
+            self._body_timer: Any = None
             self._head_bytes = 0
-            self._refused = False
+            self._in_head = self._in_message = self._refused = False
 
         # -- connection
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
@@ -56,21 +62,32 @@ def bounded_protocol(limits: HeadLimits,
                              "(LABELBRIDGE_MAX_CONNECTIONS); try again shortly",
                              [(b"retry-after", b"1")])
                 return
-            self._arm()
+            self._head_timer = self.loop.call_later(limits.head_timeout_s, self._head_timeout)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
+            self._cancel()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if not self._refused:
-                super().data_received(data)
+            if self._refused:
+                return
+            super().data_received(data)
+            if self._refused or self.transport.is_closing():
+                return
+            if self._in_head:
+                if self._head_timer is None:
+                    self._head_timer = self.loop.call_later(limits.head_timeout_s, self._head_timeout)
+            elif self._in_message and self._body_timer is None:
+                self._body_timer = self.loop.call_later(limits.body_timeout_s, self._body_timeout)
 
-        # -- the head of a request
+        # -- parser callbacks
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._head_bytes = 0
-            self._arm()
+            self._in_head = self._in_message = True
+            if self._body_timer is not None:          # the previous body is over
+                self._body_timer.cancel()
+                self._body_timer = None
 
         def on_url(self, url: bytes) -> None:
             if self._count(len(url)):
@@ -82,7 +99,10 @@ def bounded_protocol(limits: HeadLimits,
 
         def on_headers_complete(self) -> None:
             if not self._refused:
-                self._disarm()
+                self._in_head = False
+                if self._head_timer is not None:
+                    self._head_timer.cancel()
+                    self._head_timer = None
                 super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
@@ -90,13 +110,17 @@ def bounded_protocol(limits: HeadLimits,
                 super().on_body(body)
 
         def on_message_complete(self) -> None:
+            self._in_message = False
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
             if not self._refused:
                 super().on_message_complete()
 
         def send_400_response(self, msg: str) -> None:
             self._refuse(400, msg)
 
-        # -- helpers
+        # -- limits
         def _count(self, n: int) -> bool:
             if self._refused:
                 return False
@@ -108,15 +132,6 @@ def bounded_protocol(limits: HeadLimits,
                 return False
             return True
 
-        def _arm(self) -> None:
-            if self._head_timer is None and not self._refused:
-                self._head_timer = self.loop.call_later(limits.timeout_s, self._head_timeout)
-
-        def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
         def _head_timeout(self) -> None:
             self._head_timer = None
             if self.transport.is_closing():
@@ -125,12 +140,29 @@ def bounded_protocol(limits: HeadLimits,
                 self.cycle.keep_alive = False   # a pipelined head is late: close after this one
                 return
             refused("head_timeout")
-            self._refuse(408, f"the request head did not arrive within {limits.timeout_s:g} s "
+            self._refuse(408, f"the request head did not arrive within {limits.head_timeout_s:g} s "
                          "(LABELBRIDGE_HEADER_TIMEOUT)")
+
+        def _body_timeout(self) -> None:
+            self._body_timer = None
+            if self.transport.is_closing() or not self._in_message:
+                return
+            refused("body_timeout")
+            if self.cycle is not None and self.cycle.response_started:
+                self.transport.close()          # answered already; the rest is not wanted
+            else:
+                self._refuse(408, f"the request body did not arrive within "
+                             f"{limits.body_timeout_s:g} s (LABELBRIDGE_BODY_TIMEOUT)")
+
+        def _cancel(self) -> None:
+            for timer in (self._head_timer, self._body_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._head_timer = self._body_timer = None
 
         def _refuse(self, status: int, msg: str, extra: list | None = None) -> None:
             self._refused = True
-            self._disarm()
+            self._cancel()
             if self.transport.is_closing():
                 return
             body = orjson.dumps({"detail": msg})

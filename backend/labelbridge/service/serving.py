@@ -20,7 +20,7 @@ from typing import Callable
 
 import uvicorn
 
-from labelbridge.service.protocol import HeadLimits, bounded_protocol
+from labelbridge.service.protocol import ConnectionLimits, bounded_protocol
 from labelbridge.settings import Settings
 
 
@@ -65,7 +65,7 @@ def run(settings: Settings) -> None:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         log_level=settings.log_level.lower(), lifespan="on", ws="none", server_header=False,
-        http=bounded_protocol(HeadLimits.from_settings(settings),
+        http=bounded_protocol(ConnectionLimits.from_settings(settings),
                               lambda reason: refused.labels(reason).inc()),
         timeout_keep_alive=settings.keepalive_timeout,
         timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
