@@ -9,6 +9,7 @@ import logging
 from fastapi.testclient import TestClient
 
 from labelbridge.groundtruth.outbox import Outbox
+from labelbridge.service import auth
 from labelbridge.service.server import create_app
 from labelbridge.settings import Settings
 
@@ -77,3 +78,12 @@ def test_no_start_warning_without_a_token_or_without_refusals(tmp_path, caplog):
     with TestClient(create_app(settings_for(tmp_path))):
         pass
     assert not [r for r in caplog.records if "were refused for" in r.getMessage()]
+
+
+def test_a_flood_of_refusals_fills_no_disk(tmp_path):
+    settings = settings_for(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        for pid in range(1, 201):                      # a project id of its own each time
+            body = dict(CREATED, project=dict(CREATED["project"], id=pid))
+            assert client.post("/webhook", json=body).status_code == 401
+    assert len(rejected(settings)) == auth.RECORDS_PER_MINUTE

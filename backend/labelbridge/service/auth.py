@@ -19,6 +19,7 @@ import hmac
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import orjson
@@ -28,6 +29,8 @@ from labelbridge.service.errors import ClientError
 log = logging.getLogger(__name__)
 RECORD_EVERY_S = 600.0
 LOG_EVERY_S = 60.0
+RECORDS_PER_MINUTE = 30        # whatever the projects: a flood of refusals fills no disk
+MAX_PROJECTS_SEEN = 1000
 SEEN_CURSOR = "webhook:refused-projects"   # outbox key/value: project -> reason, counts, times
 MISSING, WRONG = "missing", "wrong"
 
@@ -108,6 +111,7 @@ class Refusals:
         self._lock = threading.Lock()
         self._logged: dict[tuple, float] = {}
         self._recorded: dict[tuple, float] = {}
+        self._recent: deque[float] = deque()
         self.held_back: dict[tuple, int] = {}
 
     def reason(self, why: str, project: int | None) -> str:
@@ -127,12 +131,17 @@ class Refusals:
                 log.warning("webhook refused: %s; %d refusal(s) since the last line. Fix: "
                             "`labelbridge connect --project %s` puts the header on its "
                             "webhook", self.reason(why, project), n, project or "N")
-            if t - self._recorded.get(key, -1e18) < RECORD_EVERY_S:
+            while self._recent and t - self._recent[0] >= 60.0:
+                self._recent.popleft()
+            if t - self._recorded.get(key, -1e18) < RECORD_EVERY_S or \
+                    len(self._recent) >= RECORDS_PER_MINUTE:
                 return False
             self._recorded[key] = t
+            self._recent.append(t)
             if len(self._recorded) > 10_000:
                 self._recorded.clear()
                 self._logged.clear()
+                self.held_back.clear()
             return True
 
 
@@ -142,7 +151,9 @@ def remember(seen: dict[str, Any], why: str, project: int | None, now: float) ->
     entry = seen.get(key) or {"first": now, "count": 0, "reasons": []}
     entry.update(last=now, count=entry["count"] + 1,
                  reasons=sorted(set(entry["reasons"]) | {why}))
-    return {**seen, key: entry}
+    kept = sorted(((k, v) for k, v in seen.items() if k != key),
+                  key=lambda kv: kv[1].get("last", 0))[-(MAX_PROJECTS_SEEN - 1):]
+    return {**dict(kept), key: entry}
 
 
 def warn_at_start(seen: dict[str, Any], header_name: str) -> None:

@@ -65,8 +65,12 @@ def register(app: FastAPI, rt: Runtime, settings: Settings, metrics: Metrics,
     max_regions = settings.max_regions
 
     async def reject(raw: bytes, parsed: Any, reason: str, request: Request) -> None:
-        kept, note = rejected_copy(raw, parsed, secrets)
-        await rt.reject(kept, reason + note, redact.kept_headers(request.scope["headers"]))
+        headers = redact.kept_headers(request.scope["headers"])
+
+        def keep() -> None:    # scrubbing a large body takes time: off the event loop
+            kept, note = rejected_copy(raw, parsed, secrets)
+            rt.outbox.reject(kept, reason + note, headers)
+        await asyncio.to_thread(keep)
 
     async def refuse(why: str, raw: bytes, request: Request) -> None:
         action, project = auth.peek(raw)
