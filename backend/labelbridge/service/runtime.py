@@ -7,6 +7,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -112,7 +113,7 @@ class Runtime:
         self.deliverer: Deliverer | DeliveryProcess | None = None
         # The worker process keeps its metrics in files here; /metrics reads them.
         self.worker_metrics_dir: Path | None = None
-        self._stopping: threading.Thread | None = None
+        self._stopping: list[threading.Thread] | None = None
         if settings.delivery_worker == "process":
             self.worker_metrics_dir = Path(tempfile.mkdtemp(prefix="labelbridge-metrics-"))
             self.deliverer = DeliveryProcess({**as_env(settings), "PROMETHEUS_MULTIPROC_DIR":
@@ -229,20 +230,25 @@ class Runtime:
         return thread
 
     def begin_stop(self) -> None:
-        """Tell the delivery worker to finish its current step, without waiting (at SIGTERM,
-        while the server still answers what is in flight); ``stop`` waits for it."""
-        if self.deliverer is not None and self._stopping is None:
-            self._stopping = threading.Thread(target=self.deliverer.stop,
-                                              args=(self.settings.shutdown_timeout,),
-                                              name="stop-delivery", daemon=True)
-            self._stopping.start()
+        """Tell the delivery worker to finish its current step and reconciliation to stop,
+        without waiting (at SIGTERM, while the server still answers what is in flight);
+        ``stop`` waits for both, together."""
+        if self._stopping is not None:
+            return
+        parts = [(self.deliverer.stop, (self.settings.shutdown_timeout,))] \
+            if self.deliverer is not None else []
+        if self.reconciler is not None:
+            parts.append((self.reconciler.stop, ()))
+        self._stopping = [threading.Thread(target=stop, args=args, daemon=True,
+                                           name="stop-workers") for stop, args in parts]
+        for thread in self._stopping:
+            thread.start()
 
     def stop(self) -> None:
-        if self.reconciler is not None:
-            self.reconciler.stop()
         self.begin_stop()
-        if self._stopping is not None:
-            self._stopping.join(self.settings.shutdown_timeout + 1.0)
+        deadline = time.monotonic() + self.settings.shutdown_timeout + 1.0
+        for thread in self._stopping or ():
+            thread.join(max(0.0, deadline - time.monotonic()))
         self.outbox.close()
         if self.store is not None:
             self.store.close()
