@@ -189,6 +189,6 @@ def test_every_cut_off_is_counted(server):
     text = httpx.get(url + "/metrics").text
     for reason in ("head_timeout", "body_timeout", "connection_cap", "head_too_large",
                    "body_too_large"):
-        line = next(l for l in text.splitlines()
-                    if l.startswith(f'labelbridge_http_refused_total{{reason="{reason}"}}'))
+        line = next(x for x in text.splitlines()
+                    if x.startswith(f'labelbridge_http_refused_total{{reason="{reason}"}}'))
         assert float(line.split()[-1]) >= 1, line

@@ -124,6 +124,10 @@ class Refusals:
         t = time.monotonic() if now is None else now
         key = (why, project)
         with self._lock:
+            if len(self._logged) > 10_000:     # distinct projects without end: forget them
+                self._logged.clear()
+                self._recorded.clear()
+                self.held_back.clear()
             self.held_back[key] = self.held_back.get(key, 0) + 1
             if t - self._logged.get(key, -1e18) >= LOG_EVERY_S:
                 self._logged[key] = t
@@ -138,10 +142,6 @@ class Refusals:
                 return False
             self._recorded[key] = t
             self._recent.append(t)
-            if len(self._recorded) > 10_000:
-                self._recorded.clear()
-                self._logged.clear()
-                self.held_back.clear()
             return True
 
 

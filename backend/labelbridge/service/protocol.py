@@ -76,7 +76,8 @@ def bounded_protocol(limits: ConnectionLimits,
                 return
             if self._in_head:
                 if self._head_timer is None:
-                    self._head_timer = self.loop.call_later(limits.head_timeout_s, self._head_timeout)
+                    self._head_timer = self.loop.call_later(limits.head_timeout_s,
+                                                            self._head_timeout)
             elif self._in_message and self._body_timer is None:
                 self._body_timer = self.loop.call_later(limits.body_timeout_s, self._body_timeout)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 import tempfile
@@ -182,9 +181,6 @@ class Runtime:
         result = self.outbox.append(self.events(parsed, source))
         self._wake.set()
         return result
-
-    async def reject(self, body: bytes, reason: str, headers: dict[str, str]) -> None:
-        await asyncio.to_thread(self.outbox.reject, body, reason, headers)
 
     # ----- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
