@@ -59,13 +59,16 @@ def test_the_worker_process_figures_reach_metrics_errors_by_kind_too(service, st
                  error="ApiLimitError") == 2
     assert value(url, "labelbridge_sink_lines_total", status="ok") == 3
     assert value(url, "labelbridge_sink_import_duration_seconds_count") == 3
+    service.post(annotation(11, 110, "img-1.jpg", x=50, action="ANNOTATION_UPDATED",
+                            updated_at="2026-11-22T13:00:00Z"))
+    wait_for(lambda: value(url, "labelbridge_sink_label_removals_total") == 1, timeout=60)
     pid = httpx.get(url + "/status").json()["delivery_worker"]["pid"]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: value(url, "labelbridge_delivery_worker_restarts_total") == 1)
     service.post(annotation(14, 140, "img-missing.jpg"))           # its lines are refused
     wait_for(lambda: value(url, "labelbridge_sink_lines_total", status="failed") >= 1, timeout=60)
     assert value(url, "labelbridge_sink_lines_total", status="failed") == 3
-    assert value(url, "labelbridge_sink_imports_total", outcome="ok") == 2   # kept across
+    assert value(url, "labelbridge_sink_imports_total", outcome="ok") == 3   # kept across
 
 
 SECRETS = {"BASIC_AUTH_PASS": "basic-pass-3c1f9", "LABELBRIDGE_WEBHOOK_TOKEN": "hook-tok-77d02",

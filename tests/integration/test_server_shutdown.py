@@ -46,6 +46,9 @@ def test_sigterm_answers_in_flight_and_exits_in_bounded_time(service, standin, i
                   LABELBRIDGE_BATCH_MAX_WAIT="0.05")
     service.post(annotation(31, 310, "img-1.jpg"))
     wait_for(lambda: imports_created(standin) == 1, timeout=30)       # the import is running
+    if resumed:       # the batch's items are in doubt until Labelbox says how the import ended
+        assert "labelbridge_outbox_in_doubt_items 1.0" in httpx.get(
+            service.url + "/metrics").text.splitlines()
     sock, rest = half_sent_webhook(service.port, annotation(32, 320, "img-2.jpg"))
     proc = service.proc
     started = time.monotonic()
