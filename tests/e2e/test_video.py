@@ -46,7 +46,7 @@ def test_video_prediction_becomes_labelbox_tracks(video_world, ls_project):
     project = ls_project(CONFIG)
     (task_id,) = ls.client().projects.import_tasks(
         id=project.id, return_task_ids=True, request=[{"data": {"video": URL}}]).task_ids
-    r = bridge.cli("connect", "--ls-url", ls.url, "--ls-token", ls.token, "--project",
+    r = bridge.cli("connect", "--ls-url", ls.url, "--ls-token", ls.token, "--ls-project",
                    str(project.id), "--backend-url", bridge.url)
     assert r.returncode == 0, r.stderr
 
