@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/webhook.py
 	$(BIN)/python bench/video.py
+	$(BIN)/python bench/modelrun.py
 
 clean:
 	rm -rf $(VENV) .venv-ls .venv-lsml var .cache

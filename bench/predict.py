@@ -73,11 +73,13 @@ def tree_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def run_child(args: list[str], env: dict | None = None) -> tuple[dict, float]:
-    """Run ``bench/predict.py --child ...``; (its JSON answer, peak RSS in MB of the child and
-    its own children together, sampled every 10 ms, and never less than the child's own peak)."""
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--child", *args], stdout=subprocess.PIPE,
-                            env=env, cwd=ROOT)
+def run_child(args: list[str], env: dict | None = None, script: Path = SCRIPT
+              ) -> tuple[dict, float]:
+    """Run ``<script> --child ...`` (``bench/predict.py`` unless told); (its JSON answer, peak
+    RSS in MB of the child and its own children together, sampled every 10 ms, and never less
+    than the child's own peak)."""
+    proc = subprocess.Popen([sys.executable, str(script), "--child", *args],
+                            stdout=subprocess.PIPE, env=env, cwd=ROOT)
     peak = [0.0]
     done = threading.Event()
 

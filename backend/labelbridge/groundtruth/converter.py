@@ -15,7 +15,7 @@ from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
 from labelbridge.labelstudio.results import ResultReader
 from labelbridge.labelstudio.tasks import data_row_ref, object_fields, task_keys, task_text
 from labelbridge.model.ids import ndjson_uuid
-from labelbridge.model.regions import DataRowRef
+from labelbridge.model.regions import DataRowRef, TaskRegions
 from labelbridge.model.report import ConversionReport
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,10 @@ class GroundTruth:
     lines: list[dict]
     regions: list[tuple[str, str, str | None]]   # (LS region id, uuid, Labelbox feature id)
     report: ConversionReport
+    # for the edit report: the annotation as stored, what it says, and the mapping it was read with
+    stored: webhooks.StoredAnnotation | None = None
+    task_regions: TaskRegions | None = None
+    mapping: Mapping | None = None
 
 
 class GroundTruthConverter:
@@ -86,7 +90,7 @@ class GroundTruthConverter:
         regions += [(c.id, ndjson_uuid(c.id), None) for c in tr.classifications if c.id]
         data_row = {"id": tr.data_row.id} if tr.data_row.id else {"globalKey":
                                                                   tr.data_row.global_key}
-        return GroundTruth(data_row, lines, regions, report)
+        return GroundTruth(data_row, lines, regions, report, stored, tr, mapping)
 
 
 def resolver_from_store(store) -> Callable[[dict, list[str]], DataRowRef | None]:

@@ -39,8 +39,12 @@ class DeliveryPolicy:
 
 class Deliverer:
     def __init__(self, outbox: Outbox, sink: Sink, converter: GroundTruthConverter,
-                 policy: DeliveryPolicy, wake: threading.Event | None = None) -> None:
+                 policy: DeliveryPolicy, wake: threading.Event | None = None,
+                 on_delivered: Callable[[list[tuple[Delivery, GroundTruth]]], None] | None = None
+                 ) -> None:
+        """``on_delivered``: told of every delivered annotation (the edit report)."""
         self.outbox = outbox
+        self.on_delivered = on_delivered
         self.sink = sink
         self.converter = converter
         self.policy = policy
@@ -156,7 +160,7 @@ class Deliverer:
             else:
                 again.append((item, done, earlier))
         if first:
-            self.outbox.record_deliveries(batch.id, outcome.name, first)
+            self._recorded(batch, outcome, first, converted)
         for item, done, earlier in again:
             try:
                 self._remove_earlier_labels(item, done.data_row, earlier)
@@ -166,7 +170,13 @@ class Deliverer:
             except PermanentError as exc:
                 log.warning("annotation %s: earlier label not removed: %s",
                             item.annotation_id, exc)
-            self.outbox.record_deliveries(batch.id, outcome.name, [done])
+            self._recorded(batch, outcome, [done], converted)
+
+    def _recorded(self, batch: Batch, outcome: ImportOutcome, done: list[Delivery],
+                  converted: dict[int, GroundTruth]) -> None:
+        self.outbox.record_deliveries(batch.id, outcome.name, done)
+        if self.on_delivered is not None:
+            self.on_delivered([(d, converted[d.item_id]) for d in done])
 
     def _refused(self, item: WorkItem, uuids: list[str], outcome: ImportOutcome) -> bool:
         """Dead-letters the item (True) unless Labelbox accepted every line of it."""

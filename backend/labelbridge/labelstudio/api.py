@@ -1,8 +1,9 @@
 """The Label Studio REST calls labelbridge makes, through label-studio-sdk.
 
 Used by reconciliation (tasks with annotations changed since a cursor; which tasks still
-exist), by ``labelbridge connect`` (ML backend and webhook wiring) and by ``labelbridge doctor``
-(the project's label config).
+exist), by ``labelbridge connect`` (ML backend and webhook wiring), by ``labelbridge doctor``
+(the project's label config) and by ``labelbridge refresh-predictions`` (the project's model
+version, predictions per task).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from label_studio_sdk import LabelStudio
+from label_studio_sdk import LabelStudio, PredictionRequest
 from label_studio_sdk.core.api_error import ApiError
 
 WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
@@ -72,6 +73,9 @@ class LabelStudioApi:
             query["filters"] = {"conjunction": "and", "items": [{
                 "filter": "filter:tasks:updated_at", "operator": "greater",
                 "type": "Datetime", "value": updated_since}]}
+        return self._tasks(project_id, query, page_size)
+
+    def _tasks(self, project_id: int, query: dict, page_size: int) -> Iterator[dict]:
         pager = self._call(self.ls.tasks.list, project=project_id, fields="all",
                            page_size=page_size, query=json.dumps(query))
         try:
@@ -146,3 +150,26 @@ class LabelStudioApi:
         else:
             fields.update(send_for_all_actions=False, actions=actions)
         return _dump(self._call(self.ls.webhooks.update, webhook_id, **fields))
+
+    # ----- predictions (refresh-predictions) ----------------------------------------------
+    def tasks_after(self, project_id: int, after_id: int = 0,
+                    page_size: int = 100) -> Iterator[dict]:
+        """The project's tasks with ids above ``after_id``, in id order, with their
+        predictions and annotation counts."""
+        query = {"ordering": ["tasks:id"], "filters": {"conjunction": "and", "items": [{
+            "filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+            "value": after_id}]}}
+        return self._tasks(project_id, query, page_size)
+
+    def set_model_version(self, project_id: int, model_version: str) -> None:
+        """The version whose predictions Label Studio shows annotators first."""
+        self._call(self.ls.projects.update, id=project_id, model_version=model_version)
+
+    def import_predictions(self, project_id: int, predictions: list[dict]) -> None:
+        """Create predictions in one call: ``{"task", "result", "score", "model_version"}``."""
+        if predictions:
+            self._call(self.ls.projects.import_predictions, id=project_id,
+                       request=[PredictionRequest(**p) for p in predictions])
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        self._call(self.ls.predictions.delete, id=prediction_id)

@@ -228,10 +228,13 @@ def _insert_rows(conn: sqlite3.Connection, rows: Iterable[IndexRow],
 
 
 class PredictionStore:
-    """Reads the index; writes prepared predictions. Thread-safe; reopens after a rebuild."""
+    """Reads the index; writes prepared predictions. Thread-safe; reopens after a rebuild,
+    unless ``follow`` is False: then it keeps reading the file it opened first (the server
+    swaps in a new store itself, with the model version that goes with it)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, follow: bool = True) -> None:
         self.path = Path(path)
+        self.follow = follow
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._inode: int | None = None
@@ -253,7 +256,7 @@ class PredictionStore:
     # -- connection management
     def _db(self) -> sqlite3.Connection:
         now = time.monotonic()
-        if self._conn is not None and now - self._checked < 1.0:
+        if self._conn is not None and (not self.follow or now - self._checked < 1.0):
             return self._conn
         with self._lock:
             self._checked = now
@@ -273,6 +276,11 @@ class PredictionStore:
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    @property
+    def inode(self) -> int | None:
+        """Of the file this store reads (None before the first read)."""
+        return self._inode
 
     def close(self) -> None:
         with self._lock:

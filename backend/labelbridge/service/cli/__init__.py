@@ -10,7 +10,7 @@ import os
 
 import typer
 
-from labelbridge.service.cli import convert, labelstudio, outbox, run
+from labelbridge.service.cli import convert, labelstudio, modelruns, outbox, run
 from labelbridge.service.cli.common import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -33,3 +33,5 @@ app.command()(run.deliver)
 app.command()(labelstudio.reconcile)
 app.command()(labelstudio.connect)
 app.command()(run.healthcheck)
+app.command()(modelruns.refresh_predictions)
+app.command()(modelruns.report)

@@ -15,7 +15,9 @@ from typing import Iterator, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 from rich.table import Table
 
 from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
@@ -88,6 +90,33 @@ def counting_progress(description: str, total: int | None = None) -> Iterator:
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.update(task, completed=n)
+
+
+class _RowRate(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:,.0f} rows/s" if task.speed else "")
+
+
+class RowProgress:
+    """A progress bar of rows: count, rows/s, and the ETA once ``total`` is known."""
+
+    def __init__(self, progress: Progress, task) -> None:
+        self._progress, self._task = progress, task
+
+    def update(self, n: int) -> None:
+        self._progress.update(self._task, completed=n)
+
+    def total(self, total: int | None) -> None:
+        self._progress.update(self._task, total=total)
+
+
+@contextmanager
+def row_progress(description: str, total: int | None = None) -> Iterator[RowProgress]:
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed:,} rows"), _RowRate(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=False) as progress:
+        yield RowProgress(progress, progress.add_task(description, total=total))
 
 
 def print_report(report: ConversionReport, title: str, console: Console = out) -> None:

@@ -9,8 +9,9 @@ import typer
 
 from labelbridge.labelbox.export import ExportError
 from labelbridge.labelstudio.mapping import MappingError
+from labelbridge.model.sink import PermanentError, TransientError
 from labelbridge.service.cli.common import (counting_progress, err, fail, load_mapping, print_report,
-                                            settings_or_exit, setup_logging)
+                                            row_progress, settings_or_exit, setup_logging)
 
 def serve() -> None:
     """Serve the ML backend and the webhook (settings from the environment)."""
@@ -22,12 +23,14 @@ def serve() -> None:
     problem = serving.data_dir_problem(settings)
     if problem:
         fail(problem)
-    if settings.export is not None:
+    if settings.prediction_source != "none":
         try:
-            with counting_progress(f"indexing {settings.export}") as progress:
-                ensure_index(settings, progress)
+            with row_progress(f"indexing ({settings.prediction_source})") as bar:
+                ensure_index(settings, bar.update, bar.total)
         except ExportError as exc:
             fail(f"LABELBRIDGE_EXPORT: {exc}")
+        except (TransientError, PermanentError) as exc:  # the server tries again later
+            err.print(f"[yellow]warning:[/] the model run was not indexed: {exc}")
     serving.run(settings)
 
 
@@ -37,11 +40,15 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
               None, help="Also convert and validate predictions for this label config now"),
           workers: Optional[int] = typer.Option(
               None, min=0, help="Processes that read the export (default: one per CPU for "
-              "an export of 32 MiB or more; 0: read it in this process)")) -> None:
+              "an export of 32 MiB or more; 0: read it in this process)"),
+          model_run: Optional[str] = typer.Option(
+              None, "--model-run", help="Export this Labelbox model run through the SDK "
+              "(with its predictions) and index it; needs LABELBOX_API_KEY")) -> None:
     """Build the prediction index from a Labelbox export (streaming, bounded memory)."""
+    if model_run:
+        _index_model_run(model_run, label_config)
+        return
     from labelbridge.predictions.indexer import index_export
-    from labelbridge.predictions.predictor import Predictor
-    from labelbridge.predictions.store import PredictionStore
     from labelbridge.service.runtime import selection
 
     settings = settings_or_exit(**({"LABELBRIDGE_EXPORT": export} if export else {}))
@@ -58,13 +65,46 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
     err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
               f"{settings.export_source}); model version {result.model_version}")
     if label_config:
-        store = PredictionStore(settings.predictions_db)
-        mapping = load_mapping(label_config, settings.mapping)  # fail early on a bad config
-        predictor = Predictor(store, mapping.overrides,
-                              settings.model_version or result.model_version, settings.match_keys)
-        with counting_progress("preparing predictions", result.rows) as progress:
-            ctx = predictor.prepare(mapping.label_config, progress)
-        print_report(ctx.report, "Labelbox -> Label Studio")
+        _prepare(settings, label_config, result)
+
+
+def _prepare(settings, label_config: Path, result) -> None:
+    """Convert and validate every indexed row for a label config now."""
+    from labelbridge.predictions.predictor import Predictor
+    from labelbridge.predictions.store import PredictionStore
+
+    store = PredictionStore(settings.predictions_db)
+    mapping = load_mapping(label_config, settings.mapping)  # fail early on a bad config
+    predictor = Predictor(store, mapping.overrides,
+                          settings.model_version or result.model_version, settings.match_keys)
+    with counting_progress("preparing predictions", result.rows) as progress:
+        ctx = predictor.prepare(mapping.label_config, progress)
+    print_report(ctx.report, "Labelbox -> Label Studio")
+
+
+def _index_model_run(run_id: str, label_config: Path | None) -> None:
+    from labelbridge.predictions import versions
+    from labelbridge.predictions.sources import RunSource
+    from labelbridge.service.runtime import model_run_client
+
+    settings = settings_or_exit()
+    setup_logging(settings.log_level)
+    if not settings.labelbox_api_key:
+        fail("--model-run needs LABELBOX_API_KEY (and LABELBOX_PROJECT_ID)")
+    source = RunSource(model_run_client(settings), run_id=run_id,
+                       version_from=settings.model_version_from, source=settings.export_source)
+    try:
+        offer = source.offer()
+        with row_progress(f"exporting {offer.describe}") as bar:
+            result = source.build(offer, settings.predictions_db, bar.update, bar.total)
+    except (TransientError, PermanentError, ExportError) as exc:
+        fail(str(exc), 1)
+        return
+    versions.remember(settings.data_dir, settings.model_version or result.model_version)
+    err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
+              f"{settings.export_source}); model version {result.model_version}")
+    if label_config:
+        _prepare(settings, label_config, result)
 
 
 def deliver(once: bool = typer.Option(False, "--once", help="Deliver what is due, then exit")
