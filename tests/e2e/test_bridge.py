@@ -171,7 +171,9 @@ def annotations(ls, task_id: int) -> list[dict]:
 
 
 def labels_of(standin, global_key: str) -> list[dict]:
-    return [label for label in standin.labels(PROJECT) if label["global_key"] == global_key]
+    """The data row's labels, features named (the bridge sends them by schemaId)."""
+    return [standin.named(PROJECT, label) for label in standin.labels(PROJECT)
+            if label["global_key"] == global_key]
 
 
 def successful_lines(standin, uuid_: str) -> int:

@@ -143,7 +143,8 @@ def lines_per_uuid(standin) -> Counter:
 
 
 def live_labels(standin) -> list[dict]:
-    return standin.labels(PROJECT)
+    """The project's labels, features named (the bridge sends them by schemaId)."""
+    return standin.named(PROJECT, standin.labels(PROJECT))
 
 
 def test_annotations_are_batched_and_delivered_exactly_once(service, standin):

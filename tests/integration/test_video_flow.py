@@ -105,7 +105,8 @@ def test_video_prediction_then_annotation_reaches_labelbox(service):
                 occluded = exported["classifications"][0]["radio_answer"]["name"]
                 assert k["classifications"] == [{"name": "occluded",
                                                  "answer": {"name": occluded}}]
-    (daytime,) = [line for line in imp["lines"] if line.get("name") == "daytime"]
+    (daytime,) = [line for line in standin.named(PROJECT, imp["lines"])
+                  if line.get("name") == "daytime"]
     assert daytime["answer"] == {"name": "day"}
     assert [l["global_key"] for l in standin.labels(PROJECT)] == ["demo-video-1.mp4"]
 

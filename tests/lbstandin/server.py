@@ -363,6 +363,18 @@ class LabelboxStandIn:
                     for p in self._prelabels
                     if (project_id is None or p["project_id"] == project_id) and not p["deleted"]]
 
+    def named(self, project_id: str, value: Any) -> Any:
+        """``value`` (an import line, a label annotation) with every ``schemaId`` replaced by the
+        ``name`` of that feature in the project's ontology, for tests that compare by name."""
+        nodes = self._projects[project_id]["ontology"].by_schema_id
+        if isinstance(value, dict):
+            return {("name" if k == "schemaId" else k):
+                    (nodes[v].name if k == "schemaId" and v in nodes else self.named(project_id, v))
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.named(project_id, v) for v in value]
+        return value
+
     def state(self) -> dict:
         with self._lock:
             self._advance()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import labelbox.types as lb
 from labelbox.data.serialization import NDJsonConverter
 
-from labelbridge.labelbox.export import _RowReader
+from labelbridge.labelbox.annotations import _RowReader
+from labelbridge.labelbox.shapes import RowContext
 from labelbridge.labelbox.video import VideoLineWriter, VideoReader, runs, video_info
 from labelbridge.model.ids import ndjson_uuid
 from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, Keyframe, Region,
@@ -19,8 +20,9 @@ F1, F2 = "cfeature00000000000000001", "cfeature00000000000000002"
 
 def read(ann):
     report = ConversionReport()
-    rows = _RowReader(DataRowRef(id="crow"), report)
-    reader = VideoReader("crow", lambda items, path: rows.classifications(items, path, True),
+    rows = _RowReader("crow", report, RowContext())
+    reader = VideoReader("crow", lambda items, path: rows.classifications(items, ("frames",),
+                                                                          path),
                          report)
     regions, frame_cls = reader.read(ann)
     return regions, frame_cls, report
@@ -79,7 +81,7 @@ def test_malformed_box_and_missing_segment_edge_are_reported_with_feature_and_ro
     reasons = [str(e) for e in report.examples]
     assert any("segment 1-6 has no box on its first or last frame; kept 1-4" in r
                and "'Car'" in r and "crow" in r for r in reasons), reasons
-    assert any("bounding_box is malformed" in r and "'height'" in r for r in reasons), reasons
+    assert any("bounding_box.height: missing" in r for r in reasons), reasons
 
 
 def test_malformed_video_parts_are_reported_not_raised():

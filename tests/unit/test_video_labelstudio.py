@@ -114,7 +114,7 @@ def test_reader_reports_a_malformed_video_value_with_its_field():
                      "sequence": [{"frame": 1, "x": 1, "y": 1, "height": 1}]}}
     tr = ResultReader(mapping(), report).read([bad], DataRowRef(id="crow"))
     assert tr.regions == ()
-    assert "videobox: value.sequence[0]: missing 'width' (feature 'Car', data row crow)" in [
+    assert "videobox: value.sequence[0]: missing 'width' (feature 'Car', region r1, data row crow)" in [
         str(e) for e in report.examples]
 
 

@@ -14,6 +14,7 @@ from labelbridge.labelstudio import webhooks
 from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
 from labelbridge.labelstudio.results import ResultReader
 from labelbridge.labelstudio.tasks import data_row_ref, object_fields, task_keys, task_text
+from labelbridge.model.features import FeatureTable
 from labelbridge.model.ids import ndjson_uuid
 from labelbridge.model.regions import DataRowRef, TaskRegions
 from labelbridge.model.report import ConversionReport
@@ -44,6 +45,7 @@ class GroundTruthConverter:
     def __init__(self, label_config: Callable[[str], str | None], overrides: Overrides,
                  resolve_row: Callable[[dict, list[str]], DataRowRef | None],
                  labelbox_names: Callable[[], set[str]], include_relations: bool,
+                 features: Callable[[], FeatureTable] | None = None,
                  media_size: Callable[[DataRowRef], tuple[int, int] | None] = lambda ref: None
                  ) -> None:
         self._label_config = label_config
@@ -52,6 +54,8 @@ class GroundTruthConverter:
         self._resolve_row = resolve_row
         self._names = labelbox_names
         self._include_relations = include_relations
+        self._features = features  # the project's Labelbox features: schema ids, exact names
+        self.losses = ConversionReport()  # every annotation's, counted: logs each kind once
         self._mappings: dict[str, Mapping] = {}
 
     def mapping(self, config_hash: str) -> Mapping:
@@ -72,17 +76,19 @@ class GroundTruthConverter:
         ref = data_row_ref(data)
         if not (ref.id or ref.global_key):
             ref = self._resolve_row(data, object_fields(mapping)) or ref
-        report = ConversionReport()
+        report = ConversionReport(announce=False)
         tr = ResultReader(mapping, report).read(stored.annotation.get("result") or [], ref,
                                                 size=self._media_size(ref),
                                                 task_text=task_text(data, mapping))
         try:
             lines = to_ndjson(tr, report, rotated_boxes=mapping.overrides.rotated_boxes,
-                              include_relations=self._include_relations)
+                              include_relations=self._include_relations,
+                              features=self._features() if self._features else None)
         except DataRowMissing as exc:
             raise ConversionFailed(f"task {stored.task.get('id')}: {exc}") from None
         for loss in report.examples:
             log.info("annotation %s: not sent: %s", stored.annotation.get("id"), loss)
+        self.losses.merge(report)  # a WARNING for the first of each kind and reason only
         from_prediction = stored.annotation.get("parent_prediction") is not None
         regions = [(r.id, ndjson_uuid(r.id),
                     r.id if from_prediction and CUID.fullmatch(r.id) else None)

@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
+from labelbridge.labelbox.errors import ExportError
+from labelbridge.labelbox.shapes import RowContext, read_box
 from labelbridge.model.ids import ndjson_uuid, region_id_for_feature
 from labelbridge.model.regions import (Box, Classification, Keyframe, Region, VideoInfo,
                                        VideoSegment, VideoTrack)
@@ -199,15 +201,14 @@ class VideoReader:
         return cache[key]
 
     def _box(self, obj: dict, name: str) -> Box | None:
-        bb = obj.get("bounding_box")
-        try:
-            box = Box(float(bb["left"]), float(bb["top"]), float(bb["width"]),
-                      float(bb["height"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            self.report.loss("video", f"bounding_box is malformed ({exc.__class__.__name__}: "
-                             f"{exc})", name or None, self.row)
+        try:  # the image reader's checks: missing, null, strings, NaN, infinities, negatives
+            box = read_box(obj.get("bounding_box"), "bounding_box", RowContext())
+        except ExportError as exc:
+            self.report.loss("video", exc.reason, name or None, self.row, field=exc.field,
+                             region=obj.get("feature_id") if isinstance(
+                                 obj.get("feature_id"), str) else None)
             return None
-        return box
+        return box  # type: ignore[return-value]
 
     def _frame_classifications(self, frames: dict[int, dict], segments: dict
                                ) -> list[Classification]:

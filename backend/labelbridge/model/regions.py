@@ -1,14 +1,18 @@
 """The neutral model both adapters meet in. It knows neither Label Studio nor Labelbox.
 
-Geometry is in absolute pixels of the original media; text spans use Python slice
-semantics (``end`` exclusive); video frames are numbered from 1 and frame ranges are inclusive.
-Every region carries the id it has in Label Studio.
+Geometry is in absolute pixels of the original media, rounded to ``PIXEL_DIGITS`` decimals by
+both adapters (so identical input gives identical output and a round trip gives back the same
+numbers); text spans use Python slice semantics over code points (``end`` exclusive); video
+frames are numbered from 1 and frame ranges are inclusive. Every region carries the id it has in
+Label Studio.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal, Union
+
+PIXEL_DIGITS = 4  # 1/10000 px: far below any tool's precision, far above float noise
 
 ClassificationKind = Literal["radio", "checklist", "text"]
 ShapeKind = Literal["bbox", "polygon", "point", "polyline", "span", "videobox"]

@@ -34,6 +34,7 @@ from labelbridge.predictions.sources import ExportFileSource, RunSource, Source,
 from labelbridge.predictions.store import PredictionStore
 from labelbridge.service.sink_metrics import MeteredSink
 from labelbridge.settings import Settings, as_env
+from labelbridge.tools.features import ProjectFeatures
 
 log = logging.getLogger(__name__)
 DOCTOR_TIMEOUT = 10.0   # seconds the start-up mapping check waits for Label Studio / Labelbox
@@ -103,7 +104,7 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
         outbox.get_label_config, overrides, resolver_from_store(store),
         (lambda: store.feature_names()) if store is not None else (lambda: set()),
         include_relations=settings.labelbox_import_kind == "mal",
-        media_size=media_size_from_store(store))
+        features=ProjectFeatures(settings), media_size=media_size_from_store(store))
     policy = DeliveryPolicy(settings.batch_size, settings.batch_max_wait, settings.max_attempts,
                             settings.retry_base, settings.retry_max)
     recorder = EditRecorder(EditStore(settings.edits_db),
@@ -324,5 +325,7 @@ class Runtime:
         if self.store is not None:
             out["prepared"] = [{k: v for k, v in c.items() if k != "report"} | {
                 "converted": (c["report"] or {}).get("converted"),
-                "skipped": (c["report"] or {}).get("skipped")} for c in self.store.contexts()]
+                "skipped": (c["report"] or {}).get("skipped"),
+                "losses": f"labelbridge losses --context {c['context'][:12]}"}
+                for c in self.store.contexts()]
         return out

@@ -10,7 +10,7 @@ import os
 
 import typer
 
-from labelbridge.service.cli import convert, labelstudio, modelruns, outbox, run
+from labelbridge.service.cli import convert, labelstudio, losses, modelruns, outbox, run
 from labelbridge.service.cli.common import setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -27,6 +27,7 @@ def _every_command() -> None:
 app.command()(run.serve)
 app.command()(run.index)
 app.add_typer(convert.app, name="convert")
+app.command()(losses.losses)
 app.command()(labelstudio.doctor)
 app.add_typer(outbox.app, name="outbox")
 app.command()(run.deliver)

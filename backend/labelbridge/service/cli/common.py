@@ -9,9 +9,13 @@ environment variable through the settings."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NoReturn
+from typing import IO, Callable, Iterator, NoReturn
+
+import orjson
 
 import typer
 from rich.console import Console
@@ -21,7 +25,7 @@ from rich.text import Text
 from rich.table import Table
 
 from labelbridge.labelstudio.mapping import Mapping, MappingError, Overrides
-from labelbridge.model.report import ConversionReport
+from labelbridge.model.report import ConversionReport, Loss
 from labelbridge.settings import Settings, SettingsError, load_settings
 
 out = Console(soft_wrap=True)          # results: long paths and URLs are never split by rich
@@ -119,7 +123,14 @@ def row_progress(description: str, total: int | None = None) -> Iterator[RowProg
         yield RowProgress(progress, progress.add_task(description, total=total))
 
 
-def print_report(report: ConversionReport, title: str, console: Console = out) -> None:
+def print_report(report: ConversionReport, title: str, report_file: Path | None = None,
+                 console: Console = out) -> None:
+    """The summary table: one row per kind, reasons aggregated (every occurrence, with its row
+    and field, is in ``report_file`` when given)."""
+    if report.skipped:
+        title += f" ({report.lost:,} not converted: " + (
+            f"each listed in {report_file})" if report_file else "use --report FILE to list "
+            "each with its row and field)")
     table = Table(title=title, show_lines=False)
     for col in ("kind", "converted", "skipped", "why skipped"):
         table.add_column(col)
@@ -138,3 +149,36 @@ def load_mapping(label_config: Path, mapping: Path | None, names=()) -> Mapping:
     except MappingError as exc:
         fail(str(exc))
         raise
+
+
+@contextmanager
+def atomic_output(path: Path | None) -> Iterator[IO[bytes]]:
+    """Standard output, or a temporary file beside ``path`` that replaces it only when the block
+    succeeds (a failed run leaves no half-written file, and an older ``path`` untouched)."""
+    if path is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def loss_report(path: Path | None) -> Iterator[Callable[[Loss], None] | None]:
+    """A sink writing every loss as one JSON line to ``path`` (atomically, like the output)."""
+    if path is None:
+        yield None
+        return
+    with atomic_output(path) as fh:
+        yield lambda loss: fh.write(orjson.dumps(loss.as_dict()) + b"\n")
+
+
+def output_error(exc: OSError) -> None:
+    fail(f"{exc.filename or 'output'}: {exc.strerror or exc}", 1)

@@ -10,7 +10,8 @@ import typer
 from labelbridge.labelbox.export import ExportError
 from labelbridge.labelstudio.mapping import MappingError
 from labelbridge.model.sink import PermanentError, TransientError
-from labelbridge.service.cli.common import (counting_progress, err, fail, load_mapping, print_report,
+from labelbridge.service.cli.common import (atomic_output, counting_progress, err, fail,
+                                            load_mapping, output_error, print_report,
                                             row_progress, settings_or_exit, setup_logging)
 
 def serve() -> None:
@@ -41,12 +42,21 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
           workers: Optional[int] = typer.Option(
               None, min=0, help="Processes that read the export (default: one per CPU for "
               "an export of 32 MiB or more; 0: read it in this process)"),
+          report: Optional[Path] = typer.Option(
+              None, help="With --label-config: write every loss of the prepared predictions as "
+              "one JSON line (data row, feature, region id, field, reason) to this file"),
           model_run: Optional[str] = typer.Option(
               None, "--model-run", help="Export this Labelbox model run through the SDK "
               "(with its predictions) and index it; needs LABELBOX_API_KEY")) -> None:
-    """Build the prediction index from a Labelbox export (streaming, bounded memory)."""
+    """Build the prediction index from a Labelbox export (streaming, bounded memory).
+
+    The new index replaces the old one atomically. Exit codes: 0 indexed (losses are listed,
+    not fatal); 1 the export could not be read (no index is written); 2 bad usage or settings.
+    """
+    if report and not label_config:
+        fail("--report lists the losses of prepared predictions: pass --label-config too")
     if model_run:
-        _index_model_run(model_run, label_config)
+        _index_model_run(model_run, label_config, report)
         return
     from labelbridge.predictions.indexer import index_export
     from labelbridge.service.runtime import selection
@@ -55,34 +65,41 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
     setup_logging(settings.log_level)
     if settings.export is None:
         fail("no export: pass --export PATH or set LABELBRIDGE_EXPORT")
+    mapping = load_mapping(label_config, settings.mapping) if label_config else None
     try:
         with counting_progress(f"indexing {settings.export}") as progress:
             result = index_export(settings.export, settings.predictions_db, selection(settings),
                                   progress, workers)
     except ExportError as exc:
-        fail(str(exc))
+        fail(f"{exc} (no index written)", 1)
         return
     err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
               f"{settings.export_source}); model version {result.model_version}")
-    if label_config:
-        _prepare(settings, label_config, result)
+    if mapping is not None:
+        _prepare(settings, mapping, result, report)
 
 
-def _prepare(settings, label_config: Path, result) -> None:
-    """Convert and validate every indexed row for a label config now."""
+def _prepare(settings, mapping, result, report: Path | None) -> None:
+    """Convert and validate every indexed row for a label config now (and list its losses)."""
     from labelbridge.predictions.predictor import Predictor
     from labelbridge.predictions.store import PredictionStore
 
     store = PredictionStore(settings.predictions_db)
-    mapping = load_mapping(label_config, settings.mapping)  # fail early on a bad config
     predictor = Predictor(store, mapping.overrides,
                           settings.model_version or result.model_version, settings.match_keys)
     with counting_progress("preparing predictions", result.rows) as progress:
         ctx = predictor.prepare(mapping.label_config, progress)
-    print_report(ctx.report, "Labelbox -> Label Studio")
+    if report:
+        try:
+            with atomic_output(report) as fh:
+                for lines in store.iter_losses(ctx.key):
+                    fh.write(lines)
+        except OSError as exc:
+            output_error(exc)
+    print_report(ctx.report, "Labelbox -> Label Studio", report)
 
 
-def _index_model_run(run_id: str, label_config: Path | None) -> None:
+def _index_model_run(run_id: str, label_config: Path | None, report: Path | None) -> None:
     from labelbridge.predictions import versions
     from labelbridge.predictions.sources import RunSource
     from labelbridge.service.runtime import model_run_client
@@ -91,6 +108,7 @@ def _index_model_run(run_id: str, label_config: Path | None) -> None:
     setup_logging(settings.log_level)
     if not settings.labelbox_api_key:
         fail("--model-run needs LABELBOX_API_KEY (and LABELBOX_PROJECT_ID)")
+    mapping = load_mapping(label_config, settings.mapping) if label_config else None
     source = RunSource(model_run_client(settings), run_id=run_id,
                        version_from=settings.model_version_from, source=settings.export_source)
     try:
@@ -103,8 +121,8 @@ def _index_model_run(run_id: str, label_config: Path | None) -> None:
     versions.remember(settings.data_dir, settings.model_version or result.model_version)
     err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
               f"{settings.export_source}); model version {result.model_version}")
-    if label_config:
-        _prepare(settings, label_config, result)
+    if mapping is not None:
+        _prepare(settings, mapping, result, report)
 
 
 def deliver(once: bool = typer.Option(False, "--once", help="Deliver what is due, then exit")
