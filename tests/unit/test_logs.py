@@ -38,7 +38,7 @@ def declared_losses(n: int) -> None:
 def test_the_same_declared_loss_for_every_annotation_is_one_line(restore_logging, capfd):
     setup_logging("INFO")
     declared_losses(13_048)
-    lines = [line for line in capfd.readouterr().err.splitlines() if "not converted" in line]
+    lines = [line for line in capfd.readouterr().err.splitlines() if "lost in conversion" in line]
     assert len(lines) == 1, f"{len(lines)} lines for one repeated loss"
 
 

@@ -154,6 +154,7 @@ def test_webhook_with_a_trailing_slash_is_the_same_route_not_a_redirect(client):
     ({"tasks": [{"data": {"d": deep(300)}}], "label_config": None}, ["label_config"]),
     ({"tasks": [{"data": []}]}, ["tasks", 0, "data"]),
     ({"tasks": {}}, ["tasks"]),
+    ({"tasks": [], "project": "0\u00b9"}, ["label_config"]),     # a digit int() refuses
 ])
 def test_bad_predict_bodies_get_422_naming_the_field(client, body, loc):
     auth = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret").decode()}

@@ -17,8 +17,6 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from labelbridge.service import logs
-
 log = logging.getLogger(__name__)
 JSON = "application/json"
 
@@ -62,4 +60,4 @@ def install(app: FastAPI) -> None:
         log.error("unhandled error in %s %s", request.method, request.url.path,
                   exc_info=(type(exc), exc, exc.__traceback__))
         return respond({"detail": "internal error; the server log has the details",
-                        "request_id": logs.context.get().get("request_id")}, 500)
+                        "request_id": request.scope.get("labelbridge.request_id")}, 500)

@@ -151,11 +151,22 @@ def _with_context(record: logging.LogRecord) -> bool:
     return True
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (as ``logging.lastResort``)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+
 def configure(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = (),
               stream: Any = None) -> Aggregator:
     """Replace the root logger's handlers with one on ``stream`` (stderr); uvicorn's loggers
     propagate to it."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _Stderr()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     aggregator = Aggregator()
     aggregator.attach(handler)
@@ -181,7 +192,8 @@ _current: tuple[logging.Handler, Aggregator] | None = None
 
 
 def _flush_at_exit() -> None:
-    if _current is not None and _current[0] in logging.getLogger().handlers:
+    if _current is not None and _current[0] in logging.getLogger().handlers \
+            and not getattr(_current[0].stream, "closed", False):
         _current[1].flush()
 
 

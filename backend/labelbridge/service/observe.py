@@ -16,6 +16,7 @@ from labelbridge.service.metrics import Metrics
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 _PREFIX = secrets.token_hex(4)     # ids unique across processes and restarts, cheap per request
 _COUNTER = itertools.count(1)
+REQUEST_ID = "labelbridge.request_id"
 
 
 class ObserveMiddleware:
@@ -31,6 +32,7 @@ class ObserveMiddleware:
         rid = given.decode() if given is not None and _SANE_ID.fullmatch(given) \
             else f"{_PREFIX}-{next(_COUNTER):x}"
         token = logs.context.set({"request_id": rid})
+        scope[REQUEST_ID] = rid          # for the 500 handler, which runs outside this layer
         status = 500
 
         async def send_with_id(message: dict) -> None:

@@ -40,7 +40,7 @@ def parse_json(raw: bytes) -> Any:
 def _project_id(project: Any) -> int | None:
     """Label Studio sends ``"<id>.<timestamp>"``."""
     head = project.split(".", 1)[0] if isinstance(project, str) else ""
-    return int(head) if head.isdigit() and len(head) < 16 else None
+    return int(head) if head.isascii() and head.isdigit() and len(head) < 16 else None
 
 
 class _Cached:
