@@ -22,6 +22,7 @@ Wire behaviour (SDK 7.17 / lbox-clients 1.1.2)
   the SDK maps the code to ``lbox.exceptions.AuthenticationError`` (a bare 401
   ``{"message": "Unauthorized"}`` would only give a generic ``LabelboxError("401 Unauthorized")``).
   File URLs (status / error / input files, export chunks) are unauthenticated "signed" URLs.
+  Mask PNGs (``add_mask``; see ``masks.py``) need the API key too: without it HTTP 401.
 * Not found (project, data row, label, model run, import by name, task) -> GraphQL error code
   ``RESOURCE_NOT_FOUND`` (the SDK then raises ``ResourceNotFoundError``). Creating an import or
   export in an unknown project / model run -> ``AUTHORIZATION_ERROR`` (SDK ``AuthorizationError``).
@@ -72,7 +73,7 @@ default 65 s, longer than the SDK's 60 s timeout), "drop" (close without answeri
 
 Inspection: ``calls`` counts served GraphQL operation names *and* root field names (e.g. both
 ``createLabelImportByFilePyApi`` and ``createLabelImport``) plus file downloads (``statusFile``,
-``errorFile``, ``inputFile``, ``exportFile``); faulted or unauthorized requests are not counted
+``errorFile``, ``inputFile``, ``exportFile``, ``maskFile``); faulted or unauthorized requests are not counted
 (see ``fault_log``).
 """
 
