@@ -4,7 +4,6 @@ dead letters."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ import pytest
 
 from labelbridge.model.ids import LABELBRIDGE_NAMESPACE
 
+from tests.helpers import annotation_body as annotation
 from tests.helpers import capture
 from tests.lbstandin import Feature, LabelboxStandIn, new_cuid
 from tests.procs import free_port, start_process, stop_process
@@ -37,26 +37,6 @@ ONTOLOGY = [Feature("Car", "bbox", nested=[Feature("attr", "checklist",
 
 def u5(region_id: str) -> str:
     return str(uuid.uuid5(LABELBRIDGE_NAMESPACE, region_id))
-
-
-def annotation(ann_id: int, task_id: int, global_key: str, *, x: float = 10,
-               updated_at: str = "2026-11-22T12:26:19.411536Z", action="ANNOTATION_CREATED",
-               prefix: str = "r") -> dict:
-    """The captured body, as another annotation: its own ids, task and region ids."""
-    body = copy.deepcopy(CREATED)
-    body["action"] = action
-    ann = body["annotation"]
-    ann.update(id=ann_id, task=task_id, updated_at=updated_at)
-    rename = {"lbBox000001": f"{prefix}{ann_id}a", "lbBox000002": f"{prefix}{ann_id}b",
-              "lbCls000001": f"{prefix}{ann_id}w"}
-    for item in ann["result"]:
-        for key in ("id", "from_id", "to_id"):
-            if key in item:
-                item[key] = rename[item[key]]
-    ann["result"][0]["value"]["x"] = x
-    body["task"].update(id=task_id, data={"image": f"http://img/{global_key}",
-                                          "global_key": global_key})
-    return body
 
 
 class Service:

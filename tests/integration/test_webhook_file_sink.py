@@ -172,7 +172,7 @@ def test_a_batch_costs_the_same_few_outbox_writes_however_many_annotations(tmp_p
             assert client.post("/webhook", json=body, headers=HEADERS).json()["accepted"] == 1
     outbox = Outbox(settings.outbox_db)
     writes: list[str] = []
-    outbox._wconn.set_trace_callback(
+    outbox.storage.set_trace(
         lambda sql: writes.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None)
     deliverer = make_deliverer(settings, outbox, None, Overrides())
     try:

@@ -1,0 +1,306 @@
+"""Append decisions: what an incoming event becomes (queued, duplicate, superseded, skipped,
+ignored), annotation incarnations, the annotation index's newest versions.
+
+Rules (tests/unit/test_outbox*.py name them):
+1. an event seen before (same annotation, kind and instant, however spelled) is a duplicate;
+2. a newer upsert supersedes a pending one; an older one arriving late is superseded at once;
+3. a delete queues only when something of the annotation may be in Labelbox; upserts after it
+   are ignored;
+4. ignored events are logged, never delivered;
+5. every event keeps the annotation index (annotation -> project, task) current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from labelbridge.groundtruth.outbox.model import (INCARNATION_STEP, AppendResult,
+                                                       IncomingEvent, Kind, Outcome, State,
+                                                       parse_timestamp)
+from labelbridge.groundtruth.outbox.storage import Row, Storage, Tx
+from labelbridge.groundtruth.outbox.writer import GroupWriter
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated event with its idempotency key (computed before any transaction)."""
+    ev: IncomingEvent
+    us: int | None
+    key: str
+    payload: bytes
+    created_us: int | None = None
+
+
+def dedup_key(kind: str, aid: int, us: int | None, reason: str | None) -> str:
+    if kind == Kind.DELETE:
+        return f"d:{aid}"
+    if us is not None:  # upserts, and ignored events that carry a version: one key space
+        return f"u:{aid}:{us}"
+    return f"i:{aid}:{reason or ''}"
+
+
+def _rekey(p: Prepared, key: int) -> Prepared:
+    """The same event, for the annotation incarnation ``key``."""
+    ev = replace(p.ev, annotation_id=key)
+    return Prepared(ev, p.us, dedup_key(ev.kind, key, p.us, ev.reason), p.payload, p.created_us)
+
+
+def prepare(ev: IncomingEvent) -> Prepared:
+    """Validate one event and compute its idempotency key."""
+    if not isinstance(ev, IncomingEvent):
+        raise TypeError(f"expected IncomingEvent, got {type(ev).__name__}")
+    if ev.kind not in tuple(Kind):
+        raise ValueError(f"unknown event kind {ev.kind!r}")
+    if isinstance(ev.annotation_id, bool) or not isinstance(ev.annotation_id, int):
+        raise ValueError(f"annotation_id must be an int, got {ev.annotation_id!r}")
+    payload = ev.payload if ev.payload is not None else b""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise ValueError("payload must be bytes")
+    payload = bytes(payload)
+    if not isinstance(ev.source, str) or not ev.source:
+        raise ValueError("source must be a non-empty string")
+    if ev.kind == Kind.UPSERT and ev.updated_at is None:
+        raise ValueError("an upsert needs updated_at")
+    us = None if ev.kind == Kind.DELETE or ev.updated_at is None else parse_timestamp(
+        ev.updated_at)
+    created = parse_timestamp(ev.incarnation) if ev.incarnation else None
+    return Prepared(ev, us, dedup_key(ev.kind, ev.annotation_id, us, ev.reason), payload,
+                    created)
+
+
+class Counts:
+    __slots__ = ("accepted", "duplicates", "ignored", "superseded")
+
+    def __init__(self) -> None:
+        self.accepted = self.duplicates = self.ignored = self.superseded = 0
+
+    def result(self) -> AppendResult:
+        return AppendResult(self.accepted, self.duplicates, self.ignored, self.superseded)
+
+
+class _Ann:
+    """An annotation's row, read once per append transaction and updated in memory."""
+    __slots__ = ("exists", "project_id", "task_id", "latest_at", "latest_us", "latest_item",
+                 "seen_at", "seen_us", "deleted_at", "delete_item", "delivered_at", "pending",
+                 "in_flight", "dirty")
+
+    def __init__(self, row: Row | None) -> None:
+        self.exists = row is not None
+        get = (lambda k: row[k]) if row is not None else (lambda k: None)
+        self.project_id, self.task_id = get("project_id"), get("task_id")
+        self.latest_at, self.latest_us = get("latest_updated_at"), get("latest_us")
+        self.latest_item = get("latest_item_id")
+        self.seen_at, self.seen_us = get("seen_updated_at"), get("seen_us")
+        self.deleted_at, self.delete_item = get("deleted_at"), get("delete_item_id")
+        self.delivered_at = get("delivered_at")
+        self.pending: int | None = None      # the pending upsert item, if any
+        self.in_flight = False
+        self.dirty = False
+
+    def row(self, aid: int, now: float) -> dict[str, Any]:
+        return {"annotation_id": aid, "project_id": self.project_id, "task_id": self.task_id,
+                "latest_updated_at": self.latest_at, "latest_us": self.latest_us,
+                "latest_item_id": self.latest_item, "seen_updated_at": self.seen_at,
+                "seen_us": self.seen_us, "deleted_at": self.deleted_at,
+                "delete_item_id": self.delete_item, "now": now}
+
+
+def resolve_incarnations(tx: Tx, requests: list[list[Prepared]]) -> None:
+    """Give every event the key of its annotation incarnation (in place, in order).
+
+    An upsert names its incarnation by the annotation's creation time: a known one keeps its
+    key, the first one of an id is the id itself, and a new one after that (the id was reused)
+    gets the next key. Deletes (ids only) and events without a creation time go to the newest
+    incarnation.
+    """
+    known: dict[int, list[list]] = {}
+    ids = list({p.ev.annotation_id for req in requests for p in req})
+    for r in tx.all("incarnations_among", ids=ids):
+        known.setdefault(r["ls_id"], []).append([r["key"], r["created_us"]])
+    for req in requests:
+        for i, p in enumerate(req):
+            ls = p.ev.annotation_id
+            rows = known.setdefault(ls, [])
+            if p.created_us is None or p.ev.kind == Kind.DELETE:
+                key = rows[-1][0] if rows else ls
+            else:
+                match = [k for k, created in rows if created == p.created_us]
+                if match:
+                    key = match[0]
+                elif rows and rows[-1][1] is None:   # told its creation time only now
+                    key = rows[-1][0]
+                    rows[-1][1] = p.created_us
+                    tx.run("set_incarnation_created", created_us=p.created_us, key=key)
+                else:
+                    key = rows[-1][0] + INCARNATION_STEP if rows else ls
+                    rows.append([key, p.created_us])
+                    tx.run("insert_incarnation", key=key, ls_id=ls, created_us=p.created_us)
+            if key != ls:
+                req[i] = _rekey(p, key)
+
+
+def _read_annotations(tx: Tx, ids: list[int]) -> dict[int, _Ann]:
+    anns = {r["annotation_id"]: _Ann(r) for r in tx.all("annotations_by_id", ids=ids)}
+    for r in tx.all("pending_upserts_of", ids=ids, pending=State.PENDING, upsert=Kind.UPSERT):
+        if r["annotation_id"] in anns:
+            anns[r["annotation_id"]].pending = r["id"]
+    for r in tx.all("in_flight_annotations_among", ids=ids, in_flight=State.IN_FLIGHT):
+        if r["annotation_id"] in anns:
+            anns[r["annotation_id"]].in_flight = True
+    return anns
+
+
+def _decide(p: Prepared, a: _Ann) -> tuple[Outcome, str | None]:
+    ev = p.ev
+    if ev.kind == Kind.IGNORED:
+        return Outcome.IGNORED, ev.reason
+    if ev.kind == Kind.UPSERT:
+        if a.deleted_at is not None:
+            return Outcome.IGNORED, "annotation deleted"
+        if a.latest_us is not None and p.us < a.latest_us:
+            return Outcome.SUPERSEDED, "older than the newest version"
+        return Outcome.QUEUED, None
+    if a.delivered_at is not None or a.in_flight:
+        return Outcome.QUEUED, None   # something may be in Labelbox: delete it there
+    return Outcome.SKIPPED, "annotation never delivered"
+
+
+def append_results(tx: Tx, requests: list[list[Prepared]], now: float) -> list[AppendResult]:
+    """``append_tx`` for the group-commit writer: one result per caller."""
+    return [counts.result() for counts in append_tx(tx, requests, now)]
+
+
+def append_tx(tx: Tx, requests: list[list[Prepared]], now: float) -> list[Counts]:
+    """Apply the events of several callers inside one transaction.
+
+    The hot path of the webhook, so it reads what it needs in a few set-based queries, decides
+    every event in memory (in order, so duplicates and several versions of one annotation
+    inside the group behave exactly as if appended one by one) and writes with ``many``.
+    """
+    resolve_incarnations(tx, requests)
+    flat = [p for req in requests for p in req]
+    seen_keys = {r["dedup_key"] for r in tx.all("seen_dedup_keys",
+                                                 keys=list({p.key for p in flat}))}
+    anns = _read_annotations(tx, list({p.ev.annotation_id for p in flat}))
+    ids = tx.one("next_ids")
+    next_event, next_item = ids["event"], ids["item"]
+
+    events: list[dict] = []
+    new_items: dict[int, dict] = {}
+    old_superseded: list[dict] = []
+    results: list[Counts] = []
+    total_dups = 0
+
+    def supersede(a: _Ann, by: int) -> int:
+        if a.pending is None:
+            return 0
+        row = new_items.get(a.pending)
+        if row is not None:
+            row.update(state=State.SUPERSEDED, next_attempt_at=None, superseded_by=by)
+        else:
+            old_superseded.append({"id": a.pending, "by": by, "now": now,
+                                   "superseded": State.SUPERSEDED, "pending": State.PENDING})
+        a.pending = None
+        return 1
+
+    for req in requests:
+        counts = Counts()
+        results.append(counts)
+        for p in req:
+            if p.key in seen_keys:
+                counts.duplicates += 1
+                continue
+            seen_keys.add(p.key)
+            ev = p.ev
+            aid = ev.annotation_id
+            a = anns.get(aid)
+            if a is None:
+                a = anns[aid] = _Ann(None)
+            project = ev.project_id if ev.project_id is not None else a.project_id
+            task = ev.task_id if ev.task_id is not None else a.task_id
+            outcome, reason = _decide(p, a)
+            event_id = next_event
+            next_event += 1
+            events.append({"id": event_id, "received_at": now, "source": ev.source,
+                           "kind": ev.kind, "annotation_id": aid, "project_id": ev.project_id,
+                           "task_id": ev.task_id, "updated_at": ev.updated_at,
+                           "updated_us": p.us, "dedup_key": p.key, "outcome": outcome,
+                           "reason": reason, "label_config_hash": ev.label_config_hash,
+                           "payload": p.payload})
+            if outcome == Outcome.IGNORED:
+                counts.ignored += 1
+                if a.deleted_at is not None:
+                    continue  # a deleted annotation: nothing left to learn
+            else:
+                counts.accepted += 1
+                item_id = next_item
+                next_item += 1
+                state = State.PENDING if outcome == Outcome.QUEUED else State(outcome)
+                new_items[item_id] = {
+                    "id": item_id, "event_id": event_id, "kind": ev.kind, "annotation_id": aid,
+                    "project_id": project, "task_id": task, "updated_at": ev.updated_at,
+                    "updated_us": p.us, "label_config_hash": ev.label_config_hash,
+                    "state": state, "next_attempt_at": now if state == State.PENDING else None,
+                    "last_error": reason, "created_at": now, "changed_at": now,
+                    "superseded_by": a.latest_item if outcome == Outcome.SUPERSEDED else None}
+                if outcome == Outcome.SUPERSEDED:
+                    counts.superseded += 1
+                else:  # a newer version, or a delete: a pending upsert is now moot
+                    counts.superseded += supersede(a, item_id)
+                    if ev.kind == Kind.UPSERT:
+                        a.latest_at, a.latest_us, a.latest_item = ev.updated_at, p.us, item_id
+                        a.pending = item_id
+                    else:
+                        a.deleted_at, a.delete_item = now, item_id
+            # the annotation index (rule 5) and the newest version seen (reconciliation)
+            a.project_id, a.task_id = project, task
+            if ev.kind != Kind.DELETE and p.us is not None and (
+                    a.seen_us is None or p.us > a.seen_us):
+                a.seen_at, a.seen_us = ev.updated_at, p.us
+            a.dirty = True
+        total_dups += counts.duplicates
+
+    if events:
+        tx.many("insert_event", events)
+    if new_items:
+        tx.many("insert_item", new_items.values())
+    if old_superseded:
+        tx.many("supersede_pending_item", old_superseded)
+    tx.many("update_annotation", [a.row(aid, now) for aid, a in anns.items()
+                                  if a.dirty and a.exists])
+    tx.many("insert_annotation", [a.row(aid, now) for aid, a in anns.items()
+                                  if a.dirty and not a.exists])
+    if total_dups:
+        tx.run("add_to_counter", name="duplicates", n=total_dups)
+    return results
+
+
+class Appending:
+    """``Outbox.append`` / ``append_async``."""
+    _db: Storage
+    _writer: GroupWriter
+
+    def append(self, events: list[IncomingEvent]) -> AppendResult:
+        """Record events in one transaction; durable (committed) when this returns."""
+        prepared = [prepare(ev) for ev in events]
+        if not prepared:
+            return AppendResult(0, 0, 0, 0)
+        with self._db.transaction() as tx:
+            counts = append_tx(tx, [prepared], time.time())[0]
+        return counts.result()
+
+    async def append_async(self, events: list[IncomingEvent]) -> AppendResult:
+        """Group commit: queued to the single writer thread, which commits everything queued
+        in one transaction; the future resolves only after that commit."""
+        prepared = [prepare(ev) for ev in events]
+        if not prepared:
+            return AppendResult(0, 0, 0, 0)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._writer.submit(prepared, loop, future)
+        # A caller cancelled while waiting still gets its events written (the request is
+        # already queued); only the answer is dropped.
+        return await future

@@ -1,0 +1,130 @@
+-- The outbox's tables (SQLite). Version 1; ``sqlite.py`` applies it to a new file.
+--
+-- events       the full event log: every accepted (non-duplicate) event, with received_at,
+--              source, the opaque payload and what became of it (outcome). The unique
+--              dedup_key makes appends idempotent.
+-- items        work items for the delivery worker, one per accepted upsert/delete event:
+--              pending -> in_flight -> delivered | failed, plus superseded and skipped.
+-- annotations  the annotation index (annotation id -> project, task), the newest version
+--              seen, deletion, and what the worker recorded on delivery (data row, label ids).
+-- batches      claimed batches and their Labelbox import name (set before the import starts).
+-- annotation_imports, region_uuid  traceability of deliveries.
+-- incarnations Label Studio annotation ids reused after a deletion (see model.INCARNATION_STEP).
+-- label_configs, cursors, rejected, counters  small bookkeeping tables.
+
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY,
+  received_at REAL NOT NULL,
+  source TEXT NOT NULL,
+  kind TEXT NOT NULL,                  -- upsert | delete | ignored (as received)
+  annotation_id INTEGER NOT NULL,
+  project_id INTEGER,
+  task_id INTEGER,
+  updated_at TEXT,                     -- Label Studio's own string
+  updated_us INTEGER,                  -- the same instant, microseconds since the epoch (UTC)
+  dedup_key TEXT NOT NULL UNIQUE,
+  outcome TEXT NOT NULL,               -- queued | superseded | skipped | ignored
+  reason TEXT,
+  label_config_hash TEXT,
+  payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_annotation ON events(annotation_id);
+CREATE INDEX IF NOT EXISTS events_ignored ON events(id) WHERE outcome = 'ignored';
+
+CREATE TABLE IF NOT EXISTS items (
+  id INTEGER PRIMARY KEY,
+  event_id INTEGER NOT NULL UNIQUE REFERENCES events(id),
+  kind TEXT NOT NULL,                  -- upsert | delete
+  annotation_id INTEGER NOT NULL,
+  project_id INTEGER,
+  task_id INTEGER,
+  updated_at TEXT,
+  updated_us INTEGER,
+  label_config_hash TEXT,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL,
+  batch_id INTEGER,
+  last_error TEXT,
+  superseded_by INTEGER,
+  created_at REAL NOT NULL,
+  changed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_state ON items(state, id);
+CREATE INDEX IF NOT EXISTS items_annotation ON items(annotation_id, state);
+CREATE INDEX IF NOT EXISTS items_batch ON items(batch_id);
+
+CREATE TABLE IF NOT EXISTS annotations (
+  annotation_id INTEGER PRIMARY KEY,
+  project_id INTEGER,
+  task_id INTEGER,
+  latest_updated_at TEXT,              -- newest upsert accepted (orders the work)
+  latest_us INTEGER,
+  latest_item_id INTEGER,
+  seen_updated_at TEXT,                -- newest version seen, upsert or ignored (reconciliation)
+  seen_us INTEGER,
+  deleted_at REAL,
+  delete_item_id INTEGER,
+  delivered_at REAL,                   -- set once something of it reached Labelbox
+  delivered_us INTEGER,                -- newest upsert version delivered
+  data_row TEXT,                       -- JSON, recorded by the worker
+  label_ids TEXT,                      -- JSON list
+  first_seen_at REAL NOT NULL,
+  changed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotations_project ON annotations(project_id);
+CREATE INDEX IF NOT EXISTS annotations_task ON annotations(task_id);
+
+CREATE TABLE IF NOT EXISTS batches (
+  id INTEGER PRIMARY KEY,
+  created_at REAL NOT NULL,
+  size INTEGER NOT NULL,
+  import_name TEXT,
+  import_set_at REAL,
+  closed_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS batches_import_name ON batches(import_name)
+  WHERE import_name IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS annotation_imports (
+  annotation_id INTEGER NOT NULL,
+  import_name TEXT NOT NULL,
+  recorded_at REAL NOT NULL,
+  uuids TEXT NOT NULL,                 -- JSON list
+  PRIMARY KEY (annotation_id, import_name)
+);
+
+CREATE TABLE IF NOT EXISTS region_uuid (
+  annotation_id INTEGER NOT NULL,
+  uuid TEXT NOT NULL,
+  ls_region_id TEXT,
+  data_row TEXT,                       -- JSON
+  lb_feature_id TEXT,
+  updated_at REAL NOT NULL,
+  PRIMARY KEY (annotation_id, uuid)
+);
+CREATE INDEX IF NOT EXISTS region_uuid_uuid ON region_uuid(uuid);
+CREATE INDEX IF NOT EXISTS region_uuid_region ON region_uuid(ls_region_id);
+
+CREATE TABLE IF NOT EXISTS label_configs (
+  hash TEXT PRIMARY KEY, xml TEXT NOT NULL, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+  name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejected (
+  id INTEGER PRIMARY KEY,
+  received_at REAL NOT NULL,
+  reason TEXT NOT NULL,
+  headers TEXT NOT NULL,               -- JSON object
+  body BLOB NOT NULL,                  -- at most REJECTED_BODY_CAP bytes
+  body_size INTEGER NOT NULL,          -- size as received
+  truncated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS incarnations (
+  key INTEGER PRIMARY KEY,             -- the annotation_id used everywhere else in this file
+  ls_id INTEGER NOT NULL,              -- the Label Studio annotation id
+  created_us INTEGER,                  -- its creation time, NULL when never told
+  UNIQUE (ls_id, created_us)
+);
