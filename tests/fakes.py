@@ -22,6 +22,8 @@ class SinkCall:
     lines: list[dict] = field(default_factory=list)
     resume: bool = False
     data_row: dict | None = None
+    annotation_id: int | None = None
+    uuids: list[str] = field(default_factory=list)
     offered: list[LabelRef] = field(default_factory=list)   # labels shown to ``choose``
     removed: list[str] = field(default_factory=list)        # the ids ``choose`` picked
 
@@ -45,9 +47,10 @@ class FakeSink:
         self.calls.append(call)
         return self.handler(call)
 
-    def remove_labels(self, data_row: dict,
-                      choose: Callable[[list[LabelRef]], Iterable[str]]) -> list[str]:
-        call = SinkCall("remove_labels", data_row=data_row)
+    def remove_labels(self, data_row: dict, choose: Callable[[list[LabelRef]], Iterable[str]],
+                      annotation_id: int, uuids: list[str]) -> list[str]:
+        call = SinkCall("remove_labels", data_row=data_row, annotation_id=annotation_id,
+                        uuids=list(uuids))
         self.calls.append(call)
         call.offered = list(self.handler(call))
         call.removed = list(choose(call.offered))

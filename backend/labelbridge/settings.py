@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     import_timeout: float = _env("LABELBRIDGE_IMPORT_TIMEOUT", default=1800.0, gt=0)
     delivery_worker: Literal["process", "thread", "off"] = _env(
         "LABELBRIDGE_DELIVERY_WORKER", default="process")
+    lease_seconds: float = _env("LABELBRIDGE_LEASE_SECONDS", default=30.0, gt=0, le=3600)
+    retention_days: float = _env("LABELBRIDGE_RETENTION_DAYS", default=30.0, ge=0)
 
     # Labelbox
     labelbox_api_key: SecretStr | None = _env("LABELBOX_API_KEY", default=None)

@@ -15,7 +15,9 @@ from labelbridge.groundtruth.outbox import IncomingEvent, Outbox
 from labelbridge.labelstudio import webhooks
 from labelbridge.labelstudio.mapping import Overrides
 from labelbridge.model.ids import LABELBRIDGE_NAMESPACE
-from labelbridge.model.sink import ImportOutcome, LabelRef, LineStatus, PermanentError, TransientError
+from labelbridge.groundtruth.outbox import OutboxUnavailable
+from labelbridge.model.sink import (ImportOutcome, ImportRejected, LabelRef, LineStatus,
+                                    PermanentError, TransientError)
 
 from tests.fakes import FakeSink, SinkCall, accept_all
 from tests.helpers import annotation_body, capture
@@ -142,28 +144,154 @@ def test_an_annotation_the_converter_refuses_is_dead_alone(ob):
     assert len(sink.imports()) == 1
 
 
-def test_transient_errors_are_retried_and_give_up_after_max_attempts(ob):
-    queue(ob, body(1, 100))
-    sink = FakeSink(lambda call: (_ for _ in ()).throw(TransientError("429 rate limited")))
-    d = deliverer(ob, sink, max_attempts=3)
-    deadline = time.monotonic() + 10
-    while counts(ob).get("failed") != 1 and time.monotonic() < deadline:
-        d.step(wait_for_full_batch=False)
-        time.sleep(0.02)
-    (dead,) = ob.items("failed")
-    assert dead["attempts"] == 3 and "gave up after 3 attempts: 429 rate limited" in \
-        dead["last_error"]
-
-
-def test_recovered_batch_is_resumed_by_its_import_name(ob):
-    queue(ob, body(1, 100), body(2, 200))
-    batch = ob.claim_batch(10)
-    ob.set_import_name(batch.id, "labelbridge-crashed")   # the process died in the import
+def test_a_converter_bug_dead_letters_only_its_annotation(ob):
+    bad = body(2, 200)
+    bad["annotation"]["result"][0]["value"] = [10, 20]          # not an object
+    queue(ob, body(1, 100), bad, body(3, 300))
     sink = FakeSink()
     deliverer(ob, sink).drain()
+    assert counts(ob) == {"delivered": 2, "failed": 1}
+    (dead,) = ob.items("failed")
+    assert dead["annotation_id"] == 2
+    assert dead["last_error"].startswith("cannot convert: AttributeError: ")
+    assert len(sink.imports()) == 1 and ob.status()["batches"] == []
+
+
+def run_steps(d: Deliverer, until, seconds: float = 10) -> None:
+    """What the worker's loop does: steps, surviving whatever a step raises."""
+    deadline = time.monotonic() + seconds
+    while not until() and time.monotonic() < deadline:
+        try:
+            d.step(wait_for_full_batch=False)
+        except Exception:
+            pass
+        time.sleep(0.02)
+
+
+def test_a_transient_error_after_naming_resumes_that_import_by_name(ob):
+    queue(ob, body(1, 100), body(2, 200))
+    failures = iter([TransientError("429 on polling")] * 3)
+
+    def handler(call: SinkCall):
+        exc = next(failures, None)
+        if exc is not None:
+            raise exc
+        return accept_all(call)
+
+    sink = FakeSink(handler)
+    d = deliverer(ob, sink, max_attempts=2)   # a transient failure is never a dead letter
+    run_steps(d, lambda: counts(ob) == {"delivered": 2})
+    assert counts(ob) == {"delivered": 2}
+    names = {c.name for c in sink.imports()}
+    assert len(names) == 1 and [c.resume for c in sink.imports()] == [False, True, True, True]
+
+
+def test_a_bug_after_naming_is_retried_by_name_then_dead_with_the_import_name(ob):
+    queue(ob, body(1, 100))
+
+    def handler(call: SinkCall):
+        raise RuntimeError("boom")
+
+    sink = FakeSink(handler)
+    d = deliverer(ob, sink, max_attempts=3)
+    run_steps(d, lambda: counts(ob).get("failed") == 1)
+    (dead,) = ob.items("failed")
+    name = sink.imports()[0].name
+    assert dead["last_error"] == f"gave up after 3 attempts at import {name}: RuntimeError: boom"
+    assert {c.name for c in sink.imports()} == {name} and len(sink.imports()) == 3
+
+
+def test_an_abandoned_batch_is_taken_over_and_resumed_by_its_import_name(ob):
+    queue(ob, body(1, 100), body(2, 200))
+    crashed = ob.claim_batch(10, owner="gone-worker", lease_s=0.2)
+    ob.set_import_name(crashed.id, "labelbridge-crashed", owner="gone-worker")
+    sink = FakeSink()
+    d = deliverer(ob, sink)
+    assert d.step(wait_for_full_batch=False) is False      # still leased: not touched
+    time.sleep(0.25)
+    d.drain()
     (imp,) = sink.imports()
     assert (imp.name, imp.resume) == ("labelbridge-crashed", True)
     assert counts(ob) == {"delivered": 2}
+
+
+def test_a_long_import_keeps_its_lease(ob):
+    queue(ob, body(1, 100))
+    taken = []
+
+    def handler(call: SinkCall):
+        for _ in range(6):    # 1.2 s, four leases long: the lease is renewed meanwhile
+            time.sleep(0.2)
+            taken.append(ob.take_over(owner="another-worker", lease_s=1))
+        return accept_all(call)
+
+    d = deliverer(ob, FakeSink(handler), lease_s=0.3)
+    d.drain()
+    assert taken == [None] * 6 and counts(ob) == {"delivered": 1}
+
+
+def test_a_failure_storing_the_import_name_leaves_no_batch_stuck(ob, monkeypatch):
+    queue(ob, body(1, 100), body(2, 200))
+    store = ob.set_import_name
+    full = iter([OutboxUnavailable("database or disk is full")])
+
+    def set_import_name(*args, **kw):
+        exc = next(full, None)
+        if exc is not None:
+            raise exc
+        return store(*args, **kw)
+
+    monkeypatch.setattr(ob, "set_import_name", set_import_name)
+    sink = FakeSink()
+    run_steps(deliverer(ob, sink), lambda: counts(ob) == {"delivered": 2})
+    assert counts(ob) == {"delivered": 2} and len(sink.imports()) == 1
+
+
+def test_when_even_giving_the_batch_back_fails_its_lease_runs_out(ob, monkeypatch):
+    queue(ob, body(1, 100))
+    calls = {"set_import_name": 0, "mark_retry": 0}
+    for method in calls:
+        real = getattr(ob, method)
+
+        def failing_once(*args, _real=real, _name=method, **kw):
+            calls[_name] += 1
+            if calls[_name] == 1:
+                raise OutboxUnavailable("database or disk is full")
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(ob, method, failing_once)
+    sink = FakeSink()
+    d = deliverer(ob, sink, lease_s=0.3)
+    d.step(wait_for_full_batch=False)               # logged; the batch stays claimed
+    assert ob.status()["batches"][0]["state"] == "leased"
+    run_steps(d, lambda: counts(ob) == {"delivered": 1})
+    assert counts(ob) == {"delivered": 1} and len(sink.imports()) == 1
+
+
+def test_an_import_refused_as_a_whole_goes_again_annotation_by_annotation(ob):
+    queue(ob, body(1, 100), body(2, 200), body(3, 300))
+
+    def handler(call: SinkCall):
+        if any(line["uuid"] == u5("r2a") for line in call.lines):
+            raise ImportRejected("Labelbox rejected import: the file was not accepted")
+        return accept_all(call)
+
+    sink = FakeSink(handler)
+    deliverer(ob, sink).drain()
+    assert counts(ob) == {"delivered": 2, "failed": 1}
+    (dead,) = ob.items("failed")
+    assert dead["annotation_id"] == 2 and "not accepted" in dead["last_error"]
+    assert [len(c.lines) for c in sink.imports()] == [9, 3, 3, 3]
+    assert len({c.name for c in sink.imports()}) == 4 and ob.status()["batches"] == []
+
+
+def test_stopping_gives_the_leases_back(ob):
+    queue(ob, body(1, 100))
+    d = deliverer(ob, FakeSink())
+    batch = ob.claim_batch(10, owner=d.owner)
+    ob.set_import_name(batch.id, "labelbridge-interrupted", owner=d.owner)
+    d.stop()
+    assert ob.take_over(owner="next-worker").import_name == "labelbridge-interrupted"
 
 
 def test_a_delete_removes_the_labels_of_its_imports_only(ob):
@@ -182,6 +310,8 @@ def test_a_delete_removes_the_labels_of_its_imports_only(ob):
     # annotation 1 is the only one of its task Labelbox got: every label of ours is its own
     (removal,) = sink.removals()
     assert removal.removed == ["old", "ours"]
+    assert removal.annotation_id == 1
+    assert sorted(removal.uuids) == sorted(u5(f"r1{s}") for s in "abw")
     assert counts(ob) == {"delivered": 2}
     assert ob.delivered_info(1)["label_ids"] == ["old", "ours"]
 
@@ -210,6 +340,8 @@ def test_an_update_removes_the_earlier_label_when_the_sink_does_not_replace(ob):
     deliverer(ob, sink).drain()
     (removal,) = sink.removals()
     assert removal.removed == ["first"]                    # the newest is the new import's
+    assert (removal.annotation_id, sorted(removal.uuids)) == (1, sorted(u5(f"r1{s}")
+                                                                        for s in "abw"))
     assert counts(ob) == {"delivered": 2}
     assert len(ob.delivered_info(1)["imports"]) == 2
 

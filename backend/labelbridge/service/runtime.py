@@ -74,7 +74,8 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
         (lambda: store.feature_names()) if store is not None else (lambda: set()),
         include_relations=settings.labelbox_import_kind == "mal")
     policy = DeliveryPolicy(settings.batch_size, settings.batch_max_wait, settings.max_attempts,
-                            settings.retry_base, settings.retry_max)
+                            settings.retry_base, settings.retry_max, settings.lease_seconds,
+                            settings.retention_days)
     return Deliverer(outbox, make_sink(settings), converter, policy, wake)
 
 

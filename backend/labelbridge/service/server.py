@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from labelbridge.groundtruth.outbox import OutboxUnavailable
 from labelbridge.labelstudio import webhooks
 from labelbridge.labelstudio.mapping import MappingError
 from labelbridge.service.runtime import Runtime
@@ -32,6 +33,7 @@ from labelbridge.settings import Settings
 log = logging.getLogger(__name__)
 MODEL_CLASS = "LabelboxPredictions"
 JSON = "application/json"
+RETRY_AFTER_S = 10   # what a 503 asks the caller to wait when the outbox cannot store events
 
 
 class ClientError(Exception):
@@ -86,6 +88,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return JSONResponse({"detail": exc.detail}, exc.status_code)
 
+    @app.exception_handler(OutboxUnavailable)
+    async def _outbox_unavailable(request: Request, exc: OutboxUnavailable) -> Response:
+        # Never 200 for what is not on disk; the outbox's log says what happened.
+        counters["outbox_unavailable"] += 1
+        return JSONResponse({"detail": f"the outbox cannot store events now: {exc}"}, 503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return JSONResponse({"detail": exc.errors()}, 422)
@@ -113,7 +122,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def health(request: Request) -> Response:
         check_basic_auth(request)
         return _respond({"status": "UP", "model_class": MODEL_CLASS,
-                         "model_version": rt.model_version, "index_rows": rt.index_rows})
+                         "model_version": rt.model_version, "index_rows": rt.index_rows,
+                         "outbox": rt.outbox.health()})
 
     @app.post("/setup")
     async def setup(request: Request) -> Response:

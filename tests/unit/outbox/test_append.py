@@ -21,6 +21,7 @@ def test_reopen_keeps_everything(tmp_path):
         assert box.status()["counts"]["pending"] == 1
         assert box.append([up(1, 1)]) == AppendResult(0, 1, 0, 0)
 
+
 def test_invalid_event_writes_nothing(ob):
     with pytest.raises(ValueError):
         ob.append([up(1, 1), IncomingEvent("upsert", 2, 1, 20, None, b"x", "webhook")])
@@ -29,6 +30,7 @@ def test_invalid_event_writes_nothing(ob):
     with pytest.raises(ValueError):
         ob.append([IncomingEvent("create", 3, 1, 30, ts(1), b"x", "webhook")])  # type: ignore
     assert ob.status()["events_total"] == 0
+
 
 def test_rule1_same_upsert_twice_is_a_duplicate(ob):
     # the ML backend's auto webhook and a user's project webhook deliver the same event
@@ -45,6 +47,7 @@ def test_rule1_same_upsert_twice_is_a_duplicate(ob):
     assert st_["duplicates_total"] == 4
     assert len(ob.items()) == 2
 
+
 def test_rule1_delete_twice_is_a_duplicate(ob):
     ob.append([up(1, 1)])
     b = claim_all(ob)
@@ -53,12 +56,14 @@ def test_rule1_delete_twice_is_a_duplicate(ob):
     assert ob.append([dele(1, source="reconcile")]) == AppendResult(0, 1, 0, 0)
     assert [s for s in states(ob, 1) if s[0] == "delete"] == [("delete", "pending", None)]
 
+
 def test_rule2_newer_upsert_supersedes_pending(ob):
     ob.append([up(1, 1)])
     assert ob.append([up(1, 2)]) == AppendResult(1, 0, 0, 1)
     assert states(ob, 1) == [("upsert", "superseded", ts(1)), ("upsert", "pending", ts(2))]
     older, newer = sorted(ob.items(), key=lambda i: i["id"])
     assert older["superseded_by"] == newer["id"]
+
 
 def test_rule2_older_version_arriving_late_is_superseded_at_once(ob):
     # by string, "...T13:00:00+02:00" > "...T12:00:00Z"; as instants it is one hour older
@@ -70,6 +75,7 @@ def test_rule2_older_version_arriving_late_is_superseded_at_once(ob):
     assert states(ob, 1) == [("upsert", "pending", newer), ("upsert", "superseded", older)]
     b = claim_all(ob)
     assert [i.updated_at for i in b.items] == [newer]
+
 
 def test_rule2_one_pending_and_one_in_flight_per_annotation(ob):
     ob.append([up(1, 1)])
@@ -84,6 +90,7 @@ def test_rule2_one_pending_and_one_in_flight_per_annotation(ob):
     b2 = claim_all(ob)
     assert [i.updated_at for i in b2.items] == [ts(3)]
 
+
 def test_rule2_retry_of_in_flight_yields_to_newer_pending(ob):
     ob.append([up(1, 1)])
     b1 = claim_all(ob)
@@ -92,15 +99,18 @@ def test_rule2_retry_of_in_flight_yields_to_newer_pending(ob):
     assert states(ob, 1) == [("upsert", "superseded", ts(1)), ("upsert", "pending", ts(2))]
     assert [i.updated_at for i in claim_all(ob).items] == [ts(2)]
 
+
 def test_rule3_delete_of_never_delivered_annotation(ob):
     ob.append([up(1, 1)])
     assert ob.append([dele(1)]) == AppendResult(1, 0, 0, 1)
     assert states(ob, 1) == [("upsert", "superseded", ts(1)), ("delete", "skipped", None)]
     assert ob.claim_batch(10) is None
 
+
 def test_rule3_delete_of_unknown_annotation_is_skipped(ob):
     assert ob.append([dele(99)]) == AppendResult(1, 0, 0, 0)
     assert states(ob, 99) == [("delete", "skipped", None)]
+
 
 def test_rule3_delete_of_delivered_annotation_is_queued(ob):
     ob.append([up(1, 1, task=7, project=3)])
@@ -117,6 +127,7 @@ def test_rule3_delete_of_delivered_annotation_is_queued(ob):
     assert item.data_row == {"globalKey": "img-7"}
     assert item.payload == b""
 
+
 def test_rule3_upserts_after_delete_are_ignored(ob):
     ob.append([up(1, 1), dele(1)])
     assert ob.append([up(1, 5)]) == AppendResult(0, 0, 1, 0)
@@ -124,6 +135,7 @@ def test_rule3_upserts_after_delete_are_ignored(ob):
     assert [(i["annotation_id"], i["last_error"]) for i in ignored] == [(1, "annotation deleted")]
     assert ob.append([up(1, 5)]) == AppendResult(0, 1, 0, 0)  # still idempotent
     assert ob.status()["counts"]["pending"] == 0
+
 
 def test_rule3_delete_while_upsert_in_flight_waits_for_its_outcome(ob):
     # delivered: the delete goes out after it
@@ -141,6 +153,7 @@ def test_rule3_delete_while_upsert_in_flight_waits_for_its_outcome(ob):
     ob.mark_retry([b.items[0].id], "timeout", 0)
     assert states(ob, 2) == [("upsert", "superseded", ts(1)), ("delete", "skipped", None)]
 
+
 def test_rule4_ignored_events_are_logged_not_delivered(ob):
     assert ob.append([ign(1, 1)]) == AppendResult(0, 0, 1, 0)
     assert ob.append([ign(1, 1)]) == AppendResult(0, 1, 0, 0)
@@ -157,6 +170,7 @@ def test_rule4_ignored_events_are_logged_not_delivered(ob):
     # a later real version of the same annotation is delivered normally
     assert ob.append([up(1, 2)]) == AppendResult(1, 0, 0, 0)
 
+
 def test_rule5_annotation_index(ob):
     assert ob.annotation_task(1) is None
     ob.append([up(1, 1, task=42, project=5)])
@@ -167,6 +181,7 @@ def test_rule5_annotation_index(ob):
     (item,) = [i for i in ob.items() if i["kind"] == "delete"]
     assert (item["task_id"], item["project_id"]) == (42, 5)
     assert ob.annotation_task(1) == (5, 42)
+
 
 def test_event_log_keeps_every_accepted_event(ob):
     ob.append([up(1, 1, source="webhook"), up(1, 1, source="cli"), up(1, 0, source="reconcile"),
@@ -179,8 +194,10 @@ def test_event_log_keeps_every_accepted_event(ob):
                     "superseded", 1), ("ignored", 2, "webhook", "ignored", 1),
                     ("delete", 1, "webhook", "skipped", 1)]
 
+
 def _up(aid, updated, created, task=1):
     return IncomingEvent("upsert", aid, 1, task, updated, b"p", "webhook", incarnation=created)
+
 
 def test_a_reused_annotation_id_is_a_new_annotation(tmp_path):
     ob = Outbox(tmp_path / "o.db")
@@ -211,6 +228,7 @@ def test_a_reused_annotation_id_is_a_new_annotation(tmp_path):
     assert gone.kind == "delete" and gone.annotation_id == item.annotation_id
     assert ob.task_annotations(1, 1) == []
     ob.close()
+
 
 def test_spellings_of_the_creation_time_are_one_incarnation(tmp_path):
     ob = Outbox(tmp_path / "o.db")

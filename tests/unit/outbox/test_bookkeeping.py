@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 
 import pytest
 
-from labelbridge.groundtruth.outbox import REJECTED_BODY_CAP, Outbox, OutboxClosed
+from labelbridge.groundtruth.outbox import (REJECTED_BODY_CAP, AppendResult, Delivery, Outbox,
+                                            OutboxClosed)
 
-from tests.unit.outbox.builders import ign, up
+from tests.unit.outbox.builders import claim_all, dele, ign, ts, up
 
 
 def test_rejected_bodies(ob):
@@ -26,11 +28,13 @@ def test_rejected_bodies(ob):
     assert ob.rejected(limit=1)[0]["id"] == rid2
     assert ob.status()["rejected"] == 2
 
+
 def test_cursors(ob):
     assert ob.get_cursor("p1") is None
     ob.set_cursor("p1", "2026-11-22T12:00:00Z")
     ob.set_cursor("p1", "2026-11-22T13:00:00Z")
     assert ob.get_cursor("p1") == "2026-11-22T13:00:00Z"
+
 
 def test_status_counts(ob):
     t = time.time()
@@ -61,6 +65,7 @@ def test_status_counts(ob):
     with pytest.raises(ValueError):
         ob.items(state="bogus")
 
+
 def test_closed_outbox_refuses(tmp_path):
     box = Outbox(tmp_path / "o.sqlite3")
     box.close()
@@ -71,3 +76,72 @@ def test_closed_outbox_refuses(tmp_path):
         asyncio.run(box.append_async([up(1, 1)]))
     with pytest.raises(OutboxClosed):
         box.status()
+
+
+# --------------------------------------------------------------------------- retention
+
+def test_retention_prunes_finished_work_and_keeps_what_is_still_needed(ob):
+    ob.append([up(1, 1), up(2, 1, task=20), up(3, 1, task=30), up(4, 1, task=40), ign(5, 1),
+               up(6, 1, task=60), up(6, 2, task=60)])           # 6@1 superseded by 6@2
+    b = claim_all(ob)
+    ids = {i.annotation_id: i.id for i in b.items}
+    ob.set_import_name(b.id, "imp-1")
+    ob.record_deliveries(b.id, "imp-1", [Delivery(ids[1], 1, {"globalKey": "k1"}, ["u1"],
+                                                  [("r1", "u1", None)])])
+    ob.mark_failed([ids[2]], "400")                             # a dead letter stays
+    ob.mark_retry([ids[3]], "429", 3600)                        # pending stays
+    ob.mark_delivered([ids[6]], b.id)
+    ob.reject(b"{}", "bad", {})
+    windows = ob.import_windows(1)
+    assert ob.prune(time.time() - 3600) == 0                    # nothing that old
+    pruned = ob.prune(time.time() + 1, limit=100)
+    # items 1 and 6@2 delivered, 6@1 superseded (with their events), 5's ignored event, the
+    # rejected body; the batch is still open (4 is in flight)
+    assert pruned == 5
+    st = ob.status()
+    assert st["counts"] == {"pending": 1, "in_flight": 1, "delivered": 0, "failed": 1,
+                            "superseded": 0, "skipped": 0, "ignored": 0}
+    assert (st["events_total"], st["rejected"], st["pruned_total"]) == (3, 0, 5)
+    # the annotation index outlives its events: the mapping, windows, duplicates, deletes
+    assert ob.delivered_info(1)["regions"] == [{"ls_region_id": "r1", "uuid": "u1",
+                                                "lb_feature_id": None}]
+    assert ob.import_windows(1) == windows
+    assert ob.append([up(1, 1), up(6, 2, task=60)]) == AppendResult(0, 2, 0, 0)
+    assert ob.has_seen(1, ts(1)) and ob.has_seen(6, ts(2))
+    assert ob.append([up(6, 1, task=60)]).superseded == 1      # older than the newest: moot
+    assert ob.append([dele(1)]).accepted == 1
+    assert ob.append([dele(1)]).duplicates == 1
+    assert [i.kind for i in claim_all(ob).items] == ["delete"]
+
+
+def test_pruning_goes_in_chunks(ob):
+    ob.append([up(i, 1, task=i) for i in range(1, 8)])
+    b = claim_all(ob)
+    ob.mark_delivered([i.id for i in b.items], b.id)
+    assert ob.prune(time.time() + 1, limit=3) == 3 + 0 + 1 + 0   # 3 items, the closed batch
+    assert ob.prune(time.time() + 1, limit=3) == 3
+    assert ob.prune(time.time() + 1, limit=3) == 1
+    assert ob.prune(time.time() + 1, limit=3) == 0
+    assert ob.status()["events_total"] == 0
+
+
+def test_status_costs_the_same_however_long_the_history(ob, tmp_path):
+    """Counts come from tallies the triggers keep, equal to counting the rows."""
+    ob.append([up(i, 1, task=i) for i in range(1, 30)] + [ign(99, 1)])
+    b = ob.claim_batch(10)
+    ob.mark_delivered([i.id for i in b.items[:5]], b.id)
+    ob.mark_failed([i.id for i in b.items[5:7]], "x")
+    ob.append([up(1, 2, task=1)])
+    raw = sqlite3.connect(ob.path)
+    try:
+        by_state = dict(raw.execute("SELECT state, count(*) FROM items GROUP BY state"))
+        events = raw.execute("SELECT count(*) FROM events").fetchone()[0]
+        plan = " ".join(r[3] for r in raw.execute(
+            "EXPLAIN QUERY PLAN SELECT count(*) FROM items WHERE state = 'pending'"
+            " AND next_attempt_at <= 1"))
+    finally:
+        raw.close()
+    st = ob.status()
+    assert {k: v for k, v in st["counts"].items() if v and k != "ignored"} == by_state
+    assert st["events_total"] == events and st["counts"]["ignored"] == 1
+    assert "USING COVERING INDEX items_due" in plan

@@ -35,6 +35,7 @@ def test_delivery_records(ob):
     # next claim of this annotation carries the data row
     assert claim_all(ob).items[0].data_row == {"globalKey": "k"}
 
+
 def test_record_delivered_makes_a_delete_real(ob):
     # crash between record_delivered and mark_delivered: the delete must still go out
     ob.append([up(1, 1)])
@@ -43,6 +44,7 @@ def test_record_delivered_makes_a_delete_real(ob):
     ob.mark_retry([b.items[0].id], "crash", 0)
     ob.append([dele(1)])
     assert states(ob, 1)[-1] == ("delete", "pending", None)
+
 
 def test_index_queries_used_by_reconciliation_and_delivery(ob):
     ob.append([up(1, 1, task=7, project=1), up(2, 1, task=7, project=1),
@@ -68,6 +70,7 @@ def test_index_queries_used_by_reconciliation_and_delivery(ob):
     ((s2, e2),) = ob.import_windows(2)
     assert s2 == e2
     assert not ob.sole_delivered_on_task(1) and not ob.sole_delivered_on_task(2)
+
 
 def test_has_seen_and_known_annotations(ob):
     ob.append([up(1, 1, project=1), up(1, 3, project=1), up(1, 2, project=1),

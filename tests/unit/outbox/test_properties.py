@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import sqlite3
 import tempfile
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,12 +16,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant, precondition,
                                  rule)
 
-from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox, parse_timestamp
+from labelbridge.groundtruth.outbox import (DEFAULT_LEASE_S, AppendResult, IncomingEvent, Outbox,
+                                            parse_timestamp)
 
 
 BASE = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
 
+
 TASK_OF = {1: 10, 2: 10, 3: 10, 4: 12}  # annotations 1, 2 and 3 share a task
+
 
 def version_ts(v: int, spelling: int) -> str:
     """Several spellings of one instant; string order disagrees with time order across them."""
@@ -32,6 +36,7 @@ def version_ts(v: int, spelling: int) -> str:
     if spelling == 2:
         return t.astimezone(timezone(timedelta(hours=5))).isoformat()
     return t.astimezone(timezone(timedelta(hours=-3))).strftime("%Y-%m-%dT%H:%M:%S.%f-03:00")
+
 
 class OutboxMachine(RuleBasedStateMachine):
     """Random interleavings of webhook events and worker outcomes against a simple model."""
@@ -198,7 +203,7 @@ class OutboxMachine(RuleBasedStateMachine):
     def crash_and_recover(self):
         self.ob.close()
         self.ob = Outbox(self.path)
-        recovered = self.ob.recover()
+        recovered = self.ob.recover(now=time.time() + DEFAULT_LEASE_S + 1)
         assert {b.id for b in recovered} == self.named
         for b in recovered:
             assert b.import_name == f"import-{b.id}"
@@ -283,8 +288,10 @@ class OutboxMachine(RuleBasedStateMachine):
                 assert self.delivered[aid][-1] == max(versions), (
                     "the last delivered version is not the newest")
 
+
 OutboxMachine.TestCase.settings = settings(
     max_examples=80, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
 
 TestOutboxProperties = OutboxMachine.TestCase

@@ -25,6 +25,7 @@ def test_append_async_results_and_validation(ob):
     assert (r1.accepted + r2.accepted, r1.duplicates + r2.duplicates, r2.ignored) == (2, 1, 1)
     assert ob.status()["events_total"] == 3
 
+
 def test_append_async_200_concurrent_callers(ob):
     callers, per_caller = 200, 10
     latencies: list[float] = []
@@ -61,6 +62,7 @@ def test_append_async_200_concurrent_callers(ob):
           f" {unique / elapsed:,.0f} events/s; p50 {latencies[len(latencies) // 2] * 1000:.1f}"
           f" ms, p99 {p99 * 1000:.1f} ms")
 
+
 def test_append_async_paced_1000_events_per_second(ob):
     """200 callers, each sending 5 events/s (1,000 events/s in all) for 2 s."""
     callers, rate, seconds = 200, 5.0, 2.0
@@ -92,6 +94,7 @@ def test_append_async_paced_1000_events_per_second(ob):
     print(f"\nappend_async paced: {total} events in {elapsed:.2f}s = {total / elapsed:,.0f}"
           f" events/s; p50 {latencies[len(latencies) // 2] * 1000:.1f} ms,"
           f" p99 {p99 * 1000:.1f} ms")
+
 
 def test_threads_append_while_a_worker_delivers(ob):
     """The HTTP server (sync appends here) and the delivery worker share one instance."""

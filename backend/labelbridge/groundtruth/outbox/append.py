@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from labelbridge.groundtruth.outbox.model import (INCARNATION_STEP, AppendResult,
-                                                       IncomingEvent, Kind, Outcome, State,
-                                                       parse_timestamp)
+                                                  IncomingEvent, Kind, Outcome, State,
+                                                  parse_timestamp)
 from labelbridge.groundtruth.outbox.storage import Row, Storage, Tx
 from labelbridge.groundtruth.outbox.writer import GroupWriter
 
@@ -153,6 +153,14 @@ def _read_annotations(tx: Tx, ids: list[int]) -> dict[int, _Ann]:
     return anns
 
 
+def _known(p: Prepared, a: _Ann) -> bool:
+    """Already received, though retention pruned its event: the annotation index keeps the
+    newest versions (whose events are the only ones these can be)."""
+    if p.ev.kind == Kind.DELETE:
+        return a.deleted_at is not None
+    return p.us is not None and p.us in (a.latest_us, a.seen_us)
+
+
 def _decide(p: Prepared, a: _Ann) -> tuple[Outcome, str | None]:
     ev = p.ev
     if ev.kind == Kind.IGNORED:
@@ -219,6 +227,9 @@ def append_tx(tx: Tx, requests: list[list[Prepared]], now: float) -> list[Counts
             a = anns.get(aid)
             if a is None:
                 a = anns[aid] = _Ann(None)
+            if _known(p, a):
+                counts.duplicates += 1
+                continue
             project = ev.project_id if ev.project_id is not None else a.project_id
             task = ev.task_id if ev.task_id is not None else a.task_id
             outcome, reason = _decide(p, a)

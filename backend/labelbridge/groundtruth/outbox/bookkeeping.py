@@ -1,5 +1,9 @@
 """Bookkeeping beside the queue: label configs, reconciliation cursors, rejected webhook bodies,
-and what ``labelbridge outbox status`` / ``/metrics`` show."""
+retention, and what ``labelbridge outbox status`` / ``/metrics`` show.
+
+Status costs the same however long the history: counts come from the tallies the schema's
+triggers keep, the rest from indexed lookups of current work (pending, open batches).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ import time
 import orjson
 
 from labelbridge.groundtruth.outbox.model import STATES, Outcome, State
-from labelbridge.groundtruth.outbox.storage import Storage
+from labelbridge.groundtruth.outbox.storage import Storage, column
 
 REJECTED_BODY_CAP = 5 * 1024 * 1024
+DONE = (State.DELIVERED, State.SUPERSEDED, State.SKIPPED)   # what retention may delete
 
 
 class Bookkeeping:
@@ -53,29 +58,53 @@ class Bookkeeping:
     def status(self, now: float | None = None) -> dict:
         t = time.time() if now is None else now
         with self._db.snapshot() as tx:
-            counts = {str(s): 0 for s in STATES}
-            for r in tx.all("count_items_by_state"):
-                counts[r["state"]] = r["n"]
-            counts["ignored"] = tx.one("count_events_with_outcome", outcome=Outcome.IGNORED)["n"]
-            pending = tx.one("pending_summary", now=t, pending=State.PENDING)
+            tallies = {r["name"]: r["n"] for r in tx.all("tallies")}
+            due = tx.one("count_due", now=t, pending=State.PENDING)["n"]
+            oldest = tx.one("oldest_pending", pending=State.PENDING)
+            next_due = tx.one("earliest_due", pending=State.PENDING)["at"]
             next_retry = tx.one("next_retry_at", now=t, pending=State.PENDING)["at"]
-            in_doubt = tx.one("count_in_doubt", in_flight=State.IN_FLIGHT)["n"]
-            rejected = tx.one("count_rejected")["n"]
-            events = tx.one("count_events")["n"]
+            batches = [_open_batch(r, t) for r in tx.all("open_batches",
+                                                          in_flight=State.IN_FLIGHT)]
             dups = tx.one("counter", name="duplicates")
-        oldest = pending["oldest"]
+            pruned = tx.one("counter", name="pruned")
+        counts = {str(s): tallies.get(f"items:{s}", 0) for s in STATES}
+        counts["ignored"] = tallies.get(f"events:{Outcome.IGNORED}", 0)
         return {
             "counts": counts,
-            "due": pending["due"] or 0,
-            "in_doubt": in_doubt,
-            "oldest_pending_age_s": None if oldest is None else max(0.0, t - oldest),
-            "next_attempt_at": pending["next_due"],
+            "due": due,
+            "in_doubt": sum(b["items"] for b in batches if b["import_name"]),
+            "oldest_pending_age_s": None if oldest is None else max(0.0, t - oldest["created_at"]),
+            "next_attempt_at": next_due,
             "next_retry_at": next_retry,
             "dead_letters": counts[State.FAILED],
-            "rejected": rejected,
-            "events_total": events,
+            "rejected": tallies.get("rejected", 0),
+            "events_total": tallies.get("events", 0),
             "duplicates_total": dups["value"] if dups else 0,
+            "pruned_total": pruned["value"] if pruned else 0,
+            "batches": batches,
+            "stuck": sum(1 for b in batches if b["state"] == "abandoned"),
+            "oldest_in_flight_age_s": max((b["age_s"] for b in batches), default=None),
         }
+
+    def prune(self, before: float, limit: int = 500) -> int:
+        """Retention, one short transaction: at most ``limit`` finished items (delivered,
+        superseded, skipped) last changed before ``before`` go with their events, and as many
+        ignored events, closed batches and rejected bodies older than that. Never pending, in
+        flight or failed work, nor the annotation index. Returns how many rows went; call again
+        while it returns ``limit`` or more."""
+        with self._db.transaction() as tx:
+            rows = tx.all("prunable_items", cutoff=before, limit=limit, delivered=DONE[0],
+                          superseded=DONE[1], skipped=DONE[2])
+            tx.run("delete_items", ids=column(rows, "id"))
+            tx.run("delete_events", ids=column(rows, "event_id"))
+            n = len(rows)
+            n += tx.run("prune_ignored_events", cutoff=before, limit=limit,
+                        ignored=Outcome.IGNORED)
+            n += tx.run("prune_batches", cutoff=before, limit=limit)
+            n += tx.run("prune_rejected", cutoff=before, limit=limit)
+            if n:
+                tx.run("add_to_counter", name="pruned", n=n)
+        return n
 
     def items(self, state: str | None = None, limit: int = 100) -> list[dict]:
         """Work items, newest first. ``state="ignored"`` lists the ignored events of the log
@@ -90,3 +119,16 @@ class Bookkeeping:
         else:
             rows = self._db.all("list_items", limit=limit)
         return [dict(r) for r in rows]
+
+
+def _open_batch(row, now: float) -> dict:
+    """A claimed batch as ``status()["batches"]`` shows it: ``leased`` (a worker holds it),
+    ``waiting`` (given back until a retry), ``abandoned`` (its lease ended: the next worker
+    takes it over)."""
+    until = row["lease_until"] or 0.0
+    state = ("leased" if row["owner"] and until > now else "waiting" if until > now
+             else "abandoned")
+    return {"batch": row["id"], "import_name": row["import_name"], "owner": row["owner"],
+            "items": row["items"], "state": state, "attempts": row["attempts"],
+            "age_s": max(0.0, now - row["created_at"]), "lease_left_s": until - now,
+            "last_error": row["last_error"]}

@@ -32,6 +32,10 @@ class Outbox(Appending, Queue, AnnotationIndex, Bookkeeping):
     def storage(self) -> SqliteStorage:
         return self._db
 
+    def health(self) -> dict:
+        """{"ok": bool, "error": str | None}: can this process store events now?"""
+        return self._db.health()
+
     def close(self) -> None:
         """Finish queued async appends, stop the writer thread, close every connection."""
         self._writer.close()

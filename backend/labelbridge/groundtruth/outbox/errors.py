@@ -8,7 +8,8 @@ one of these.
           │    └── OutboxBusy       another connection held the write lock past the busy timeout
           ├── StorageError          the storage refused a statement (a bug, not the weather)
           │    └── UniqueViolation  a unique constraint (``constraint`` names it)
-          └── DuplicateImportName   another batch already has this import name
+          ├── DuplicateImportName   another batch already has this import name
+          └── LeaseLost             the batch is no longer this worker's (closed, or taken over)
 """
 
 from __future__ import annotations
@@ -45,3 +46,7 @@ class UniqueViolation(StorageError):
 
 class DuplicateImportName(OutboxError, ValueError):
     """Another batch already has this import name (names must be unique)."""
+
+
+class LeaseLost(OutboxError):
+    """The batch is closed or held by another worker: leave it alone."""

@@ -107,7 +107,8 @@ class AnnotationIndex:
     def has_seen(self, annotation_id: int, updated_at: str,
                  incarnation: str | None = None) -> bool:
         """Whether this version of the annotation (of this incarnation, when its creation time
-        is given) was already received (any outcome)."""
+        is given) was already received (any outcome). The newest versions stay known after
+        retention pruned their events."""
         rows = self._db.all("incarnations_of", ls_id=annotation_id)
         key = rows[-1]["key"] if rows else annotation_id
         if incarnation is not None and rows:
@@ -116,8 +117,11 @@ class AnnotationIndex:
             if not match:
                 return False   # an incarnation never seen: a reused id
             key = match[0]
-        return self._db.one("event_with_key",
-                            key=f"u:{key}:{parse_timestamp(updated_at)}") is not None
+        us = parse_timestamp(updated_at)
+        if self._db.one("event_with_key", key=f"u:{key}:{us}") is not None:
+            return True
+        versions = self._db.one("annotation_versions", annotation_id=key)
+        return versions is not None and us in (versions["latest_us"], versions["seen_us"])
 
     def is_deleted(self, annotation_id: int) -> bool:
         row = self._db.one("annotation_row", annotation_id=annotation_id)

@@ -132,9 +132,14 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class Batch:
+    """Claimed work: in flight, held by ``owner`` until ``lease_until`` (renewed while it is
+    delivered). ``attempts`` counts its claims and take-overs."""
     id: int
     items: list[WorkItem]
     import_name: str | None
+    attempts: int = 1
+    owner: str | None = None
+    lease_until: float | None = None
 
 
 @dataclass(frozen=True)

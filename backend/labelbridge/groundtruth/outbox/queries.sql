@@ -120,7 +120,8 @@ WHERE i.state = :pending AND i.id > :after AND i.next_attempt_at <= :now
 ORDER BY i.id LIMIT :page;
 
 -- insert_batch --
-INSERT INTO batches(created_at, size) VALUES (:now, :size) RETURNING id;
+INSERT INTO batches(created_at, size, owner, lease_until) VALUES (:now, :size, :owner, :lease_until)
+RETURNING id;
 
 -- claim_items --
 UPDATE items SET state = :in_flight, attempts = attempts + 1, batch_id = :batch_id,
@@ -136,7 +137,53 @@ WHERE i.batch_id = :batch_id AND i.state = :in_flight
 ORDER BY i.id;
 
 -- set_import_name --
-UPDATE batches SET import_name = :name, import_set_at = :now WHERE id = :batch_id;
+-- Only on an open batch, and (when :owner is given) only by the worker holding it.
+UPDATE batches SET import_name = :name, import_set_at = :now
+WHERE id = :batch_id AND closed_at IS NULL AND (:owner IS NULL OR owner = :owner);
+
+-- batch --
+SELECT id, import_name, owner, lease_until, attempts, closed_at FROM batches WHERE id = :batch_id;
+
+-- abandoned_unnamed --
+-- In-flight items of open batches never sent (no import name) whose lease ended: the worker
+-- holding them died or gave them back.
+SELECT i.id, i.annotation_id, i.batch_id FROM batches b JOIN items i ON i.batch_id = b.id
+WHERE b.closed_at IS NULL AND b.import_name IS NULL AND coalesce(b.lease_until, 0) <= :now
+  AND i.state = :in_flight;
+
+-- abandoned_named --
+-- Open batches with an import name whose lease ended (expired, or given back until :now).
+-- (PostgreSQL: FOR UPDATE SKIP LOCKED.)
+SELECT id, import_name, attempts FROM batches
+WHERE closed_at IS NULL AND import_name IS NOT NULL AND coalesce(lease_until, 0) <= :now
+ORDER BY coalesce(lease_until, 0), id LIMIT :limit;
+
+-- any_abandoned --
+SELECT 1 AS yes FROM batches
+WHERE closed_at IS NULL AND coalesce(lease_until, 0) <= :now LIMIT 1;
+
+-- take_over_batch --
+UPDATE batches SET owner = :owner, lease_until = :lease_until, attempts = attempts + 1
+WHERE id = :batch_id AND closed_at IS NULL AND coalesce(lease_until, 0) <= :now;
+
+-- renew_lease --
+UPDATE batches SET lease_until = :lease_until
+WHERE id = :batch_id AND owner = :owner AND closed_at IS NULL;
+
+-- postpone_batch --
+-- Give a named batch back until :due (its items stay in flight: the import may exist).
+UPDATE batches SET owner = NULL, lease_until = :due, last_error = :error
+WHERE id = :batch_id AND owner = :owner AND closed_at IS NULL;
+
+-- release_leases_of --
+UPDATE batches SET owner = NULL, lease_until = :now WHERE owner = :owner AND closed_at IS NULL;
+
+-- close_batch --
+UPDATE batches SET closed_at = :now, last_error = coalesce(:error, last_error)
+WHERE id = :batch_id AND closed_at IS NULL;
+
+-- move_item --
+UPDATE items SET batch_id = :batch_id, changed_at = :now WHERE id = :item_id AND state = :in_flight;
 
 -- in_flight_among --
 -- These items, those in flight (in this batch, when :batch_id is not NULL).
@@ -186,16 +233,11 @@ WHERE id IN (SELECT value FROM json_each(:ids));
 SELECT count(*) AS n FROM items
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state = :pending;
 
--- unsent_in_flight --
--- In-flight items whose batch never got an import name: Labelbox was not called.
-SELECT i.id, i.annotation_id, i.batch_id FROM items i
-LEFT JOIN batches b ON b.id = i.batch_id
-WHERE i.state = :in_flight AND b.import_name IS NULL;
-
--- named_batches_in_flight --
-SELECT DISTINCT b.id, b.import_name FROM batches b JOIN items i ON i.batch_id = b.id
-WHERE i.state = :in_flight AND b.import_name IS NOT NULL
-ORDER BY b.id;
+-- close_finished_abandoned --
+-- Abandoned batches with nothing left in flight.
+UPDATE batches SET closed_at = :now
+WHERE closed_at IS NULL AND coalesce(lease_until, 0) <= :now
+  AND NOT EXISTS (SELECT 1 FROM items WHERE batch_id = batches.id AND state = :in_flight);
 
 -- ============================================================== annotation index (index.py)
 
@@ -208,8 +250,10 @@ UPDATE annotations SET data_row = :data_row, delivered_at = :now, changed_at = :
 WHERE annotation_id = :annotation_id;
 
 -- record_annotation_import --
-INSERT INTO annotation_imports(annotation_id, import_name, recorded_at, uuids)
-VALUES (:annotation_id, :import_name, :now, :uuids)
+-- started_at: when the import's name was stored (its batch), else now.
+INSERT INTO annotation_imports(annotation_id, import_name, recorded_at, uuids, started_at)
+VALUES (:annotation_id, :import_name, :now, :uuids,
+        coalesce((SELECT import_set_at FROM batches WHERE import_name = :import_name), :now))
 ON CONFLICT(annotation_id, import_name) DO UPDATE SET uuids = excluded.uuids,
                                                       recorded_at = excluded.recorded_at;
 
@@ -250,6 +294,10 @@ ORDER BY rowid;
 -- event_with_key --
 SELECT 1 AS yes FROM events WHERE dedup_key = :key;
 
+-- annotation_versions --
+-- The newest versions the index keeps (they outlive pruned events).
+SELECT latest_us, seen_us FROM annotations WHERE annotation_id = :annotation_id;
+
 -- annotation_row --
 SELECT project_id, task_id, deleted_at, delivered_at FROM annotations
 WHERE annotation_id = :annotation_id;
@@ -272,10 +320,9 @@ WHERE project_id = :project_id AND deleted_at IS NULL ORDER BY annotation_id;
 
 -- import_windows --
 -- From the moment the batch's import name was stored to the recorded delivery.
-SELECT coalesce(b.import_set_at, ai.recorded_at) AS start, ai.recorded_at AS "end"
-FROM annotation_imports ai LEFT JOIN batches b ON b.import_name = ai.import_name
-WHERE ai.annotation_id = :annotation_id
-ORDER BY ai.recorded_at, ai.rowid;
+SELECT coalesce(started_at, recorded_at) AS start, recorded_at AS "end"
+FROM annotation_imports WHERE annotation_id = :annotation_id
+ORDER BY recorded_at, rowid;
 
 -- other_delivered_on_task --
 SELECT 1 AS yes FROM annotations
@@ -307,29 +354,37 @@ RETURNING id;
 SELECT id, received_at, reason, headers, body, body_size, truncated FROM rejected
 ORDER BY id DESC LIMIT :limit;
 
--- count_items_by_state --
-SELECT state, count(*) AS n FROM items GROUP BY state;
+-- tallies --
+-- Rows per item state, per event outcome, rejected bodies (kept by triggers, schema.sql).
+SELECT name, n FROM tallies;
 
--- count_events_with_outcome --
-SELECT count(*) AS n FROM events WHERE outcome = :outcome;
+-- due_upto --
+-- How many items are due, counting at most :limit (the worker asks "a full batch yet?").
+SELECT count(*) AS n FROM (SELECT 1 FROM items WHERE state = :pending AND next_attempt_at <= :now
+                           LIMIT :limit);
 
--- pending_summary --
-SELECT min(created_at) AS oldest, min(next_attempt_at) AS next_due,
-       sum(next_attempt_at <= :now) AS due
-FROM items WHERE state = :pending;
+-- count_due --
+SELECT count(*) AS n FROM items WHERE state = :pending AND next_attempt_at <= :now;
+
+-- earliest_due --
+SELECT min(next_attempt_at) AS at FROM items WHERE state = :pending;
+
+-- oldest_pending --
+SELECT created_at FROM items WHERE state = :pending ORDER BY id LIMIT 1;
 
 -- next_retry_at --
 SELECT min(next_attempt_at) AS at FROM items WHERE state = :pending AND next_attempt_at > :now;
 
--- count_in_doubt --
-SELECT count(*) AS n FROM items i JOIN batches b ON b.id = i.batch_id
-WHERE i.state = :in_flight AND b.import_name IS NOT NULL;
+-- open_batches --
+-- Claimed batches not finished: who holds them, since when, until when, how many items.
+SELECT b.id, b.import_name, b.owner, b.created_at, b.import_set_at, b.lease_until, b.attempts,
+       b.last_error,
+       (SELECT count(*) FROM items i WHERE i.batch_id = b.id AND i.state = :in_flight) AS items
+FROM batches b WHERE b.closed_at IS NULL ORDER BY b.id;
 
--- count_rejected --
-SELECT count(*) AS n FROM rejected;
-
--- count_events --
-SELECT count(*) AS n FROM events;
+-- probe --
+-- A write that changes nothing (health: can the outbox write now?).
+UPDATE tallies SET n = n WHERE name = 'events';
 
 -- counter --
 SELECT value FROM counters WHERE name = :name;
@@ -355,4 +410,29 @@ SELECT NULL AS id, kind, annotation_id, task_id, project_id, :ignored AS state, 
        reason AS last_error, updated_at, received_at AS created_at, received_at AS changed_at,
        NULL AS next_attempt_at, NULL AS batch_id, id AS event_id, NULL AS superseded_by, source
 FROM events WHERE outcome = :ignored
-ORDER BY id DESC LIMIT :limit;
+ORDER BY received_at DESC, id DESC LIMIT :limit;
+
+-- ============================================================== retention (bookkeeping.py)
+
+-- prunable_items --
+-- Finished work older than :cutoff (never pending, in flight or failed).
+SELECT id, event_id FROM items
+WHERE state IN (:delivered, :superseded, :skipped) AND changed_at < :cutoff LIMIT :limit;
+
+-- delete_items --
+DELETE FROM items WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- delete_events --
+DELETE FROM events WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- prune_ignored_events --
+DELETE FROM events WHERE id IN (SELECT id FROM events
+                                WHERE outcome = :ignored AND received_at < :cutoff
+                                LIMIT :limit);
+
+-- prune_batches --
+DELETE FROM batches WHERE id IN (SELECT id FROM batches WHERE closed_at < :cutoff LIMIT :limit);
+
+-- prune_rejected --
+DELETE FROM rejected WHERE id IN (SELECT id FROM rejected WHERE received_at < :cutoff
+                                  LIMIT :limit);

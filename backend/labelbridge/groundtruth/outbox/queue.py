@@ -1,8 +1,16 @@
-"""The delivery queue: claims, outcomes, the per-annotation normalisation, recovery, requeue.
+"""The delivery queue: claims with leases, outcomes, the per-annotation normalisation, taking
+over abandoned batches, requeue.
 
 Invariants: at most one pending and one in-flight item per annotation; a batch holds at most one
 item per task (Labelbox makes one label per data row and import); an item's state changes only
-from in_flight (outcomes) or failed (requeue), never behind the worker's back.
+from in_flight (outcomes) or failed (requeue).
+
+Leases: a claimed batch is held by its worker (``owner``) until ``lease_until``; the worker
+renews the lease while it delivers. A batch whose lease ended is *abandoned*: never named (the
+import was not started) its items go back to pending; named (the import may exist) the next
+worker takes it over and continues with that import, looked up by name. A worker gives a named
+batch back after a transient failure by postponing it (``lease_until`` = when to try again). On
+PostgreSQL the abandoned-batch queries are where ``FOR UPDATE SKIP LOCKED`` goes.
 """
 
 from __future__ import annotations
@@ -11,11 +19,13 @@ import time
 from typing import Iterable, Sequence
 
 from labelbridge.groundtruth.outbox import index
-from labelbridge.groundtruth.outbox.errors import DuplicateImportName, UniqueViolation
+from labelbridge.groundtruth.outbox.errors import DuplicateImportName, LeaseLost, UniqueViolation
 from labelbridge.groundtruth.outbox.model import Batch, Delivery, Kind, State, WorkItem
 from labelbridge.groundtruth.outbox.storage import Storage, Tx, column
 
 NEVER_DELIVERED = "annotation never delivered"
+DEFAULT_LEASE_S = 30.0
+ABANDONED = "recovered: claimed but never sent (the lease ended)"
 
 
 def normalize(tx: Tx, annotation_ids: Iterable[int], now: float) -> None:
@@ -46,6 +56,16 @@ def work_items(tx: Tx, batch_id: int) -> list[WorkItem]:
                                                   in_flight=State.IN_FLIGHT)]
 
 
+def release(tx: Tx, rows: Sequence, state: State, due_at: float | None, error: str,
+            now: float) -> int:
+    """In-flight item ``rows`` (id, annotation_id, batch_id) -> ``state``."""
+    tx.run("release_items", ids=column(rows, "id"), state=state, due=due_at, error=error,
+           now=now)
+    close_batches(tx, column(rows, "batch_id"), now)
+    normalize(tx, column(rows, "annotation_id"), now)
+    return len(rows)
+
+
 def mark_delivered_tx(tx: Tx, item_ids: Sequence[int], batch_id: int) -> int:
     now = time.time()
     rows = tx.all("in_flight_among", ids=list(item_ids), batch_id=batch_id,
@@ -58,13 +78,33 @@ def mark_delivered_tx(tx: Tx, item_ids: Sequence[int], batch_id: int) -> int:
     return len(rows)
 
 
+def _release_abandoned_unnamed(tx: Tx, now: float) -> None:
+    """Abandoned as of ``now``: items of batches never sent are due again (at once)."""
+    rows = tx.all("abandoned_unnamed", now=now, in_flight=State.IN_FLIGHT)
+    t = time.time()
+    release(tx, rows, State.PENDING, t, ABANDONED, t)
+    tx.run("close_finished_abandoned", now=now, in_flight=State.IN_FLIGHT)
+
+
+def _take_over(tx: Tx, row, owner: str | None, lease_s: float, now: float) -> Batch | None:
+    until = time.time() + lease_s
+    if tx.run("take_over_batch", batch_id=row["id"], owner=owner, lease_until=until,
+              now=now) != 1:
+        return None
+    return Batch(row["id"], work_items(tx, row["id"]), row["import_name"], row["attempts"] + 1,
+                 owner, until)
+
+
 class Queue:
-    """Claims and outcomes of ``Outbox``."""
+    """Claims, leases and outcomes of ``Outbox``."""
     _db: Storage
 
-    def claim_batch(self, limit: int, now: float | None = None) -> Batch | None:
+    # ----- claims --------------------------------------------------------------------------
+    def claim_batch(self, limit: int, now: float | None = None, *, owner: str | None = None,
+                    lease_s: float = DEFAULT_LEASE_S) -> Batch | None:
         """Due pending items in arrival order: at most one per task and none of an annotation
-        that has an in-flight item. They become in_flight (attempts + 1) in a new batch."""
+        that has an in-flight item. They become in_flight (attempts + 1) in a new batch that
+        ``owner`` holds for ``lease_s``."""
         if limit <= 0:
             return None
         with self._db.transaction() as tx:
@@ -90,21 +130,99 @@ class Queue:
             if not chosen:
                 return None
             now_ = time.time()
-            batch_id = tx.one("insert_batch", now=now_, size=len(chosen))["id"]
+            until = now_ + lease_s
+            batch_id = tx.one("insert_batch", now=now_, size=len(chosen), owner=owner,
+                              lease_until=until)["id"]
             tx.run("claim_items", ids=chosen, batch_id=batch_id, now=now_,
                    in_flight=State.IN_FLIGHT)
             items = work_items(tx, batch_id)
-        return Batch(batch_id, items, None)
+        return Batch(batch_id, items, None, 1, owner, until)
 
-    def set_import_name(self, batch_id: int, name: str) -> None:
-        """Persist the import name before the worker calls Labelbox (resumable after a crash)."""
+    def ready(self, batch_size: int, max_wait: float, now: float | None = None) -> bool:
+        """A full batch is due, or the earliest due item has waited ``max_wait``."""
+        t = time.time() if now is None else now
+        with self._db.snapshot() as tx:
+            due = tx.one("due_upto", now=t, limit=batch_size, pending=State.PENDING)["n"]
+            if due == 0:
+                return False
+            if due >= batch_size:
+                return True
+            earliest = tx.one("earliest_due", pending=State.PENDING)["at"]
+        return earliest is not None and t - earliest >= max_wait
+
+    def take_over(self, *, owner: str | None = None, lease_s: float = DEFAULT_LEASE_S,
+                  now: float | None = None) -> Batch | None:
+        """Items of abandoned batches never sent go back to pending; one abandoned batch with an
+        import name is taken over (to be resumed by that name), or None."""
+        t = time.time() if now is None else now
+        if self._db.one("any_abandoned", now=t) is None:   # idle: no write lock taken
+            return None
+        with self._db.transaction() as tx:
+            _release_abandoned_unnamed(tx, t)
+            for row in tx.all("abandoned_named", now=t, limit=1):
+                return _take_over(tx, row, owner, lease_s, t)
+        return None
+
+    def recover(self, now: float | None = None, *, owner: str | None = None,
+                lease_s: float = DEFAULT_LEASE_S) -> list[Batch]:
+        """``take_over`` for every abandoned batch at once (at start, or after a crash): the
+        named ones are returned, to be resumed by their import names."""
+        t = time.time() if now is None else now
+        with self._db.transaction() as tx:
+            _release_abandoned_unnamed(tx, t)
+            taken = [_take_over(tx, row, owner, lease_s, t)
+                     for row in tx.all("abandoned_named", now=t, limit=-1)]
+        return [b for b in taken if b is not None]
+
+    def renew_lease(self, batch_id: int, owner: str | None, lease_s: float) -> bool:
+        """Hold the batch ``lease_s`` longer; False when it is no longer ``owner``'s."""
+        with self._db.transaction() as tx:
+            return tx.run("renew_lease", batch_id=batch_id, owner=owner,
+                          lease_until=time.time() + lease_s) == 1
+
+    def postpone(self, batch_id: int, owner: str | None, delay_s: float, error: str) -> bool:
+        """Give a named batch back until now + ``delay_s`` (its items stay in flight: the import
+        may exist); whoever takes it over then resumes that import by name."""
+        with self._db.transaction() as tx:
+            return tx.run("postpone_batch", batch_id=batch_id, owner=owner, error=error,
+                          due=time.time() + max(0.0, delay_s)) == 1
+
+    def release_leases(self, owner: str) -> int:
+        """A worker stopping cleanly: its batches may be taken over at once."""
+        with self._db.transaction() as tx:
+            return tx.run("release_leases_of", owner=owner, now=time.time())
+
+    def split_batch(self, batch_id: int, owner: str | None, reason: str,
+                    lease_s: float = DEFAULT_LEASE_S) -> list[Batch]:
+        """One new batch (same owner, no import name) per in-flight item; the old batch closes
+        with ``reason``. For an import refused as a whole: its lines go again one by one."""
+        with self._db.transaction() as tx:
+            now = time.time()
+            out = []
+            for item in work_items(tx, batch_id):
+                until = now + lease_s
+                new = tx.one("insert_batch", now=now, size=1, owner=owner,
+                             lease_until=until)["id"]
+                tx.run("move_item", batch_id=new, item_id=item.id, now=now,
+                       in_flight=State.IN_FLIGHT)
+                out.append(Batch(new, [item], None, 1, owner, until))
+            tx.run("close_batch", batch_id=batch_id, now=now, error=reason)
+        return out
+
+    def set_import_name(self, batch_id: int, name: str, owner: str | None = None) -> None:
+        """Persist the import name before the worker calls Labelbox (resumable after a crash).
+        With ``owner``, only while that worker holds the batch (else ``LeaseLost``)."""
         try:
             with self._db.transaction() as tx:
-                if tx.run("set_import_name", name=name, now=time.time(), batch_id=batch_id) != 1:
-                    raise KeyError(f"no batch {batch_id}")
+                if tx.run("set_import_name", name=name, now=time.time(), batch_id=batch_id,
+                          owner=owner) != 1:
+                    if tx.one("batch", batch_id=batch_id) is None:
+                        raise KeyError(f"no batch {batch_id}")
+                    raise LeaseLost(f"batch {batch_id} is closed or held by another worker")
         except UniqueViolation as exc:
             raise DuplicateImportName(f"import name {name!r} is taken") from exc
 
+    # ----- outcomes ------------------------------------------------------------------------
     def mark_delivered(self, item_ids: Sequence[int], batch_id: int) -> int:
         """In-flight items of this batch -> delivered. Returns how many changed state."""
         with self._db.transaction() as tx:
@@ -134,15 +252,10 @@ class Queue:
 
     def _release(self, item_ids: Sequence[int], state: State, due_at: float | None, error: str,
                  now: float) -> int:
-        """In-flight items -> ``state`` with ``error``; their batches close at ``now``."""
         with self._db.transaction() as tx:
             rows = tx.all("in_flight_among", ids=list(item_ids), batch_id=None,
                           in_flight=State.IN_FLIGHT)
-            tx.run("release_items", ids=column(rows, "id"), state=state, due=due_at,
-                   error=error, now=time.time())
-            close_batches(tx, column(rows, "batch_id"), now)
-            normalize(tx, column(rows, "annotation_id"), now)
-        return len(rows)
+            return release(tx, rows, state, due_at, error, now)
 
     def mark_skipped(self, item_ids: Sequence[int], reason: str) -> int:
         """In-flight or pending items -> skipped (nothing to do)."""
@@ -171,17 +284,3 @@ class Queue:
             # a requeued item of an annotation that already has a pending item: keep one
             normalize(tx, column(rows, "annotation_id"), t)
             return tx.one("count_pending_among", ids=ids, pending=State.PENDING)["n"]
-
-    def recover(self) -> list[Batch]:
-        """Call at start, before the worker runs. In-flight items whose batch has an import
-        name are returned (the worker looks that import up instead of re-sending them); other
-        in-flight items were never sent and go back to pending."""
-        with self._db.transaction() as tx:
-            now = time.time()
-            rows = tx.all("unsent_in_flight", in_flight=State.IN_FLIGHT)
-            tx.run("release_items", ids=column(rows, "id"), state=State.PENDING, due=now,
-                   error="recovered: claimed but never sent", now=now)
-            close_batches(tx, column(rows, "batch_id"), now)
-            normalize(tx, column(rows, "annotation_id"), now)
-            return [Batch(b["id"], work_items(tx, b["id"]), b["import_name"])
-                    for b in tx.all("named_batches_in_flight", in_flight=State.IN_FLIGHT)]

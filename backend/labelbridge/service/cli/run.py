@@ -121,4 +121,7 @@ def healthcheck(timeout: float = typer.Option(2.0, help="Seconds to wait")) -> N
         return
     if r.status_code != 200 or r.json().get("status") != "UP":
         fail(f"health check failed: HTTP {r.status_code}", 1)
+    outbox = r.json().get("outbox") or {}
+    if outbox.get("ok") is False:   # webhooks get 503 until this is fixed
+        fail(f"health check failed: {outbox.get('error')}", 1)
     err.print("UP")

@@ -1,0 +1,273 @@
+"""History bench: what a long history costs when nothing happens. Idle CPU of the server and its
+delivery worker, ``/metrics`` latency, ``outbox status`` latency, at 10k and at 1M delivered
+items; the target is the 1M figures within 1.5x of the 10k ones (the 10k run is the floor).
+
+    python bench/history.py [--quick] [--sizes 10000,1000000] [--idle-seconds 30]
+
+1. A synthetic outbox per size (``bench/out/history-cache/``, reused while the schema is the
+   same): N delivered annotations, as the worker leaves them: the event with a 400-byte payload,
+   the delivered item, the annotation index row, its import record and three region uuids, one
+   closed batch per 100 items. Written in bulk through SQLite into a file the real ``Outbox``
+   created (so the schema, the indexes and the tallies' triggers are the real ones), within the
+   retention period (retention finds nothing to prune, as in a steady service).
+2. In process: ``Outbox.status()`` and the worker's idle poll (``take_over`` + ``ready``),
+   p50/p99 of 200 calls each.
+3. The CLI: ``labelbridge outbox status --json``, median wall time of 5 runs (most of it is
+   Python starting; the difference between sizes is the query).
+4. The service: ``labelbridge serve`` (file sink, the delivery worker as its child process) on
+   a copy of that outbox: CPU seconds the process tree uses while idle for ``--idle-seconds``,
+   then 200 sequential ``GET /metrics``.
+
+Prints a table and writes ``bench/out/history.json`` (``history-quick.json`` with ``--quick``:
+10k and 200k items, 10 s idle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+
+from bench.common import (clean_env, cpu_plan, log, percentile, pinned,  # noqa: E402
+                          tree_cpu_seconds, tree_pids, verdict)
+
+OUT = ROOT / "bench" / "out"
+CACHE = OUT / "history-cache"
+TARGET_RATIO = 1.5
+PAYLOAD = b'{"annotation":{"result":[' + b"0" * 360 + b']}}'
+
+
+def synthetic_outbox(n: int) -> Path:
+    """An outbox holding ``n`` delivered annotations (cached by size and schema version)."""
+    from labelbridge.groundtruth.outbox import Outbox
+    from labelbridge.groundtruth.outbox.sqlite import SCHEMA_VERSION
+
+    path = CACHE / f"outbox-{n}-v{SCHEMA_VERSION}.sqlite3"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    part = path.with_suffix(".part")
+    for leftover in part.parent.glob(part.name + "*"):
+        leftover.unlink()
+    Outbox(part).close()
+    t0 = time.perf_counter()
+    now = time.time() - 3600          # an hour ago: well within any retention
+    conn = sqlite3.connect(part, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("BEGIN")
+    step = 50_000
+    for lo in range(0, n, step):
+        ids = range(lo + 1, min(n, lo + step) + 1)
+        conn.executemany(
+            "INSERT INTO events(id, received_at, source, kind, annotation_id, project_id,"
+            " task_id, updated_at, updated_us, dedup_key, outcome, payload) VALUES"
+            " (?, ?, 'webhook', 'upsert', ?, 1, ?, '2026-11-22T12:00:00Z', ?, ?, 'queued', ?)",
+            ((i, now, i, i, i, f"u:{i}:{i}", PAYLOAD) for i in ids))
+        conn.executemany(
+            "INSERT INTO items(id, event_id, kind, annotation_id, project_id, task_id,"
+            " updated_at, updated_us, state, attempts, batch_id, created_at, changed_at)"
+            " VALUES (?, ?, 'upsert', ?, 1, ?, '2026-11-22T12:00:00Z', ?, 'delivered', 1, ?, ?,"
+            " ?)", ((i, i, i, i, i, i // 100 + 1, now, now) for i in ids))
+        conn.executemany(
+            "INSERT INTO annotations(annotation_id, project_id, task_id, latest_updated_at,"
+            " latest_us, latest_item_id, seen_updated_at, seen_us, delivered_at, delivered_us,"
+            " data_row, first_seen_at, changed_at) VALUES (?, 1, ?, '2026-11-22T12:00:00Z', ?,"
+            " ?, '2026-11-22T12:00:00Z', ?, ?, ?, ?, ?, ?)",
+            ((i, i, i, i, i, now, i, f'{{"globalKey":"img-{i}.jpg"}}', now, now) for i in ids))
+        conn.executemany(
+            "INSERT INTO annotation_imports(annotation_id, import_name, recorded_at, uuids,"
+            " started_at) VALUES (?, ?, ?, ?, ?)",
+            ((i, f"labelbridge-{i // 100 + 1}", now, f'["{i}-a","{i}-b","{i}-w"]', now - 1)
+             for i in ids))
+        conn.executemany(
+            "INSERT INTO region_uuid(annotation_id, uuid, ls_region_id, data_row, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            ((i, f"{i}-{s}", f"r{i}{s}", f'{{"globalKey":"img-{i}.jpg"}}', now)
+             for i in ids for s in "abw"))
+    conn.executemany(
+        "INSERT INTO batches(id, created_at, size, import_name, import_set_at, closed_at)"
+        " VALUES (?, ?, 100, ?, ?, ?)",
+        ((b, now, f"labelbridge-{b}", now, now) for b in range(1, n // 100 + 2)))
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(part) + suffix).unlink(missing_ok=True)
+    part.replace(path)
+    log(f"  built a synthetic outbox of {n:,} delivered items in "
+        f"{time.perf_counter() - t0:.0f} s ({path.stat().st_size / 1e6:,.0f} MB)")
+    return path
+
+
+def timed(fn, runs: int) -> dict:
+    """p50/p99 milliseconds of ``runs`` calls."""
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    return {"p50_ms": round(percentile(samples, 50), 3), "p99_ms": round(percentile(samples, 99),
+                                                                         3)}
+
+
+def in_process(db: Path) -> dict:
+    from labelbridge.groundtruth.outbox import Outbox
+
+    with Outbox(db) as ob:
+        status = ob.status()
+        assert status["counts"]["delivered"] >= 1, status
+
+        def idle_poll() -> None:   # what the worker does every poll when nothing is due
+            ob.take_over(owner="bench")
+            ob.ready(100, 2.0)
+
+        return {"delivered": status["counts"]["delivered"], "status": timed(ob.status, 200),
+                "worker_idle_poll": timed(idle_poll, 200)}
+
+
+def cli_status(db: Path, env: dict) -> dict:
+    walls = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "labelbridge", "outbox", "status", "--json"],
+                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        walls.append((time.perf_counter() - t0) * 1000)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr)
+    return {"median_ms": round(statistics.median(walls), 1)}
+
+
+def service(data_dir: Path, idle_s: float, cpus: list[int]) -> dict:
+    import httpx
+
+    from tests.procs import free_port, start_process, stop_process
+
+    port = free_port()
+    env = clean_env(LABELBRIDGE_DATA_DIR=str(data_dir), LABELBRIDGE_PORT=str(port),
+                    LABELBRIDGE_WEBHOOK_TOKEN="bench", LOG_LEVEL="WARNING")
+    url = f"http://127.0.0.1:{port}"
+    proc = start_process(pinned([sys.executable, "-m", "labelbridge", "serve"], cpus), env,
+                         url + "/health", data_dir / "server.log", timeout=300)
+    try:
+        deadline = time.monotonic() + 60
+        while len(tree_pids(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)   # the delivery worker (a child) is up
+        time.sleep(3.0)       # start-up work (retention's first look, imports) is over
+        cpu0, t0 = tree_cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(idle_s)
+        cpu = tree_cpu_seconds(proc.pid) - cpu0
+        wall = time.monotonic() - t0
+        with httpx.Client(timeout=30) as client:
+            got = client.get(url + "/metrics").json()["outbox"]["counts"]["delivered"]
+            metrics = timed(lambda: client.get(url + "/metrics").raise_for_status(), 200)
+        return {"processes": len(tree_pids(proc.pid)), "idle_cpu_percent":
+                round(cpu / wall * 100, 3), "idle_cpu_ms_per_min": round(cpu / wall * 60_000, 1),
+                "metrics": metrics, "metrics_delivered": got}
+    finally:
+        stop_process(proc)
+
+
+def measure(n: int, idle_s: float, cpus: list[int], work: Path) -> dict:
+    log(f"[{n:,} delivered items]")
+    db = synthetic_outbox(n)
+    data_dir = work / f"var-{n}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    shutil.copyfile(db, data_dir / "outbox.sqlite3")
+    res = {"items": n, "db_mb": round(db.stat().st_size / 1e6, 1)}
+    res["in_process"] = in_process(data_dir / "outbox.sqlite3")
+    res["cli_status"] = cli_status(db, clean_env(LABELBRIDGE_DATA_DIR=str(data_dir)))
+    res["service"] = service(data_dir, idle_s, cpus)
+    log(f"  status() p50 {res['in_process']['status']['p50_ms']} ms, idle poll p50 "
+        f"{res['in_process']['worker_idle_poll']['p50_ms']} ms, CLI "
+        f"{res['cli_status']['median_ms']} ms, idle CPU "
+        f"{res['service']['idle_cpu_percent']}%, /metrics p50 "
+        f"{res['service']['metrics']['p50_ms']} ms p99 {res['service']['metrics']['p99_ms']} ms")
+    return res
+
+
+def ratios(small: dict, big: dict) -> dict:
+    def r(a: float, b: float) -> float | None:
+        return round(b / a, 2) if a else None
+
+    s_ip, b_ip = small["in_process"], big["in_process"]
+    s_sv, b_sv = small["service"], big["service"]
+    return {
+        "status_p50": r(s_ip["status"]["p50_ms"], b_ip["status"]["p50_ms"]),
+        "status_p99": r(s_ip["status"]["p99_ms"], b_ip["status"]["p99_ms"]),
+        "worker_idle_poll_p50": r(s_ip["worker_idle_poll"]["p50_ms"],
+                                  b_ip["worker_idle_poll"]["p50_ms"]),
+        "cli_status": r(small["cli_status"]["median_ms"], big["cli_status"]["median_ms"]),
+        "idle_cpu": r(s_sv["idle_cpu_percent"], b_sv["idle_cpu_percent"]),
+        "metrics_p50": r(s_sv["metrics"]["p50_ms"], b_sv["metrics"]["p50_ms"]),
+        "metrics_p99": r(s_sv["metrics"]["p99_ms"], b_sv["metrics"]["p99_ms"]),
+    }
+
+
+def summarize(res: dict) -> str:
+    small, big = res["sizes"][0], res["sizes"][-1]
+    lines = [f"history bench ({res['mode']}): {small['items']:,} vs {big['items']:,} delivered "
+             f"items, {res['idle_seconds']:g} s idle", "",
+             f"{'measure':<40}{small['items']:>12,}{big['items']:>12,}{'ratio':>8}  target"]
+    rows = [("Outbox.status() p50 (ms)", "in_process", "status", "p50_ms", "status_p50"),
+            ("Outbox.status() p99 (ms)", "in_process", "status", "p99_ms", "status_p99"),
+            ("worker idle poll p50 (ms)", "in_process", "worker_idle_poll", "p50_ms",
+             "worker_idle_poll_p50"),
+            ("labelbridge outbox status, wall (ms)", "cli_status", None, "median_ms",
+             "cli_status"),
+            ("idle CPU, server + worker (% of a core)", "service", None, "idle_cpu_percent",
+             "idle_cpu"),
+            ("GET /metrics p50 (ms)", "service", "metrics", "p50_ms", "metrics_p50"),
+            ("GET /metrics p99 (ms)", "service", "metrics", "p99_ms", "metrics_p99")]
+    for label, part, sub, key, ratio_key in rows:
+        a = small[part][sub][key] if sub else small[part][key]
+        b = big[part][sub][key] if sub else big[part][key]
+        ratio = res["ratios"][ratio_key]
+        ok = ratio is not None and ratio <= TARGET_RATIO
+        lines.append(f"{label:<40}{a:>12}{b:>12}{ratio if ratio is not None else '-':>8}  "
+                     f"<= {TARGET_RATIO}: {verdict(ok)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="10k and 200k items, 10 s idle")
+    ap.add_argument("--sizes", default=None, help="comma-separated item counts")
+    ap.add_argument("--idle-seconds", type=float, default=None)
+    args = ap.parse_args(argv)
+    sizes = [int(x) for x in (args.sizes or ("10000,200000" if args.quick
+                                             else "10000,1000000")).split(",")]
+    idle_s = args.idle_seconds or (10.0 if args.quick else 30.0)
+    work = OUT / ("history-quick" if args.quick else "history")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    server_cpus, _ = cpu_plan()
+    t0 = time.perf_counter()
+    measured = [measure(n, idle_s, server_cpus, work) for n in sizes]
+    res = {"bench": "history", "mode": "quick" if args.quick else "full",
+           "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "idle_seconds": idle_s,
+           "sizes": measured, "ratios": ratios(measured[0], measured[-1]),
+           "target_ratio": TARGET_RATIO, "total_s": round(time.perf_counter() - t0, 1)}
+    out = OUT / ("history-quick.json" if args.quick else "history.json")
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(summarize(res))
+    print(f"\nwritten {out.relative_to(ROOT)} in {res['total_s']:.0f} s")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
