@@ -11,12 +11,13 @@ items; the target is the 1M figures within 1.5x of the 10k ones (the 10k run is 
    created (so the schema, the indexes and the tallies' triggers are the real ones), within the
    retention period (retention finds nothing to prune, as in a steady service).
 2. In process: ``Outbox.status()`` and the worker's idle poll (``take_over`` + ``ready``),
-   p50/p99 of 200 calls each.
+   p50/p99 of 2,000 calls each, alternating between the sizes in chunks of 50.
 3. The CLI: ``labelbridge outbox status --json``, median wall time of 5 runs (most of it is
    Python starting; the difference between sizes is the query).
 4. The service: ``labelbridge serve`` (file sink, the delivery worker as its child process) on
-   a copy of that outbox: CPU seconds the process tree uses while idle for ``--idle-seconds``,
-   then 200 sequential ``GET /metrics``.
+   a copy of each outbox, all sizes at once: CPU seconds each process tree uses while idle for
+   the same ``--idle-seconds``, then 1,000 sequential ``GET /metrics`` each, alternating between
+   the servers in chunks of 20.
 
 Prints a table and writes ``bench/out/history.json`` (``history-quick.json`` with ``--quick``:
 10k and 200k items, 10 s idle).
@@ -111,31 +112,40 @@ def synthetic_outbox(n: int) -> Path:
     return path
 
 
-def timed(fn, runs: int) -> dict:
-    """p50/p99 milliseconds of ``runs`` calls."""
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    samples.sort()
-    return {"p50_ms": round(percentile(samples, 50), 3), "p99_ms": round(percentile(samples, 99),
-                                                                         3)}
+def latency(samples: list[float]) -> dict:
+    samples = sorted(samples)
+    return {"p50_ms": round(percentile(samples, 50), 3),
+            "p99_ms": round(percentile(samples, 99), 3)}
 
 
-def in_process(db: Path) -> dict:
+def alternating(calls: list, rounds: int = 40, chunk: int = 50) -> list[dict]:
+    """Latency of each call, ``rounds`` x ``chunk`` times, alternating between the calls in
+    chunks (drift on this shared machine hits all alike)."""
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for k, call in enumerate(calls):
+            for _ in range(chunk):
+                t0 = time.perf_counter()
+                call()
+                samples[k].append((time.perf_counter() - t0) * 1000)
+    return [latency(s) for s in samples]
+
+
+def in_process(dbs: list[Path]) -> list[dict]:
     from labelbridge.groundtruth.outbox import Outbox
 
-    with Outbox(db) as ob:
-        status = ob.status()
-        assert status["counts"]["delivered"] >= 1, status
+    boxes = [Outbox(db) for db in dbs]
+    try:
+        def idle_poll(ob: Outbox):   # what the worker does every poll when nothing is due
+            return lambda: (ob.take_over(owner="bench"), ob.ready(100, 2.0))
 
-        def idle_poll() -> None:   # what the worker does every poll when nothing is due
-            ob.take_over(owner="bench")
-            ob.ready(100, 2.0)
-
-        return {"delivered": status["counts"]["delivered"], "status": timed(ob.status, 200),
-                "worker_idle_poll": timed(idle_poll, 200)}
+        status = alternating([ob.status for ob in boxes])
+        poll = alternating([idle_poll(ob) for ob in boxes])
+        return [{"delivered": ob.status()["counts"]["delivered"], "status": s,
+                 "worker_idle_poll": p} for ob, s, p in zip(boxes, status, poll)]
+    finally:
+        for ob in boxes:
+            ob.close()
 
 
 def cli_status(db: Path, env: dict) -> dict:
@@ -150,37 +160,47 @@ def cli_status(db: Path, env: dict) -> dict:
     return {"median_ms": round(statistics.median(walls), 1)}
 
 
-def service(data_dir: Path, idle_s: float, cpus: list[int]) -> dict:
+def services(data_dirs: list[Path], idle_s: float, cpus: list[int]) -> list[dict]:
+    """Every size's server at once: idle CPU over the same window, then ``GET /metrics``
+    alternating between them in chunks (drift on this shared machine hits all alike)."""
     import httpx
 
     from tests.procs import free_port, start_process, stop_process
 
-    port = free_port()
-    env = clean_env(LABELBRIDGE_DATA_DIR=str(data_dir), LABELBRIDGE_PORT=str(port),
-                    LABELBRIDGE_WEBHOOK_TOKEN="bench", LOG_LEVEL="WARNING")
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process(pinned([sys.executable, "-m", "labelbridge", "serve"], cpus), env,
-                         url + "/health", data_dir / "server.log", timeout=300)
+    procs, urls = [], []
     try:
+        for data_dir in data_dirs:
+            port = free_port()
+            env = clean_env(LABELBRIDGE_DATA_DIR=str(data_dir), LABELBRIDGE_PORT=str(port),
+                            LABELBRIDGE_WEBHOOK_TOKEN="bench", LOG_LEVEL="WARNING")
+            urls.append(f"http://127.0.0.1:{port}")
+            procs.append(start_process(pinned([sys.executable, "-m", "labelbridge", "serve"],
+                                              cpus), env, urls[-1] + "/health",
+                                       data_dir / "server.log", timeout=300))
         deadline = time.monotonic() + 60
-        while len(tree_pids(proc.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)   # the delivery worker (a child) is up
+        while any(len(tree_pids(p.pid)) < 2 for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.2)   # the delivery workers (children) are up
         time.sleep(3.0)       # start-up work (retention's first look, imports) is over
-        cpu0, t0 = tree_cpu_seconds(proc.pid), time.monotonic()
+        cpu0, t0 = [tree_cpu_seconds(p.pid) for p in procs], time.monotonic()
         time.sleep(idle_s)
-        cpu = tree_cpu_seconds(proc.pid) - cpu0
+        cpu = [tree_cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0)]
         wall = time.monotonic() - t0
         with httpx.Client(timeout=30) as client:
-            got = client.get(url + "/metrics").json()["outbox"]["counts"]["delivered"]
-            metrics = timed(lambda: client.get(url + "/metrics").raise_for_status(), 200)
-        return {"processes": len(tree_pids(proc.pid)), "idle_cpu_percent":
-                round(cpu / wall * 100, 3), "idle_cpu_ms_per_min": round(cpu / wall * 60_000, 1),
-                "metrics": metrics, "metrics_delivered": got}
+            delivered = [client.get(u + "/metrics").json()["outbox"]["counts"]["delivered"]
+                         for u in urls]
+            metrics = alternating([lambda u=u: client.get(u + "/metrics").raise_for_status()
+                                   for u in urls], rounds=50, chunk=20)
+        return [{"processes": len(tree_pids(p.pid)),
+                 "idle_cpu_percent": round(cpu[k] / wall * 100, 3),
+                 "idle_cpu_ms_per_min": round(cpu[k] / wall * 60_000, 1),
+                 "metrics": metrics[k], "metrics_delivered": delivered[k]}
+                for k, p in enumerate(procs)]
     finally:
-        stop_process(proc)
+        for p in procs:
+            stop_process(p)
 
 
-def measure(n: int, idle_s: float, cpus: list[int], work: Path) -> dict:
+def measure(n: int, work: Path) -> tuple[dict, Path]:
     log(f"[{n:,} delivered items]")
     db = synthetic_outbox(n)
     data_dir = work / f"var-{n}"
@@ -188,15 +208,9 @@ def measure(n: int, idle_s: float, cpus: list[int], work: Path) -> dict:
     data_dir.mkdir(parents=True)
     shutil.copyfile(db, data_dir / "outbox.sqlite3")
     res = {"items": n, "db_mb": round(db.stat().st_size / 1e6, 1)}
-    res["in_process"] = in_process(data_dir / "outbox.sqlite3")
     res["cli_status"] = cli_status(db, clean_env(LABELBRIDGE_DATA_DIR=str(data_dir)))
-    res["service"] = service(data_dir, idle_s, cpus)
-    log(f"  status() p50 {res['in_process']['status']['p50_ms']} ms, idle poll p50 "
-        f"{res['in_process']['worker_idle_poll']['p50_ms']} ms, CLI "
-        f"{res['cli_status']['median_ms']} ms, idle CPU "
-        f"{res['service']['idle_cpu_percent']}%, /metrics p50 "
-        f"{res['service']['metrics']['p50_ms']} ms p99 {res['service']['metrics']['p99_ms']} ms")
-    return res
+    log(f"  labelbridge outbox status: {res['cli_status']['median_ms']} ms")
+    return res, data_dir
 
 
 def ratios(small: dict, big: dict) -> dict:
@@ -256,7 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     server_cpus, _ = cpu_plan()
     t0 = time.perf_counter()
-    measured = [measure(n, idle_s, server_cpus, work) for n in sizes]
+    measured, dirs = zip(*(measure(n, work) for n in sizes))
+    log("[in process] Outbox.status() and the worker's idle poll, 2,000 calls each")
+    for res, ip in zip(measured, in_process([d / "outbox.sqlite3" for d in dirs])):
+        res["in_process"] = ip
+        log(f"  {res['items']:,}: status() p50 {ip['status']['p50_ms']} ms p99 "
+            f"{ip['status']['p99_ms']} ms, idle poll p50 {ip['worker_idle_poll']['p50_ms']} ms")
+    log(f"[servers] idle for {idle_s:g} s, then GET /metrics")
+    for res, svc in zip(measured, services(list(dirs), idle_s, server_cpus)):
+        res["service"] = svc
+        log(f"  {res['items']:,}: idle CPU {svc['idle_cpu_percent']}%, /metrics p50 "
+            f"{svc['metrics']['p50_ms']} ms p99 {svc['metrics']['p99_ms']} ms")
+    measured = list(measured)
     res = {"bench": "history", "mode": "quick" if args.quick else "full",
            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "idle_seconds": idle_s,
            "sizes": measured, "ratios": ratios(measured[0], measured[-1]),

@@ -242,7 +242,8 @@ WHERE closed_at IS NULL AND coalesce(lease_until, 0) <= :now
 -- ============================================================== annotation index (index.py)
 
 -- ensure_annotation --
-INSERT INTO annotations(annotation_id, first_seen_at, changed_at) VALUES (:annotation_id, :now, :now)
+INSERT INTO annotations(annotation_id, first_seen_at, changed_at)
+VALUES (:annotation_id, :now, :now)
 ON CONFLICT(annotation_id) DO NOTHING;
 
 -- set_delivered_data_row --
