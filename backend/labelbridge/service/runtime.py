@@ -10,7 +10,7 @@ from typing import Any, Callable
 from labelbridge.groundtruth.converter import GroundTruthConverter, resolver_from_store
 from labelbridge.groundtruth.delivery import Deliverer, DeliveryPolicy
 from labelbridge.groundtruth.file_sink import FileSink
-from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox
+from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox, OutboxUnavailable
 from labelbridge.groundtruth.reconcile import Reconciler
 from labelbridge.groundtruth.worker_process import DeliveryProcess
 from labelbridge.labelbox.export import Selection
@@ -160,7 +160,10 @@ class Runtime:
         return result
 
     async def reject(self, body: bytes, reason: str, headers: dict[str, str]) -> None:
-        await asyncio.to_thread(self.outbox.reject, body, reason, headers)
+        try:
+            await asyncio.to_thread(self.outbox.reject, body, reason, headers)
+        except OutboxUnavailable as exc:   # the caller still gets its 4xx, not a 503
+            log.warning("a rejected webhook body was not kept: %s", exc)
 
     # ----- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:

@@ -139,9 +139,12 @@ def test_status_costs_the_same_however_long_the_history(ob, tmp_path):
         plan = " ".join(r[3] for r in raw.execute(
             "EXPLAIN QUERY PLAN SELECT count(*) FROM items WHERE state = 'pending'"
             " AND next_attempt_at <= 1"))
+        prune_plan = " ".join(r[3] for r in raw.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM items WHERE done_at < ? LIMIT 9", (1.0,)))
     finally:
         raw.close()
     st = ob.status()
     assert {k: v for k, v in st["counts"].items() if v and k != "ignored"} == by_state
     assert st["events_total"] == events and st["counts"]["ignored"] == 1
     assert "USING COVERING INDEX items_due" in plan
+    assert "INDEX items_done" in prune_plan               # retention reads no history

@@ -96,3 +96,23 @@ def test_a_unique_violation_names_its_constraint(tmp_path):
     got = translate(sqlite3.IntegrityError("UNIQUE constraint failed: batches.import_name"),
                     tmp_path)
     assert got.constraint == "batches.import_name"
+
+
+@pytest.mark.parametrize("query, row", [("insert_event", "EventRow"), ("insert_item", "ItemRow"),
+                                        ("insert_annotation", "AnnotationRow")])
+def test_positional_rows_follow_their_query_column_order(query, row):
+    """The hot path's bulk inserts bind by position: the NamedTuple spells the columns."""
+    from labelbridge.groundtruth.outbox import append
+
+    text = load_queries(PACKAGE / "queries.sql")[query]
+    columns = [c.strip() for c in text[text.index("(") + 1:text.index(")")].split(",")]
+    assert columns[:len(getattr(append, row)._fields)] == list(getattr(append, row)._fields)
+
+
+def test_the_annotation_update_binds_the_same_row_by_position():
+    from labelbridge.groundtruth.outbox import append
+
+    text = load_queries(PACKAGE / "queries.sql")["update_annotation"]
+    pairs = re.findall(r"(\w+) = \?(\d+)", text)
+    assert [(int(n) - 1, col) for col, n in pairs] == [
+        (append.AnnotationRow._fields.index(col), col) for col, _ in pairs]

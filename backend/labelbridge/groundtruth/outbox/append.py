@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import NamedTuple
 
 from labelbridge.groundtruth.outbox.model import (INCARNATION_STEP, AppendResult,
                                                   IncomingEvent, Kind, Outcome, State,
                                                   parse_timestamp)
 from labelbridge.groundtruth.outbox.storage import Row, Storage, Tx
 from labelbridge.groundtruth.outbox.writer import GroupWriter
+
+
+KINDS = frozenset(Kind)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def prepare(ev: IncomingEvent) -> Prepared:
     """Validate one event and compute its idempotency key."""
     if not isinstance(ev, IncomingEvent):
         raise TypeError(f"expected IncomingEvent, got {type(ev).__name__}")
-    if ev.kind not in tuple(Kind):
+    if ev.kind not in KINDS:
         raise ValueError(f"unknown event kind {ev.kind!r}")
     if isinstance(ev.annotation_id, bool) or not isinstance(ev.annotation_id, int):
         raise ValueError(f"annotation_id must be an int, got {ev.annotation_id!r}")
@@ -69,6 +73,61 @@ def prepare(ev: IncomingEvent) -> Prepared:
     created = parse_timestamp(ev.incarnation) if ev.incarnation else None
     return Prepared(ev, us, dedup_key(ev.kind, ev.annotation_id, us, ev.reason), payload,
                     created)
+
+
+class EventRow(NamedTuple):
+    """A new row of ``events`` (queries.sql ``insert_event``, by position)."""
+    id: int
+    received_at: float
+    source: str
+    kind: str
+    annotation_id: int
+    project_id: int | None
+    task_id: int | None
+    updated_at: str | None
+    updated_us: int | None
+    dedup_key: str
+    outcome: str
+    reason: str | None
+    label_config_hash: str | None
+    payload: bytes
+    ignored_at: float | None
+
+
+class ItemRow(NamedTuple):
+    """A new row of ``items`` (``insert_item``, by position)."""
+    id: int
+    event_id: int
+    kind: str
+    annotation_id: int
+    project_id: int | None
+    task_id: int | None
+    updated_at: str | None
+    updated_us: int | None
+    label_config_hash: str | None
+    state: str
+    next_attempt_at: float | None
+    last_error: str | None
+    superseded_by: int | None
+    created_at: float
+    changed_at: float
+    done_at: float | None
+
+
+class AnnotationRow(NamedTuple):
+    """What an append changes of an ``annotations`` row (``update_annotation``,
+    ``insert_annotation``, by position)."""
+    project_id: int | None
+    task_id: int | None
+    latest_updated_at: str | None
+    latest_us: int | None
+    latest_item_id: int | None
+    seen_updated_at: str | None
+    seen_us: int | None
+    deleted_at: float | None
+    delete_item_id: int | None
+    changed_at: float
+    annotation_id: int
 
 
 class Counts:
@@ -89,23 +148,25 @@ class _Ann:
 
     def __init__(self, row: Row | None) -> None:
         self.exists = row is not None
-        get = (lambda k: row[k]) if row is not None else (lambda k: None)
-        self.project_id, self.task_id = get("project_id"), get("task_id")
-        self.latest_at, self.latest_us = get("latest_updated_at"), get("latest_us")
-        self.latest_item = get("latest_item_id")
-        self.seen_at, self.seen_us = get("seen_updated_at"), get("seen_us")
-        self.deleted_at, self.delete_item = get("deleted_at"), get("delete_item_id")
-        self.delivered_at = get("delivered_at")
+        if row is None:
+            self.project_id = self.task_id = self.latest_at = self.latest_us = None
+            self.latest_item = self.seen_at = self.seen_us = self.deleted_at = None
+            self.delete_item = self.delivered_at = None
+        else:
+            self.project_id, self.task_id = row["project_id"], row["task_id"]
+            self.latest_at, self.latest_us = row["latest_updated_at"], row["latest_us"]
+            self.latest_item = row["latest_item_id"]
+            self.seen_at, self.seen_us = row["seen_updated_at"], row["seen_us"]
+            self.deleted_at, self.delete_item = row["deleted_at"], row["delete_item_id"]
+            self.delivered_at = row["delivered_at"]
         self.pending: int | None = None      # the pending upsert item, if any
         self.in_flight = False
         self.dirty = False
 
-    def row(self, aid: int, now: float) -> dict[str, Any]:
-        return {"annotation_id": aid, "project_id": self.project_id, "task_id": self.task_id,
-                "latest_updated_at": self.latest_at, "latest_us": self.latest_us,
-                "latest_item_id": self.latest_item, "seen_updated_at": self.seen_at,
-                "seen_us": self.seen_us, "deleted_at": self.deleted_at,
-                "delete_item_id": self.delete_item, "now": now}
+    def row(self, aid: int, now: float) -> AnnotationRow:
+        return AnnotationRow(self.project_id, self.task_id, self.latest_at, self.latest_us,
+                             self.latest_item, self.seen_at, self.seen_us, self.deleted_at,
+                             self.delete_item, now, aid)
 
 
 def resolve_incarnations(tx: Tx, requests: list[list[Prepared]]) -> None:
@@ -196,18 +257,20 @@ def append_tx(tx: Tx, requests: list[list[Prepared]], now: float) -> list[Counts
     ids = tx.one("next_ids")
     next_event, next_item = ids["event"], ids["item"]
 
-    events: list[dict] = []
-    new_items: dict[int, dict] = {}
+    events: list[EventRow] = []
+    new_items: dict[int, ItemRow] = {}
     old_superseded: list[dict] = []
     results: list[Counts] = []
     total_dups = 0
+    by_outcome: Counter[str] = Counter()
 
     def supersede(a: _Ann, by: int) -> int:
         if a.pending is None:
             return 0
         row = new_items.get(a.pending)
         if row is not None:
-            row.update(state=State.SUPERSEDED, next_attempt_at=None, superseded_by=by)
+            new_items[a.pending] = row._replace(state=State.SUPERSEDED, next_attempt_at=None,
+                                                superseded_by=by, done_at=now)
         else:
             old_superseded.append({"id": a.pending, "by": by, "now": now,
                                    "superseded": State.SUPERSEDED, "pending": State.PENDING})
@@ -233,14 +296,13 @@ def append_tx(tx: Tx, requests: list[list[Prepared]], now: float) -> list[Counts
             project = ev.project_id if ev.project_id is not None else a.project_id
             task = ev.task_id if ev.task_id is not None else a.task_id
             outcome, reason = _decide(p, a)
+            by_outcome[outcome] += 1
             event_id = next_event
             next_event += 1
-            events.append({"id": event_id, "received_at": now, "source": ev.source,
-                           "kind": ev.kind, "annotation_id": aid, "project_id": ev.project_id,
-                           "task_id": ev.task_id, "updated_at": ev.updated_at,
-                           "updated_us": p.us, "dedup_key": p.key, "outcome": outcome,
-                           "reason": reason, "label_config_hash": ev.label_config_hash,
-                           "payload": p.payload})
+            events.append(EventRow(event_id, now, ev.source, ev.kind, aid, ev.project_id,
+                                   ev.task_id, ev.updated_at, p.us, p.key, outcome, reason,
+                                   ev.label_config_hash, p.payload,
+                                   now if outcome == Outcome.IGNORED else None))
             if outcome == Outcome.IGNORED:
                 counts.ignored += 1
                 if a.deleted_at is not None:
@@ -250,13 +312,12 @@ def append_tx(tx: Tx, requests: list[list[Prepared]], now: float) -> list[Counts
                 item_id = next_item
                 next_item += 1
                 state = State.PENDING if outcome == Outcome.QUEUED else State(outcome)
-                new_items[item_id] = {
-                    "id": item_id, "event_id": event_id, "kind": ev.kind, "annotation_id": aid,
-                    "project_id": project, "task_id": task, "updated_at": ev.updated_at,
-                    "updated_us": p.us, "label_config_hash": ev.label_config_hash,
-                    "state": state, "next_attempt_at": now if state == State.PENDING else None,
-                    "last_error": reason, "created_at": now, "changed_at": now,
-                    "superseded_by": a.latest_item if outcome == Outcome.SUPERSEDED else None}
+                pending = state == State.PENDING
+                new_items[item_id] = ItemRow(
+                    item_id, event_id, ev.kind, aid, project, task, ev.updated_at, p.us,
+                    ev.label_config_hash, state, now if pending else None, reason,
+                    a.latest_item if outcome == Outcome.SUPERSEDED else None, now, now,
+                    None if pending else now)
                 if outcome == Outcome.SUPERSEDED:
                     counts.superseded += 1
                 else:  # a newer version, or a delete: a pending upsert is now moot
@@ -278,6 +339,11 @@ def append_tx(tx: Tx, requests: list[list[Prepared]], now: float) -> list[Counts
         tx.many("insert_event", events)
     if new_items:
         tx.many("insert_item", new_items.values())
+    tallies = {f"events:{k}": n for k, n in by_outcome.items()}
+    tallies["events"] = len(events)
+    tallies.update((f"items:{k}", n) for k, n in Counter(
+        row.state for row in new_items.values()).items())
+    tx.many("add_tallies", [{"name": k, "n": n} for k, n in tallies.items() if n])
     if old_superseded:
         tx.many("supersede_pending_item", old_superseded)
     tx.many("update_annotation", [a.row(aid, now) for aid, a in anns.items()

@@ -15,7 +15,6 @@ from labelbridge.groundtruth.outbox.model import STATES, Outcome, State
 from labelbridge.groundtruth.outbox.storage import Storage, column
 
 REJECTED_BODY_CAP = 5 * 1024 * 1024
-DONE = (State.DELIVERED, State.SUPERSEDED, State.SKIPPED)   # what retention may delete
 
 
 class Bookkeeping:
@@ -93,13 +92,11 @@ class Bookkeeping:
         flight or failed work, nor the annotation index. Returns how many rows went; call again
         while it returns ``limit`` or more."""
         with self._db.transaction() as tx:
-            rows = tx.all("prunable_items", cutoff=before, limit=limit, delivered=DONE[0],
-                          superseded=DONE[1], skipped=DONE[2])
+            rows = tx.all("prunable_items", cutoff=before, limit=limit)
             tx.run("delete_items", ids=column(rows, "id"))
             tx.run("delete_events", ids=column(rows, "event_id"))
             n = len(rows)
-            n += tx.run("prune_ignored_events", cutoff=before, limit=limit,
-                        ignored=Outcome.IGNORED)
+            n += tx.run("prune_ignored_events", cutoff=before, limit=limit)
             n += tx.run("prune_batches", cutoff=before, limit=limit)
             n += tx.run("prune_rejected", cutoff=before, limit=limit)
             if n:

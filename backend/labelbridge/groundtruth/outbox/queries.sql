@@ -26,38 +26,39 @@ SELECT (SELECT coalesce(max(id), 0) + 1 FROM events) AS event,
        (SELECT coalesce(max(id), 0) + 1 FROM items) AS item;
 
 -- insert_event --
+-- The hot path's bulk writes bind by position (append.EventRow, ItemRow, AnnotationRow, in
+-- these column orders): a named parameter costs a dictionary per row.
 INSERT INTO events(id, received_at, source, kind, annotation_id, project_id, task_id,
-                   updated_at, updated_us, dedup_key, outcome, reason, label_config_hash, payload)
-VALUES (:id, :received_at, :source, :kind, :annotation_id, :project_id, :task_id,
-        :updated_at, :updated_us, :dedup_key, :outcome, :reason, :label_config_hash, :payload);
+                   updated_at, updated_us, dedup_key, outcome, reason, label_config_hash, payload,
+                   ignored_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15);
 
 -- insert_item --
 INSERT INTO items(id, event_id, kind, annotation_id, project_id, task_id, updated_at,
                   updated_us, label_config_hash, state, next_attempt_at, last_error,
-                  superseded_by, created_at, changed_at)
-VALUES (:id, :event_id, :kind, :annotation_id, :project_id, :task_id, :updated_at,
-        :updated_us, :label_config_hash, :state, :next_attempt_at, :last_error,
-        :superseded_by, :created_at, :changed_at);
+                  superseded_by, created_at, changed_at, done_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16);
 
 -- supersede_pending_item --
 UPDATE items SET state = :superseded, superseded_by = :by, next_attempt_at = NULL,
-                 changed_at = :now
+                 changed_at = :now, done_at = :now
 WHERE id = :id AND state = :pending;
 
 -- update_annotation --
-UPDATE annotations SET project_id = :project_id, task_id = :task_id,
-       latest_updated_at = :latest_updated_at, latest_us = :latest_us,
-       latest_item_id = :latest_item_id, seen_updated_at = :seen_updated_at,
-       seen_us = :seen_us, deleted_at = :deleted_at, delete_item_id = :delete_item_id,
-       changed_at = :now
-WHERE annotation_id = :annotation_id;
+UPDATE annotations SET project_id = ?1, task_id = ?2, latest_updated_at = ?3, latest_us = ?4,
+       latest_item_id = ?5, seen_updated_at = ?6, seen_us = ?7, deleted_at = ?8,
+       delete_item_id = ?9, changed_at = ?10
+WHERE annotation_id = ?11;
 
 -- insert_annotation --
-INSERT INTO annotations(annotation_id, project_id, task_id, latest_updated_at, latest_us,
-                        latest_item_id, seen_updated_at, seen_us, deleted_at, delete_item_id,
-                        first_seen_at, changed_at)
-VALUES (:annotation_id, :project_id, :task_id, :latest_updated_at, :latest_us,
-        :latest_item_id, :seen_updated_at, :seen_us, :deleted_at, :delete_item_id, :now, :now);
+INSERT INTO annotations(project_id, task_id, latest_updated_at, latest_us, latest_item_id,
+                        seen_updated_at, seen_us, deleted_at, delete_item_id, changed_at,
+                        annotation_id, first_seen_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10);
+
+-- add_tallies --
+-- What one append transaction inserted (schema.sql: the only inserts no trigger counts).
+UPDATE tallies SET n = n + :n WHERE name = :name;
 
 -- add_to_counter --
 INSERT INTO counters(name, value) VALUES (:name, :n)
@@ -80,7 +81,7 @@ INSERT INTO incarnations(key, ls_id, created_us) VALUES (:key, :ls_id, :created_
 
 -- supersede_pending_upserts_of_deleted --
 -- Normalisation (queue.normalize) of the annotations :ids, in three statements.
-UPDATE items SET state = :superseded, next_attempt_at = NULL, changed_at = :now,
+UPDATE items SET state = :superseded, next_attempt_at = NULL, changed_at = :now, done_at = :now,
        superseded_by = (SELECT a.delete_item_id FROM annotations a
                         WHERE a.annotation_id = items.annotation_id)
 WHERE annotation_id IN (SELECT a.annotation_id FROM annotations a
@@ -90,7 +91,7 @@ WHERE annotation_id IN (SELECT a.annotation_id FROM annotations a
 
 -- skip_pending_deletes_never_delivered --
 UPDATE items SET state = :skipped, next_attempt_at = NULL, last_error = :reason,
-                 changed_at = :now
+                 changed_at = :now, done_at = :now
 WHERE annotation_id IN (SELECT a.annotation_id FROM annotations a
                         WHERE a.annotation_id IN (SELECT value FROM json_each(:ids))
                           AND a.deleted_at IS NOT NULL AND a.delivered_at IS NULL
@@ -100,7 +101,7 @@ WHERE annotation_id IN (SELECT a.annotation_id FROM annotations a
   AND state = :pending AND kind = :delete;
 
 -- supersede_older_pending_upserts --
-UPDATE items SET state = :superseded, next_attempt_at = NULL, changed_at = :now,
+UPDATE items SET state = :superseded, next_attempt_at = NULL, changed_at = :now, done_at = :now,
        superseded_by = (SELECT a.latest_item_id FROM annotations a
                         WHERE a.annotation_id = items.annotation_id)
 WHERE annotation_id IN (SELECT a.annotation_id FROM annotations a
@@ -197,7 +198,7 @@ WHERE id = :batch_id AND closed_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM items WHERE batch_id = :batch_id AND state = :in_flight);
 
 -- mark_items_delivered --
-UPDATE items SET state = :delivered, next_attempt_at = NULL, changed_at = :now
+UPDATE items SET state = :delivered, next_attempt_at = NULL, changed_at = :now, done_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- note_upsert_delivered --
@@ -215,7 +216,7 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND state IN (:in_flight, :pendi
 
 -- skip_items --
 UPDATE items SET state = :skipped, next_attempt_at = NULL, last_error = :reason,
-                 changed_at = :now
+                 changed_at = :now, done_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- failed_items --
@@ -410,15 +411,14 @@ ORDER BY i.id DESC LIMIT :limit;
 SELECT NULL AS id, kind, annotation_id, task_id, project_id, :ignored AS state, 0 AS attempts,
        reason AS last_error, updated_at, received_at AS created_at, received_at AS changed_at,
        NULL AS next_attempt_at, NULL AS batch_id, id AS event_id, NULL AS superseded_by, source
-FROM events WHERE outcome = :ignored
-ORDER BY received_at DESC, id DESC LIMIT :limit;
+FROM events WHERE ignored_at IS NOT NULL
+ORDER BY ignored_at DESC, id DESC LIMIT :limit;
 
 -- ============================================================== retention (bookkeeping.py)
 
 -- prunable_items --
--- Finished work older than :cutoff (never pending, in flight or failed).
-SELECT id, event_id FROM items
-WHERE state IN (:delivered, :superseded, :skipped) AND changed_at < :cutoff LIMIT :limit;
+-- Finished (delivered, superseded, skipped) before :cutoff; never pending, in flight, failed.
+SELECT id, event_id FROM items WHERE done_at < :cutoff LIMIT :limit;
 
 -- delete_items --
 DELETE FROM items WHERE id IN (SELECT value FROM json_each(:ids));
@@ -427,8 +427,7 @@ DELETE FROM items WHERE id IN (SELECT value FROM json_each(:ids));
 DELETE FROM events WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- prune_ignored_events --
-DELETE FROM events WHERE id IN (SELECT id FROM events
-                                WHERE outcome = :ignored AND received_at < :cutoff
+DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ignored_at < :cutoff
                                 LIMIT :limit);
 
 -- prune_batches --

@@ -35,10 +35,13 @@ CREATE TABLE IF NOT EXISTS events (
   outcome TEXT NOT NULL,               -- queued | superseded | skipped | ignored
   reason TEXT,
   label_config_hash TEXT,
-  payload BLOB NOT NULL
+  payload BLOB NOT NULL,
+  ignored_at REAL                      -- received_at of an ignored event, else NULL
 );
 CREATE INDEX IF NOT EXISTS events_annotation ON events(annotation_id);
-CREATE INDEX IF NOT EXISTS events_outcome ON events(outcome, received_at);
+-- Partial indexes on "when it became X" columns, NULL otherwise: only those rows pay for the
+-- index, and a query's "x < :cutoff" implies "x IS NOT NULL", so the planner uses them.
+CREATE INDEX IF NOT EXISTS events_ignored_at ON events(ignored_at) WHERE ignored_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS items (
   id INTEGER PRIMARY KEY,
@@ -57,11 +60,12 @@ CREATE TABLE IF NOT EXISTS items (
   last_error TEXT,
   superseded_by INTEGER,
   created_at REAL NOT NULL,
-  changed_at REAL NOT NULL
+  changed_at REAL NOT NULL,
+  done_at REAL                         -- when it became delivered, superseded or skipped
 );
 CREATE INDEX IF NOT EXISTS items_state ON items(state, id);
 CREATE INDEX IF NOT EXISTS items_due ON items(state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS items_changed ON items(state, changed_at);
+CREATE INDEX IF NOT EXISTS items_done ON items(done_at) WHERE done_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS items_annotation ON items(annotation_id, state);
 CREATE INDEX IF NOT EXISTS items_batch ON items(batch_id);
 
@@ -147,15 +151,15 @@ CREATE TABLE IF NOT EXISTS incarnations (
   UNIQUE (ls_id, created_us)
 );
 
+-- Inserts of items and events happen only in the append transaction, which adds what it
+-- inserted once per transaction (append.py, query add_tallies): a trigger per row would cost
+-- the webhook's hot path a statement per event. Every other change is counted here.
 CREATE TABLE IF NOT EXISTS tallies (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO tallies(name, n) VALUES
   ('items:pending', 0), ('items:in_flight', 0), ('items:delivered', 0), ('items:failed', 0),
   ('items:superseded', 0), ('items:skipped', 0), ('events', 0), ('events:queued', 0),
   ('events:superseded', 0), ('events:skipped', 0), ('events:ignored', 0), ('rejected', 0);
 
-CREATE TRIGGER IF NOT EXISTS items_tally_insert AFTER INSERT ON items BEGIN
-  UPDATE tallies SET n = n + 1 WHERE name = 'items:' || NEW.state;
-END;
 CREATE TRIGGER IF NOT EXISTS items_tally_update AFTER UPDATE OF state ON items
 WHEN OLD.state IS NOT NEW.state BEGIN
   UPDATE tallies SET n = n - 1 WHERE name = 'items:' || OLD.state;
@@ -163,9 +167,6 @@ WHEN OLD.state IS NOT NEW.state BEGIN
 END;
 CREATE TRIGGER IF NOT EXISTS items_tally_delete AFTER DELETE ON items BEGIN
   UPDATE tallies SET n = n - 1 WHERE name = 'items:' || OLD.state;
-END;
-CREATE TRIGGER IF NOT EXISTS events_tally_insert AFTER INSERT ON events BEGIN
-  UPDATE tallies SET n = n + 1 WHERE name IN ('events', 'events:' || NEW.outcome);
 END;
 CREATE TRIGGER IF NOT EXISTS events_tally_delete AFTER DELETE ON events BEGIN
   UPDATE tallies SET n = n - 1 WHERE name IN ('events', 'events:' || OLD.outcome);

@@ -101,7 +101,7 @@ class _Tx:
     def all(self, query: str, **params: Any) -> list[Row]:
         return self._conn.execute(self._queries[query], _params(params)).fetchall()
 
-    def many(self, query: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    def many(self, query: str, rows: Iterable[Mapping[str, Any] | tuple]) -> None:
         self._conn.executemany(self._queries[query], rows)
 
 

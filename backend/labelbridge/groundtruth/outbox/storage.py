@@ -8,6 +8,8 @@ database library. Conventions every driver keeps:
 
 * a list or tuple parameter is a list of scalars (SQLite receives it as one JSON text for
   ``json_each``; PostgreSQL would bind an array);
+* parameters are named, except the webhook's hot-path bulk writes (``many`` with tuples in the
+  query's column order, a ``NamedTuple`` per table in ``append.py``);
 * rows are read by column name (``row["state"]``);
 * ``transaction()`` is one short write transaction that holds the write lock from its first
   statement and is durable when the block exits; ``snapshot()`` is a consistent read;
@@ -51,8 +53,8 @@ class Tx(Protocol):
 
     def all(self, query: str, **params: Any) -> list[Row]: ...
 
-    def many(self, query: str, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Run a statement once per parameter mapping (scalars only)."""
+    def many(self, query: str, rows: Iterable[Mapping[str, Any] | tuple]) -> None:
+        """Run a statement once per row of parameters (scalars only)."""
 
 
 class Storage(Protocol):
