@@ -34,6 +34,8 @@ ls-env: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/history.py
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .venv-ls var .cache

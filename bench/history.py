@@ -12,8 +12,8 @@ items; the target is the 1M figures within 1.5x of the 10k ones (the 10k run is 
    retention period (retention finds nothing to prune, as in a steady service).
 2. In process: ``Outbox.status()`` and the worker's idle poll (``take_over`` + ``ready``),
    p50/p99 of 2,000 calls each, alternating between the sizes in chunks of 50.
-3. The CLI: ``labelbridge outbox status --json``, median wall time of 5 runs (most of it is
-   Python starting; the difference between sizes is the query).
+3. The CLI: ``labelbridge outbox status --json``, median wall time of 9 runs each, alternating
+   between the sizes (most of it is Python starting; the difference between sizes is the query).
 4. The service: ``labelbridge serve`` (file sink, the delivery worker as its child process) on
    a copy of each outbox, all sizes at once: CPU seconds each process tree uses while idle for
    the same ``--idle-seconds``, then 1,000 sequential ``GET /metrics`` each, alternating between
@@ -151,16 +151,19 @@ def in_process(dbs: list[Path]) -> list[dict]:
             ob.close()
 
 
-def cli_status(db: Path, env: dict) -> dict:
-    walls = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "labelbridge", "outbox", "status", "--json"],
-                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-        walls.append((time.perf_counter() - t0) * 1000)
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr)
-    return {"median_ms": round(statistics.median(walls), 1)}
+def cli_status(data_dirs: list[Path], runs: int = 9) -> list[dict]:
+    """Median wall time of ``labelbridge outbox status --json`` per data dir, alternating."""
+    walls: list[list[float]] = [[] for _ in data_dirs]
+    for _ in range(runs):
+        for k, data_dir in enumerate(data_dirs):
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "labelbridge", "outbox", "status",
+                                  "--json"], env=clean_env(LABELBRIDGE_DATA_DIR=str(data_dir)),
+                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
+            walls[k].append((time.perf_counter() - t0) * 1000)
+            if out.returncode != 0:
+                raise RuntimeError(out.stderr)
+    return [{"median_ms": round(statistics.median(w), 1)} for w in walls]
 
 
 def services(data_dirs: list[Path], idle_s: float, cpus: list[int]) -> list[dict]:
@@ -210,10 +213,7 @@ def measure(n: int, work: Path) -> tuple[dict, Path]:
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     shutil.copyfile(db, data_dir / "outbox.sqlite3")
-    res = {"items": n, "db_mb": round(db.stat().st_size / 1e6, 1)}
-    res["cli_status"] = cli_status(db, clean_env(LABELBRIDGE_DATA_DIR=str(data_dir)))
-    log(f"  labelbridge outbox status: {res['cli_status']['median_ms']} ms")
-    return res, data_dir
+    return {"items": n, "db_mb": round(db.stat().st_size / 1e6, 1)}, data_dir
 
 
 def ratios(small: dict, big: dict) -> dict:
@@ -274,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     server_cpus, _ = cpu_plan()
     t0 = time.perf_counter()
     measured, dirs = zip(*(measure(n, work) for n in sizes))
+    log("[cli] labelbridge outbox status --json, 9 runs each")
+    for res, cli in zip(measured, cli_status(list(dirs))):
+        res["cli_status"] = cli
+        log(f"  {res['items']:,}: {cli['median_ms']} ms")
     log("[in process] Outbox.status() and the worker's idle poll, 2,000 calls each")
     for res, ip in zip(measured, in_process([d / "outbox.sqlite3" for d in dirs])):
         res["in_process"] = ip

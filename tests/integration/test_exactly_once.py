@@ -131,6 +131,10 @@ def test_a_batch_whose_worker_died_is_taken_over_when_its_lease_expires(tmp_path
         assert standin.imports(PROJECT), "the other worker never created its import"
         os.kill(other.pid, signal.SIGKILL)    # mid-import, its lease is never renewed again
         other.wait(10)
+        assert "claimed batches" in svc.cli("outbox", "status").stderr
+        (claimed,) = svc.status()["batches"]           # what it shows: state, age, import
+        assert claimed["import_name"] == standin.imports(PROJECT)[0]["name"]
+        assert claimed["state"] in ("leased", "abandoned") and claimed["age_s"] > 0
         states = svc.wait_settled([10_000 + i for i in ids], timeout=40)
         assert set(map(tuple, states.values())) == {("delivered",)}
         assert len(standin.imports(PROJECT)) == 1           # resumed, not sent again

@@ -166,8 +166,8 @@ class Deliverer:
                 return
         try:
             self._import(batch, name, sending, converted)
-        except LeaseLost:
-            raise
+        except (LeaseLost, OutboxError):   # recording failed: its lease runs out, and the
+            raise                          # next holder resumes the import by name
         except Exception as exc:   # the import may exist: continue with it, by name
             log.exception("batch %d: import %s failed", batch.id, name)
             self._resume_later(batch, name, f"{type(exc).__name__}: {exc}", transient=False)
