@@ -39,7 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
 
 from bench.common import (clean_env, cpu_plan, log, percentile, pinned,  # noqa: E402
                           tree_cpu_seconds, tree_pids, verdict)
