@@ -1,11 +1,12 @@
-# Two commands a newcomer needs: `make run` and `make test`. Both build .venv from nothing.
+# Two commands a newcomer needs: `make run` and `make test`; `make demo` (optional) shows it all
+# working with a local Label Studio. Each builds .venv from nothing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_EXPORT := configs/demo/labelbox-export.ndjson
 
-.PHONY: run test unit e2e ls-env bench clean
+.PHONY: run demo test unit e2e ls-env lsml-env browser-env bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,25 +18,40 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	LABELBRIDGE_EXPORT=$${LABELBRIDGE_EXPORT:-$(DEMO_EXPORT)} $(BIN)/labelbridge serve
 
+## Optional: a local Label Studio with one project per demo config, connected to labelbridge on
+## the demo export, predictions retrieved; prints the URLs and what to try. Ctrl-C stops it all.
+demo: $(STAMP) ls-env
+	$(BIN)/python -m labelbridge.tools.demo
+
 ## Everything: unit, property, integration and end-to-end tests against a real Label Studio.
-test: $(STAMP) ls-env
+test: $(STAMP) ls-env lsml-env browser-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not lsml"
 
-e2e: $(STAMP) ls-env
+e2e: $(STAMP) ls-env lsml-env browser-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m e2e
 
-## Label Studio 1.23.2 in its own virtualenv (.venv-ls), for the end-to-end tests.
+## Label Studio 1.23.2 in its own virtualenv (.venv-ls), for the end-to-end tests and the demo.
 ls-env: $(STAMP)
-	$(BIN)/python tests/e2e/lsharness.py install
+	$(BIN)/python -m labelbridge.tools.localls install
+
+## Debian's chromium (apt-get, once) for the browser check of the end-to-end tests.
+browser-env: $(STAMP)
+	$(BIN)/python tests/e2e/browser.py install
+
+## label-studio-ml 1.0.9 in its own virtualenv (.venv-lsml), for LabelboxModel in the official server.
+lsml-env: $(STAMP)
+	$(BIN)/python tests/lsml/harness.py install
 
 bench: $(STAMP)
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/video.py
+	$(BIN)/python bench/modelrun.py
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/soak.py
 
 clean:
-	rm -rf $(VENV) .venv-ls var .cache
+	rm -rf $(VENV) .venv-ls .venv-lsml var .cache

@@ -55,6 +55,7 @@ import orjson  # noqa: E402
 from bench.common import (clean_env, cpu_plan, log, percentile, pinned,  # noqa: E402
                           tree_open_files, tree_rss_mb)
 from bench.webhook import ONTOLOGY  # noqa: E402
+from labelbridge.model.ids import ndjson_uuid  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 DEMO_EXPORT = ROOT / "configs" / "demo" / "labelbox-export.ndjson"
@@ -303,8 +304,9 @@ class Run:
             if not labs:
                 lost.append(ann)
                 continue
-            car = next((a for a in labs[-1]["annotations"]
-                        if str(a.get("name")).casefold() == "car"), None)
+            car_uuid = ndjson_uuid(f"s{1_000_000 + ann}a")   # its Car box (lines name no
+            car = next((a for a in labs[-1]["annotations"]   # feature: they carry schemaIds)
+                        if a.get("uuid") == car_uuid), None)
             left = car and car.get("bbox", {}).get("left")
             # the newest acknowledged version, or a later one that reached the outbox unacked
             allowed = {box_left(v) for v in range(version, self.versions[ann] + 1)}

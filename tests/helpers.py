@@ -128,3 +128,19 @@ def annotation_body(ann_id: int, task_id: int, global_key: str, *, x: float = 10
     body["task"].update(id=task_id, data={"image": f"http://img/{global_key}",
                                           "global_key": global_key})
     return body
+
+
+def run_rows(run_id: str, n: int, *, tag: str = "a", left: float = 10.0, model_id: str = MODEL,
+             start: int = 0) -> list[dict]:
+    """Export rows of a model run: image i (data row ``cdr<i>``, global key ``mr-<i>.jpg``) has
+    one predicted Car box at ``left``; feature ids differ per ``tag`` (one tag per run)."""
+    rows = []
+    for i in range(start, start + n):
+        box = bbox(f"cf{tag}{i:022d}", "Car", left, 20.0, 100.0, 50.0, confidence=0.8)
+        row = export_row([box], data_row_id=f"cdr{i:022d}", global_key=f"mr-{i}.jpg",
+                         row_data=f"http://127.0.0.1:9/mr-{i}.jpg",
+                         runs={run_id: {"name": run_id, "predictions": [
+                             {"annotations": {"objects": [box]}}]}})
+        row["experiments"] = {model_id: row["experiments"][MODEL]}
+        rows.append(row)
+    return rows

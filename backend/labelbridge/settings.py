@@ -6,6 +6,7 @@ with a message that names the variable.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     ontology: Path | None = _env("LABELBRIDGE_ONTOLOGY", default=None)
     model_version: str | None = _env("LABELBRIDGE_MODEL_VERSION", default=None)
     match_order: str = _env("LABELBRIDGE_MATCH_ORDER", default="global_key,data_row_id,url")
+    model_version_from: Literal["id", "name"] = _env("LABELBRIDGE_MODEL_VERSION_FROM",
+                                                      default="id")
+    refresh_interval: float = _env("LABELBRIDGE_REFRESH_INTERVAL", default=300.0, ge=0)
 
     # Service
     data_dir: Path = _env("LABELBRIDGE_DATA_DIR", default=Path("./var"))
@@ -70,6 +74,10 @@ class Settings(BaseSettings):
     labelbox_rest_endpoint: str = _env("LABELBOX_REST_ENDPOINT",
                                        default="https://api.labelbox.com/api/v1")
     labelbox_app_url: str = _env("LABELBOX_APP_URL", default="https://app.labelbox.com")
+    labelbox_model_id: str | None = _env("LABELBOX_MODEL_ID", default=None)
+    labelbox_model_run_pattern: str | None = _env("LABELBOX_MODEL_RUN_PATTERN", default=None)
+    labelbox_attach_labels: bool = _env("LABELBOX_ATTACH_LABELS", default=False)
+    labelbox_edit_metrics: bool = _env("LABELBOX_EDIT_METRICS", default=False)
 
     # Label Studio (reconciliation, connect, doctor)
     label_studio_url: str | None = _env("LABEL_STUDIO_URL", default=None)
@@ -94,6 +102,37 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a comma-separated subset of {sorted(allowed)}, got {v!r}")
         return ",".join(parts)
 
+    @field_validator("labelbox_model_run_pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _model_runs(self) -> Settings:
+        if self.labelbox_model_id and self.labelbox_model_run_id:
+            raise ValueError("set LABELBOX_MODEL_ID (follow its newest run) or "
+                             "LABELBOX_MODEL_RUN_ID (one run), not both")
+        if self.labelbox_model_id and self.export:
+            raise ValueError("set LABELBOX_MODEL_ID or LABELBRIDGE_EXPORT, not both")
+        if self.labelbox_model_id and not self.labelbox_api_key:
+            raise ValueError("LABELBOX_MODEL_ID needs LABELBOX_API_KEY")
+        if self.labelbox_model_id and self.model_version:
+            raise ValueError("LABELBRIDGE_MODEL_VERSION cannot be combined with "
+                             "LABELBOX_MODEL_ID: each run needs its own model version")
+        if self.labelbox_model_run_pattern and not self.labelbox_model_id:
+            raise ValueError("LABELBOX_MODEL_RUN_PATTERN needs LABELBOX_MODEL_ID")
+        if (self.labelbox_attach_labels or self.labelbox_edit_metrics) and \
+                self.prediction_source not in ("model_run", "model"):
+            raise ValueError("LABELBOX_ATTACH_LABELS and LABELBOX_EDIT_METRICS need a model "
+                             "run to serve (LABELBOX_API_KEY with LABELBOX_MODEL_RUN_ID or "
+                             "LABELBOX_MODEL_ID, and no LABELBRIDGE_EXPORT)")
+        return self
+
     @model_validator(mode="after")
     def _pairs(self) -> Settings:
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass and
@@ -115,6 +154,18 @@ class Settings(BaseSettings):
         return "labelbox" if self.labelbox_api_key else "file"
 
     @property
+    def prediction_source(self) -> Literal["export", "model_run", "model", "none"]:
+        """Where predictions come from: the export file, one model run or the newest run of a
+        model (both through the SDK), or nowhere."""
+        if self.export is not None:
+            return "export"
+        if self.labelbox_api_key and self.labelbox_model_id:
+            return "model"
+        if self.labelbox_api_key and self.labelbox_model_run_id:
+            return "model_run"
+        return "none"
+
+    @property
     def match_keys(self) -> tuple[str, ...]:
         return tuple(self.match_order.split(","))
 
@@ -129,6 +180,11 @@ class Settings(BaseSettings):
     @property
     def file_sink_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+    @property
+    def edits_db(self) -> Path:
+        """The edit report: how annotators changed the predictions they were served."""
+        return self.data_dir / "edits.sqlite3"
 
 
 _ALIASES = {name: f.validation_alias.choices[0]  # type: ignore[union-attr]

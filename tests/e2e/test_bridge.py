@@ -144,7 +144,7 @@ def project(world, ls_project):
             id=p.id, return_task_ids=True,
             request=[{"data": {"image": f"http://127.0.0.1:9/e2e-img-{i}.jpg",
                                "global_key": f"e2e-img-{i}.jpg"}} for i in rows])
-        r = bridge.cli("connect", "--ls-url", ls.url, "--ls-token", ls.token, "--project",
+        r = bridge.cli("connect", "--ls-url", ls.url, "--ls-token", ls.token, "--ls-project",
                        str(p.id), "--backend-url", bridge.url)
         assert r.returncode == 0, r.stderr
         return p.id, dict(zip(rows, created.task_ids))
@@ -171,7 +171,9 @@ def annotations(ls, task_id: int) -> list[dict]:
 
 
 def labels_of(standin, global_key: str) -> list[dict]:
-    return [label for label in standin.labels(PROJECT) if label["global_key"] == global_key]
+    """The data row's labels, features named (the bridge sends them by schemaId)."""
+    return [standin.named(PROJECT, label) for label in standin.labels(PROJECT)
+            if label["global_key"] == global_key]
 
 
 def successful_lines(standin, uuid_: str) -> int:
@@ -190,13 +192,15 @@ def test_connect_wires_backend_and_webhook_and_is_idempotent(world, project):
                 for b in ls.api("GET", f"/api/ml?project={pid}").json()]
     backends = wiring()
     assert [b[1:] for b in backends] == [(bridge.url, "BASIC_AUTH", BASIC[0], "labelbridge")]
-    assert ls.api("GET", f"/api/ml?project={pid}").json()[0]["state"] == "CO"
+    (backend,) = ls.api("GET", f"/api/ml?project={pid}").json()
+    # non-interactive: Label Studio offers no Auto-Annotation, whose context the bridge ignores
+    assert backend["state"] == "CO" and backend["is_interactive"] is False
     hooks = [h for h in ls.api("GET", f"/api/webhooks?project={pid}").json()
              if h["url"] == bridge.url + "/webhook"]
     assert len(hooks) == 1 and hooks[0]["headers"] == {"X-Labelbridge-Token": TOKEN}
-    again = bridge.cli("connect", "--ls-url", ls.url, "--ls-token", ls.token, "--project",
+    again = bridge.cli("connect", "--ls-url", ls.url, "--ls-token", ls.token, "--ls-project",
                        str(pid), "--backend-url", bridge.url)
-    assert again.returncode == 0 and "nothing changed" in again.stderr
+    assert again.returncode == 0 and "nothing changed" in again.stdout
     assert wiring() == backends
     assert [h for h in ls.api("GET", f"/api/webhooks?project={pid}").json()
             if h["url"] == bridge.url + "/webhook"] == hooks
@@ -291,6 +295,40 @@ def test_update_delete_and_skip(world, project):
     assert bridge.outbox()["counts"]["ignored"] >= 1
 
 
+def test_interactive_only_when_asked(world, project):
+    ls, _, bridge = world
+    pid, _ = project(range(0, 1))
+    args = ("connect", "--ls-url", ls.url, "--ls-token", ls.token, "--ls-project", str(pid),
+            "--backend-url", bridge.url)
+    on = bridge.cli(*args, "--interactive")
+    assert on.returncode == 0 and "interactive on" in on.stdout, on.stderr
+    assert ls.api("GET", f"/api/ml?project={pid}").json()[0]["is_interactive"] is True
+    off = bridge.cli(*args)
+    assert off.returncode == 0 and "interactive off" in off.stdout, off.stderr
+    assert ls.api("GET", f"/api/ml?project={pid}").json()[0]["is_interactive"] is False
+
+
+def test_connect_all_projects_puts_a_new_token_on_every_connected_project(world, project,
+                                                                           ls_project):
+    ls, _, bridge = world
+    wired = [project(range(0, 1))[0], project(range(1, 2))[0]]
+    alone = ls_project(CONFIG).id
+    r = bridge.cli("connect", "--ls-url", ls.url, "--ls-token", ls.token, "--all-projects",
+                   "--backend-url", bridge.url, env={"LABELBRIDGE_WEBHOOK_TOKEN": "rotated"})
+    assert r.returncode == 0, r.stderr
+    for pid in wired:
+        (hook,) = [h for h in ls.api("GET", f"/api/webhooks?project={pid}").json()
+                   if h["url"] == bridge.url + "/webhook"]
+        assert hook["headers"] == {"X-Labelbridge-Token": "rotated"}
+    assert f"project {alone}: not connected to {bridge.url}, left alone" in r.stdout
+    assert ls.api("GET", f"/api/ml?project={alone}").json() == []
+    both = bridge.cli("connect", "--all-projects", "--ls-project", str(alone))
+    assert both.returncode == 2 and "not both" in both.stderr
+    for pid in wired:   # back to the token the running bridge checks
+        assert bridge.cli("connect", "--ls-project", str(pid), "--backend-url",
+                          bridge.url).returncode == 0
+
+
 def test_bridge_down_then_reconcile_delivers_everything_once(world, project):
     ls, standin, bridge = world
     pid, tasks = project(range(0, 8))
@@ -307,16 +345,17 @@ def test_bridge_down_then_reconcile_delivers_everything_once(world, project):
     assert ls.api("DELETE", f"/api/annotations/{kept.id}/").status_code == 204
     bridge.start()
 
-    r = bridge.cli("reconcile", "--project", str(pid))
+    r = bridge.cli("reconcile", "--ls-project", str(pid))
     assert r.returncode == 0, r.stderr
-    assert "queued 2 annotation(s) and 1 deletion(s)" in r.stderr
+    assert "queued 2 annotation(s) and 1 deletion(s)" in r.stdout     # a result: stdout
+    assert "HTTP Request" not in r.stderr                             # no library chatter
     for i in (1, 2):
         uuid_ = u5(f"ccar{i:021d}")
         wait_for(lambda: successful_lines(standin, uuid_) >= 1, what=f"annotation {i}")
     wait_for(lambda: labels_of(standin, "e2e-img-7.jpg") == [], what="deletion reconciled")
 
-    again = bridge.cli("reconcile", "--project", str(pid))
-    assert "queued 0 annotation(s) and 0 deletion(s)" in again.stderr
+    again = bridge.cli("reconcile", "--ls-project", str(pid))
+    assert "queued 0 annotation(s) and 0 deletion(s); 2 already known" in again.stdout
     time.sleep(1.0)
     for i in (1, 2):
         assert successful_lines(standin, u5(f"ccar{i:021d}")) == 1   # exactly once
@@ -352,6 +391,9 @@ def test_doctor_reads_label_studio_and_labelbox(world, project):
     ls, _, bridge = world
     pid, _ = project(range(0, 1))
     ok = bridge.cli("doctor", "--ls-project", str(pid), "--json")
+    flags = bridge.cli("doctor", "--ls-url", ls.url, "--ls-token", ls.token, "--ls-project",
+                       str(pid), "--json", env={"LABEL_STUDIO_URL": "", "LABEL_STUDIO_API_KEY": ""})
+    assert flags.returncode == 0 and orjson.loads(flags.stdout) == orjson.loads(ok.stdout)
     report = orjson.loads(ok.stdout)
     assert ok.returncode == 0, report
     assert report["sources"]["label_config"].startswith(f"Label Studio project {pid}")
@@ -374,3 +416,39 @@ def test_what_docker_compose_describes_is_what_ran(world):
                  "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"):
         assert ls.env[name] == ls_env[name]
     assert COMPOSE["services"]["label-studio"]["image"].endswith(":1.23.2")
+
+
+def test_label_studio_stores_the_same_predictions_from_the_official_1_0_9_server(
+        world, project, ls_project, tmp_path):
+    """LabelboxModel in label-studio-ml 1.0.9 (.venv-lsml), started with labelbridge serve's
+    own environment: Label Studio stores the predictions it stores from labelbridge. 1.0.9's
+    /setup answers its own model version, so Label Studio asks it again on every retrieval."""
+    from tests.lsml import harness
+
+    ls, _, bridge = world
+    if not harness.installed():
+        pytest.fail(f"label-studio-ml 1.0.9 is missing from {harness.VENV}: "
+                    f"{harness.INSTALL_HINT}", pytrace=False)
+    rows = range(0, 2)
+    pid, tasks = project(rows)                       # served by labelbridge itself
+    dm_action(ls, "retrieve_tasks_predictions", pid)
+    port = free_port()
+    framework = harness.start_lsml(tmp_path / "framework", bridge.env, port)
+    try:
+        other = ls_project(CONFIG, title="label-studio-ml 1.0.9")
+        created = ls.client().projects.import_tasks(
+            id=other.id, return_task_ids=True,
+            request=[{"data": {"image": f"http://127.0.0.1:9/e2e-img-{i}.jpg",
+                               "global_key": f"e2e-img-{i}.jpg"}} for i in rows])
+        ls.client().ml.create(project=other.id, url=f"http://127.0.0.1:{port}",
+                              title="label-studio-ml 1.0.9")
+        dm_action(ls, "retrieve_tasks_predictions", other.id)
+        for i, task_id in zip(rows, created.task_ids):
+            (theirs,) = predictions(ls, task_id)
+            (ours,) = predictions(ls, tasks[i])
+            assert theirs["model_version"] == ours["model_version"] == RUN
+            assert theirs["result"] == ours["result"] and theirs["score"] == ours["score"]
+        dm_action(ls, "retrieve_tasks_predictions", other.id)
+        assert all(len(predictions(ls, t)) == 2 for t in created.task_ids)
+    finally:
+        stop_process(framework)

@@ -153,7 +153,8 @@ def lines_per_uuid(standin) -> Counter:
 
 
 def live_labels(standin) -> list[dict]:
-    return standin.labels(PROJECT)
+    """The project's labels, features named (the bridge sends them by schemaId)."""
+    return standin.named(PROJECT, standin.labels(PROJECT))
 
 
 def labels_per_row(standin, global_keys) -> dict[str, int]:

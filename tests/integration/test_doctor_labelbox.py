@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from labelbridge.service.cli import app
 from labelbridge.settings import env_names, load_settings
-from labelbridge.tools.doctor import Ontology, ontology_from_labelbox, run_checks
+from labelbridge.labelbox.ontology import Ontology
+from labelbridge.tools.doctor import ontology_from_labelbox, run_checks
 
 from tests.lbstandin import Feature, LabelboxStandIn, Option
 from tests.procs import free_port

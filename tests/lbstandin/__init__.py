@@ -57,6 +57,10 @@ data rows and labels. Model-run rows lose ``predictions`` unless ``params={"pred
 An empty stream has a null metadata header (``has_result()`` / ``has_errors()`` are False).
 ``data_row_ids`` / ``global_keys`` filters are applied; other filters are ignored.
 
+Models and model runs (``model_runs.py``): ``add_model``, ``add_model_run(created_at=)``,
+``set_model_run_rows`` (moves ``updatedAt``), ``fail_export`` (a run export that breaks mid-stream),
+``upsert_labels`` and custom-metric imports (``model_run.add_predictions``), ``model_run_state``.
+
 Faults
 ------
 ``fail_next`` / ``fail_for`` with kinds "429" (HTTP 429 ``{"message": "You have exceeded ..."}``

@@ -27,6 +27,7 @@ setup.json (every key optional)::
         "export_rows": [ ... ]            # optional: rows a project export returns verbatim
       }],
       "model_runs": [{"model_id": "...", "run_id": "...", "name": "run",
+                      "created_at": "2025-01-01T00:00:00.000Z",  # optional; default: now
                       "export_rows": [ ... ], "export_rows_file": "rows.ndjson"}]
     }
 

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
+from . import model_runs
 from .graphql import GQLError, Operation, parse, project
 from .ontology import CompiledOntology, Feature
 from .validate import MalformedImport, parse_body, validate_lines
@@ -102,6 +103,11 @@ class LabelboxStandIn:
         self._tasks: dict[str, dict] = {}
         self._gk_jobs: dict[str, dict] = {}
         self._files: dict[str, dict] = {}
+        # models and model runs (model_runs.py)
+        self._models: dict[str, dict] = {}
+        self._export_faults: dict[str, dict] = {}
+        self._registrations: dict[str, dict] = {}
+        self._mea_imports: list[dict] = []
 
     # ------------------------------------------------------------------ setup
     def add_project(self, project_id: str, name: str = "project", media_type: str = "IMAGE",
@@ -140,11 +146,19 @@ class LabelboxStandIn:
                     proj["data_row_ids"].append(rid)
 
     def add_model_run(self, model_id: str, run_id: str, name: str = "run",
-                      export_rows: Iterable[dict] = ()) -> None:
+                      export_rows: Iterable[dict] = (), created_at: str | None = None) -> None:
         with self._lock:
-            now = now_iso()
+            now = created_at or now_iso()
             self._model_runs[run_id] = {"id": run_id, "model_id": model_id, "name": name,
-                                        "created_at": now, "export_rows": [copy.deepcopy(r) for r in export_rows]}
+                                        "created_at": now, "updated_at": now,
+                                        "export_rows": [copy.deepcopy(r) for r in export_rows]}
+            if model_id not in self._models:
+                model_runs.add_model(self, model_id)
+
+    add_model = model_runs.add_model
+    set_model_run_rows = model_runs.set_model_run_rows
+    fail_export = model_runs.fail_export
+    model_run_state = model_runs.model_run_state
 
     def set_project_export_rows(self, project_id: str, rows: Iterable[dict] | None) -> None:
         """Rows a project export returns verbatim; ``None`` = generate them from labels."""
@@ -170,7 +184,8 @@ class LabelboxStandIn:
             if m.get("export_rows_file"):
                 with open(m["export_rows_file"], encoding="utf-8") as fh:
                     rows += [json.loads(line) for line in fh if line.strip()]
-            self.add_model_run(m["model_id"], m["run_id"], m.get("name", "run"), rows)
+            self.add_model_run(m["model_id"], m["run_id"], m.get("name", "run"), rows,
+                               m.get("created_at"))
 
     # -------------------------------------------------------------- lifecycle
     @property
@@ -347,6 +362,18 @@ class LabelboxStandIn:
             return [copy.deepcopy({k: v for k, v in p.items() if k != "deleted"})
                     for p in self._prelabels
                     if (project_id is None or p["project_id"] == project_id) and not p["deleted"]]
+
+    def named(self, project_id: str, value: Any) -> Any:
+        """``value`` (an import line, a label annotation) with every ``schemaId`` replaced by the
+        ``name`` of that feature in the project's ontology, for tests that compare by name."""
+        nodes = self._projects[project_id]["ontology"].by_schema_id
+        if isinstance(value, dict):
+            return {("name" if k == "schemaId" else k):
+                    (nodes[v].name if k == "schemaId" and v in nodes else self.named(project_id, v))
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.named(project_id, v) for v in value]
+        return value
 
     def state(self) -> dict:
         with self._lock:
@@ -545,7 +572,7 @@ class LabelboxStandIn:
 
     def _model_run_obj(self, m: dict) -> dict:
         return {"__typename": "ModelRun", "id": m["id"], "name": m["name"],
-                "createdAt": m["created_at"], "updatedAt": m["created_at"],
+                "createdAt": m["created_at"], "updatedAt": m.get("updated_at", m["created_at"]),
                 "createdBy": self.user["id"], "modelId": m["model_id"], "modelAppId": m["model_id"],
                 "trainingMetadata": None}
 
@@ -578,8 +605,9 @@ class LabelboxStandIn:
         return where["id"]
 
     # ---------------------------------------------------------------- exports
-    def _make_task(self, name: str | None, rows: list) -> dict:
-        body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
+    def _make_task(self, name: str | None, rows: list, body: bytes | None = None) -> dict:
+        if body is None:
+            body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
         tid = new_cuid()
         self._tasks[tid] = {"id": tid, "name": name or f"export-{tid}", "created_at": now_iso(),
                             "streams": {"RESULT": body, "ERRORS": b""}}
@@ -605,7 +633,10 @@ class LabelboxStandIn:
             raise GQLError(f"stand-in: offset must be a UInt64, got {args.get('offset')!r}")
         if not 0 <= offset < len(data):
             raise GQLError(f"stand-in: offset {offset} out of range 0..{len(data) - 1}")
-        line_no = data.count(b"\n", 0, offset)
+        lines_at = t.setdefault("lines_at", {})  # clients read on from the last end: O(n), not O(n^2)
+        line_no = lines_at.get(offset)
+        if line_no is None:
+            line_no = data.count(b"\n", 0, offset)
         end = offset
         first_line, last_line = line_no, line_no
         while True:
@@ -615,7 +646,9 @@ class LabelboxStandIn:
             if end >= len(data) or end - offset >= self.export_chunk_bytes:
                 break
             last_line += 1
+        lines_at[end] = last_line + 1
         url = self._add_file("exportFile", data[offset:end])
+        model_runs.on_export_chunk(self, t, url)
         return {"offsets": {"start": offset, "end": end - 1},
                 "lines": {"start": first_line, "end": last_line}, "file": url}
 
@@ -641,13 +674,11 @@ class LabelboxStandIn:
         if rid not in self._model_runs:
             raise GQLError(f"stand-in: model run {rid} does not exist or you have no access to it",
                            "AUTHORIZATION_ERROR")
-        rows = copy.deepcopy(self._model_runs[rid]["export_rows"])
-        if not (inp.get("params") or {}).get("includePredictions"):
-            for row in rows:
-                for model in (row.get("experiments") or {}).values():
-                    for run in (model.get("runs") or {}).values():
-                        run.pop("predictions", None)
-        return self._make_task(inp.get("taskName"), rows)
+        body = model_runs.export_body(self._model_runs[rid],
+                                      bool((inp.get("params") or {}).get("includePredictions")))
+        task = self._make_task(inp.get("taskName"), [], body)
+        model_runs.on_export_task(self, task["taskId"], rid)
+        return task
 
     def _generate_project_rows(self, p: dict, params: dict) -> list:
         """Export-v2 rows built from the stand-in's data rows and (non-deleted) labels."""
@@ -741,6 +772,7 @@ class LabelboxStandIn:
                 lambda a: self._import_obj(self._find_import("mal", a.get("where"))),
             "dataRowsForGlobalKeys": gk_job, "dataRowsForGlobalKeysResult": gk_result,
             "customMetadataOntology": lambda a: [],
+            **model_runs.query_resolvers(self),
         }
 
     def _mutation_resolvers(self) -> dict[str, Callable[[dict], Any]]:
@@ -777,6 +809,7 @@ class LabelboxStandIn:
             "deleteLabels": delete_labels,
             "exportDataRowsInProject": lambda a: self._export_project(a.get("input") or {}),
             "exportDataRowsInModelRun": lambda a: self._export_model_run(a.get("input") or {}),
+            **model_runs.mutation_resolvers(self),
         }
 
     def _execute(self, op: Operation, query_text: str) -> dict:
@@ -992,10 +1025,14 @@ class _Handler(BaseHTTPRequestHandler):
             entry = self.standin._files.get(parts[2]) if len(parts) > 3 else None
             if entry is None:
                 return self._send(404, {"message": "stand-in: no such file"})
+            if entry.get("fault"):  # an export chunk set to fail (model_runs.fail_export)
+                self.standin.fail_next(1, entry.pop("fault"), [entry["kind"]])
             if self._apply_fault({entry["kind"]}):
                 return
             with self.standin._lock:
                 self.standin.calls[entry["kind"]] += 1
+                if entry["kind"] == "exportFile":  # a chunk is fetched once: free it
+                    self.standin._files.pop(parts[2], None)
             return self._answer(200, entry["data"], "application/x-ndjson")
         self._send(404, {"message": f"stand-in: no route GET {path}"})
 

@@ -12,8 +12,10 @@ also carry ``"errors": [{"name", "message", "additionalInfo": None}]`` (success 
 * ``DuplicateAnnotation`` - a ``uuid`` already used on the same data row earlier in the import
 * ``FeatureNotFound``     - ``name`` / ``schemaId`` (or an answer / nested classification)
                             not in the ontology
-* ``UnsupportedAnnotation`` - relationship in a LabelImport; mask / textSelections / video
-                            segments / frames (not modelled by the stand-in)
+* ``UnsupportedAnnotation`` - relationship in a LabelImport; mask / textSelections (not
+                            modelled by the stand-in)
+
+Video lines (``segments`` objects, ``frames`` classifications) are checked by ``video.py``.
 
 A body that is not UTF-8, is empty, or has a line that is not JSON makes the whole import FAILED.
 """
@@ -26,14 +28,16 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import video
 from .ontology import CompiledOntology, Node
 
 GEOMETRY_KEYS = {"bbox": "bbox", "polygon": "polygon", "point": "point", "line": "polyline",
                  "location": "ner", "relationship": "relationship"}
-UNSUPPORTED_KEYS = ("mask", "textSelections", "segments", "frames", "conversationalLocation")
+UNSUPPORTED_KEYS = ("mask", "textSelections", "conversationalLocation")
+VIDEO_KEYS = ("segments", "frames")
 TOP_KEYS = {"uuid", "dataRow", "name", "schemaId", "classifications", "answer", "confidence",
             "customMetrics", "messageId", "page", "unit", "isBenchmarkReferenceLabel",
-            *GEOMETRY_KEYS, *UNSUPPORTED_KEYS}
+            *GEOMETRY_KEYS, *UNSUPPORTED_KEYS, *VIDEO_KEYS}
 NESTED_KEYS = {"name", "schemaId", "answer", "classifications", "confidence", "customMetrics",
                "uuid", "messageId"}
 ANSWER_KEYS = {"name", "schemaId", "classifications", "confidence", "customMetrics"}
@@ -306,6 +310,13 @@ def _validate_line(r: LineResult, line: Any, kind: str, onto: CompiledOntology, 
         raise LineError("FeatureNotFound", f"feature {_describe(name, sid)} is not in the project ontology")
     r.node = node
     _confidence(line, node.name)
+    if "segments" in line:
+        if any(k in line for k in (*GEOMETRY_KEYS, "answer", "frames")):
+            raise LineError("InvalidAnnotation", f"{node.name!r}: a segments line has no other geometry, answer or frames")
+        video.check_video_object(line, node, _check_geometry,
+                                 lambda items, at: check_classifications(onto, node, items, at), LineError)
+        r.is_object = True
+        return
     present = [k for k in (*GEOMETRY_KEYS, "answer") if k in line]
     if len(present) != 1:
         raise LineError("InvalidAnnotation",
@@ -314,7 +325,15 @@ def _validate_line(r: LineResult, line: Any, kind: str, onto: CompiledOntology, 
     if key == "answer":
         if node.is_tool:
             raise LineError("InvalidAnnotation", f"{node.name!r} is a {node.kind} tool; an answer is not allowed")
-        check_answer(onto, node, line["answer"], node.name)
+        answer, framed = video.strip_answer_frames(node, line["answer"], node.name, LineError)
+        if "frames" in line:
+            if node.kind not in ("radio", "checklist") or framed:
+                raise LineError("InvalidAnnotation", f"{node.name!r}: line frames go on a radio or checklist whose answers have none")
+            video.check_frames(line["frames"], node.name, LineError)
+        if node.kind == "text" and isinstance(answer, list):
+            video.check_video_text(node, answer, node.name, LineError)
+        else:
+            check_answer(onto, node, answer, node.name)
         if "classifications" in line:
             if node.kind != "text":
                 raise LineError("InvalidAnnotation",

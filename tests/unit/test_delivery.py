@@ -11,11 +11,10 @@ import pytest
 
 from labelbridge.groundtruth.converter import GroundTruthConverter, resolver_from_store
 from labelbridge.groundtruth.delivery import Deliverer, DeliveryPolicy
-from labelbridge.groundtruth.outbox import IncomingEvent, Outbox
+from labelbridge.groundtruth.outbox import IncomingEvent, Outbox, OutboxUnavailable
 from labelbridge.labelstudio import webhooks
 from labelbridge.labelstudio.mapping import Overrides
 from labelbridge.model.ids import LABELBRIDGE_NAMESPACE
-from labelbridge.groundtruth.outbox import OutboxUnavailable
 from labelbridge.model.sink import (ImportOutcome, ImportRejected, LabelRef, LineStatus,
                                     PermanentError, TransientError)
 
@@ -145,16 +144,25 @@ def test_an_annotation_the_converter_refuses_is_dead_alone(ob):
 
 
 def test_a_converter_bug_dead_letters_only_its_annotation(ob):
-    bad = body(2, 200)
-    bad["annotation"]["result"][0]["value"] = [10, 20]          # not an object
-    queue(ob, body(1, 100), bad, body(3, 300))
-    sink = FakeSink()
-    deliverer(ob, sink).drain()
+    """Whatever the converter raises (here an AttributeError, as a result whose ``value`` was a
+    list once raised) is that annotation's problem, not its batch's."""
+    queue(ob, body(1, 100), body(2, 200), body(3, 300))
+    d = deliverer(ob, FakeSink())
+    real = d.converter.convert
+
+    def convert(payload: bytes):
+        if webhooks.decode(payload).annotation["id"] == 2:
+            raise AttributeError("'list' object has no attribute 'get'")
+        return real(payload)
+
+    d.converter.convert = convert
+    d.drain()
     assert counts(ob) == {"delivered": 2, "failed": 1}
     (dead,) = ob.items("failed")
     assert dead["annotation_id"] == 2
-    assert dead["last_error"].startswith("cannot convert: AttributeError: ")
-    assert len(sink.imports()) == 1 and ob.status()["batches"] == []
+    assert dead["last_error"] == "cannot convert: AttributeError: 'list' object has no " \
+                                 "attribute 'get'"
+    assert len(d.sink.imports()) == 1 and ob.status()["batches"] == []
 
 
 def run_steps(d: Deliverer, until, seconds: float = 10) -> None:

@@ -32,16 +32,14 @@ ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-LS_HARNESS = ROOT / "tests" / "e2e" / "lsharness.py"
 
 LB_HEADER = "# --- labelbridge settings ---"
 COMPOSE_HEADER = "# --- compose only ---"
-LS_VERSION_FALLBACK = "1.23.2"   # used only when tests/e2e/lsharness.py has no LS_VERSION
 PYTHON_BASE = "python:3.11-slim-bookworm"
 SERVICES = ("postgres", "label-studio", "labelbridge")
 MAPPING_KEYS = {"objects", "classifications", "relations", "options"}
 CLASSIFICATION_TAGS = {"Choices", "TextArea", "Number", "Rating"}
-OBJECT_TAGS = {"RectangleLabels", "PolygonLabels", "KeyPointLabels", "Labels"}
+OBJECT_TAGS = {"RectangleLabels", "PolygonLabels", "KeyPointLabels", "Labels", "VideoRectangle"}
 
 
 def settings_default(field: str) -> Any:
@@ -54,13 +52,9 @@ ALIAS_TO_FIELD = {f.validation_alias.choices[0]: name  # type: ignore[union-attr
 
 
 def ls_version() -> str:
-    """The Label Studio version the e2e harness installs (the image tag must match)."""
-    if LS_HARNESS.exists():
-        m = re.search(r"^LS_VERSION\s*(?::\s*str\s*)?=\s*['\"]([^'\"]+)['\"]",
-                      LS_HARNESS.read_text(encoding="utf-8"), re.M)
-        if m:
-            return m.group(1)
-    return LS_VERSION_FALLBACK
+    """The Label Studio version the local harness installs (the image tag must match)."""
+    from labelbridge.tools.localls import LS_VERSION
+    return LS_VERSION
 
 
 # ============================================================================ .env.example
@@ -632,6 +626,9 @@ EXPECTED_CONTROLS: dict[str, dict[str, tuple[str, list[str]]]] = {
                              "caption": ("TextArea", []), "count": ("Number", []),
                              "quality": ("Rating", [])},
     "text-classification": {},
+    "video-tracking": {"box": ("VideoRectangle", []), "videoLabels": ("Labels", ["Car", "Person"]),
+                       "occluded": ("Choices", ["yes", "no"]),
+                       "daytime": ("Choices", ["day", "night"])},
 }
 
 

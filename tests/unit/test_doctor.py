@@ -1,5 +1,5 @@
 """`labelbridge doctor`: label configs + mapping files against Labelbox ontologies broken in each
-way, with the exact messages (the contract in backend/doctor.py's docstring)."""
+way, with the exact messages (the contract in tools/doctor/findings.py's docstring)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import labelbox as lb
 import pytest
 from typer.testing import CliRunner
 
+from labelbridge.labelbox.ontology import Ontology, OntologyError, load_ontology
 from labelbridge.labelstudio.mapping import Mapping, Overrides
 from labelbridge.service.cli import app
 from labelbridge.settings import env_names, load_settings
-from labelbridge.tools.doctor import (Finding, Ontology, OntologyError, check, load_ontology,
-                                      run_checks)
+from labelbridge.tools.doctor import Finding, check, run_checks
 
 from tests.helpers import IMAGE_CONFIG
 from tests.procs import free_port
@@ -609,7 +609,7 @@ def test_cli_exit_0_when_everything_maps(clean_env, files):
     result = runner.invoke(app, ["doctor", "--label-config", str(files["good"]),
                                  "--ontology", str(files["ontology"])])
     assert result.exit_code == 0, result.output
-    assert "everything maps" in result.stderr and result.stdout == ""
+    assert "everything maps" in result.stdout and result.stderr == ""   # a result: stdout
 
 
 def test_cli_exit_1_and_json_on_stdout(clean_env, files):
@@ -651,9 +651,10 @@ def test_cli_exit_2_on_bad_usage_or_settings(clean_env, files):
     assert result.exit_code == 2 and "LABELBRIDGE_PORT" in result.stderr
 
 
-def test_cli_missing_sources_exit_1(clean_env):
+def test_cli_missing_sources_exit_2(clean_env):
+    """Nothing configured is a settings problem: 2, as --help says (was 1)."""
     result = runner.invoke(app, ["doctor", "--json"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert [f["code"] for f in json.loads(result.stdout)["findings"]] == ["not-configured"] * 2
 
 

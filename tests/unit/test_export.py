@@ -10,7 +10,9 @@ from labelbridge.labelbox.export import (ExportError, Selection, compact_row, it
 from labelbridge.model.regions import Box, KeyPoint, Polygon, Polyline, Span
 from labelbridge.model.report import ConversionReport
 
-from tests.helpers import DATA_ROW, DEMO_EXPORT, RUN, bbox, checklist, export_row, radio, text
+from tests.helpers import DATA_ROW, FIXTURES, RUN, bbox, checklist, export_row, radio, text
+
+EVERY_KIND = FIXTURES / "labelbox-every-kind.ndjson"
 
 
 def regions_of(row, sel=Selection(), report=None):
@@ -96,10 +98,14 @@ def test_relationship_ids_resolve_and_direction():
                                relationships=rels), report=report)
     assert [(r.source, r.target, r.name, r.bidirectional) for r in tr.relations] == [
         ("ca", "cb", "drives", False), ("cb", "ca", "next_to", True)]
-    assert report.skipped[("relationship", "source or target object is not in this label")] == 1
+    assert report.skipped[("relationship", "relationships[].target: the related object was not "
+                           "converted or is not in this label")] == 1
+    (loss,) = report.examples
+    assert (loss.data_row, loss.field, loss.detail) == (DATA_ROW, "relationships[2].target",
+                                                        "cmissing")
 
 
-def test_masks_and_video_are_counted_and_reported_not_silently_dropped(caplog):
+def test_masks_and_video_without_boxes_are_counted_and_reported_not_silently_dropped(caplog):
     mask = {"feature_id": "cm", "name": "seg", "annotation_kind": "ImageSegmentationMask",
             "mask": {"url": "https://x"}}
     report = ConversionReport()
@@ -110,8 +116,9 @@ def test_masks_and_video_are_counted_and_reported_not_silently_dropped(caplog):
     video = export_row()
     video["experiments"][next(iter(video["experiments"]))]["runs"][RUN]["predictions"][0][
         "annotations"] = {"frames": {"1": {"objects": {"cv": {"name": "Car"}}}}, "segments": {}}
-    regions_of(video, report=report)
-    assert report.skipped[("video", "video is not supported yet")] == 1
+    regions_of(video, report=report)  # a video object without a box (tests/unit/test_video_*)
+    assert report.skipped[("video", "object on video: Label Studio tracks only boxes "
+                                    "(VideoRectangle)")] == 1
 
 
 def test_ids_are_stable_without_feature_ids():
@@ -170,15 +177,15 @@ def test_bad_lines_name_file_and_line(tmp_path):
         parse_line(b'{"a": 1}', "y", 1)
 
 
-def test_demo_export_exercises_every_kind():
+def test_every_kind_fixture_exercises_every_kind():
     report = ConversionReport()
     kinds = set()
-    for row in iter_rows(DEMO_EXPORT):
+    for row in iter_rows(EVERY_KIND):
         picked = compact_row(row, Selection())
         tr = task_regions(picked[1], report)
         kinds |= {r.shape.kind for r in tr.regions}
         kinds |= {c.kind for c in tr.classifications}
         kinds |= {"relationship"} if tr.relations else set()
     assert kinds >= {"bbox", "polygon", "point", "polyline", "span", "radio", "checklist",
-                     "text", "relationship"}
-    assert {k for k, _ in report.skipped} == {"mask", "video"}
+                     "text", "relationship", "videobox"}
+    assert {k for k, _ in report.skipped} == {"mask"}

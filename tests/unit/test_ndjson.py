@@ -137,3 +137,49 @@ def test_empty_answers_are_reported_not_sent():
         Classification("caption", "text", text="", id="g1"),
         Classification("tags", "checklist", (), id="r1"))), report)
     assert got == [] and sum(report.skipped.values()) == 2
+
+
+def test_features_go_by_the_ontologys_schema_id_else_its_exact_spelling():
+    from labelbridge.model.features import FeatureTable
+
+    table = FeatureTable()
+    table.add(("object", "truck"), "truck", "c" + "t" * 24)
+    table.add(("object", "truck", "Occluded"), "Occluded")              # known, no schema id
+    table.add(("object", "truck", "Occluded", "Yes"), "Yes", "c" + "y" * 24)
+    table.add(("classification", "weather"), "weather", "c" + "w" * 24)
+    table.add(("classification", "weather", "rainy"), "rainy", "c" + "r" * 24)
+    table.add(("classification", "weather", "rainy", "rain_intensity"), "rain_intensity",
+              "c" + "i" * 24)
+    nested = Classification("occluded", "radio", (Answer("yes"),))
+    rain = Classification("rain_intensity", "radio", (Answer("heavy"),))
+    tr = TaskRegions(GK, (Region("r1", "Truck", Box(0, 0, 1, 1), (nested,)),),
+                     (Classification("Weather", "radio", (Answer("Rainy", (rain,)),), id="g1"),))
+    obj, glob = to_ndjson(tr, features=table)
+    assert obj["schemaId"] == "c" + "t" * 24 and "name" not in obj
+    assert obj["classifications"] == [{"name": "Occluded", "answer": {"schemaId": "c" + "y" * 24}}]
+    assert glob["schemaId"] == "c" + "w" * 24
+    assert glob["answer"]["schemaId"] == "c" + "r" * 24
+    assert glob["answer"]["classifications"] == [{"schemaId": "c" + "i" * 24,
+                                                   "answer": {"name": "heavy"}}]
+    plain = to_ndjson(TaskRegions(GK, (Region("r2", "Truck", Box(0, 0, 1, 1)),)))
+    assert plain[0]["name"] == "Truck"        # nothing known: the name the mapping gave
+
+
+def test_geometry_lines_are_rounded_to_the_documented_precision():
+    (line,) = to_ndjson(TaskRegions(GK, (Region("r", "Car", Box(0.1, 0.2, 0.3, 319.9999999)),)))
+    assert line["bbox"] == {"top": 0.2, "left": 0.1, "height": 320.0, "width": 0.3}
+
+
+def test_relationships_go_by_the_ontologys_exact_name():
+    from labelbridge.model.features import FeatureTable
+
+    table = FeatureTable()
+    table.add(("object", "Car"), "Car", "c" + "a" * 24)
+    table.add(("relationship", "drives"), "drives", "c" + "r" * 24)
+    tr = TaskRegions(GK, (Region("r1", "car", Box(0, 0, 1, 1)), Region("r2", "Car", Box(1, 1, 1, 1))),
+                     relations=(Relation("r1", "r2", "Drives"),))
+    lines = to_ndjson(tr, include_relations=True, features=table)
+    (rel,) = [line for line in lines if "relationship" in line]
+    objects = [line for line in lines if "bbox" in line]
+    assert [o["schemaId"] for o in objects] == ["c" + "a" * 24] * 2
+    assert rel["name"] == "drives" and rel["relationship"]["source"] == objects[0]["uuid"]

@@ -82,7 +82,9 @@ def test_number_and_rating_from_text_answers():
                                            Classification("quality", "text", text="9", id="c3")))
     result, report = write(tr)
     assert [r["value"] for r in result] == [{"number": 3}, {"rating": 4}]
-    assert any("not a rating" in r for (_, r) in report.skipped)
+    (loss,) = report.examples
+    assert "not a whole rating" in loss.reason and loss.detail == "'9', maxRating 5"
+    assert (loss.feature, loss.region, loss.data_row) == ("quality", "c3", REF.id)
 
 
 def test_relations_are_flat_items_between_converted_regions():
@@ -107,9 +109,9 @@ def test_unmappable_features_are_reported_with_feature_and_data_row():
     result, report = write(tr)
     assert result == []
     losses = {str(e) for e in report.examples}
-    assert f"bbox: no Label Studio control/label for this feature (feature 'Zebra', data row " \
-           f"{REF.id})" in losses
-    assert any("Label Studio has no image polyline tool" in e for e in losses)
+    assert f"bbox: no Label Studio control/label for this feature (feature 'Zebra', region cz, " \
+           f"data row {REF.id})" in losses
+    assert any("Label Studio has no tool for a polyline" in e for e in losses)
 
 
 def test_image_without_size_is_reported():
@@ -192,8 +194,8 @@ def test_left_relations_are_reversed_and_unknown_controls_reported():
     tr = ResultReader(mapping, report).read(result, REF)
     assert [r.id for r in tr.regions] == ["a", "b"]   # '#suffix' cut as the editor does
     assert tr.relations[0].source == "b" and tr.relations[0].target == "a"
-    assert any("no Labelbox classification for control 'nope'" in r
-               for (_, r) in report.skipped)
+    (loss,) = [e for e in report.examples if e.feature == "nope"]
+    assert (loss.reason, loss.region) == ("no Labelbox classification for this control", "z")
 
 
 def test_nested_children_of_an_unselected_answer_are_reported():
@@ -239,4 +241,5 @@ def test_nesting_the_config_does_not_express_is_declared():
                      height=480)
     result, report = write(tr, config)
     assert [r["from_name"] for r in result] == ["label", "occluded", "attributes"]
-    assert any(k == "nesting" and "no such visibleWhen parent" in r for k, r in report.skipped)
+    assert any(k == "nesting" and "has no visibleWhen on it: sent, and shown unconditionally" in r
+               for k, r in report.skipped)

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
 from labelbridge.groundtruth.converter import ConversionFailed, GroundTruth, GroundTruthConverter
 from labelbridge.groundtruth.leases import LeaseKeeper
@@ -55,8 +56,12 @@ class DeliveryPolicy:
 
 class Deliverer:
     def __init__(self, outbox: Outbox, sink: Sink, converter: GroundTruthConverter,
-                 policy: DeliveryPolicy, wake: threading.Event | None = None) -> None:
+                 policy: DeliveryPolicy, wake: threading.Event | None = None,
+                 on_delivered: Callable[[list[tuple[Delivery, GroundTruth]]], None] | None = None
+                 ) -> None:
+        """``on_delivered``: told of every delivered annotation (the edit report)."""
         self.outbox = outbox
+        self.on_delivered = on_delivered
         self.sink = sink
         self.converter = converter
         self.policy = policy
@@ -265,7 +270,7 @@ class Deliverer:
             else:
                 again.append((item, done, earlier))
         if first:
-            self.outbox.record_deliveries(batch.id, outcome.name, first)
+            self._recorded(batch, outcome, first, converted)
         for item, done, earlier in again:
             try:
                 self.removal.earlier_labels(item, done.data_row, earlier)
@@ -277,7 +282,16 @@ class Deliverer:
             except Exception as exc:   # the import worked: record it, say what is left over
                 log.warning("annotation %s: earlier label not removed: %s",
                             item.annotation_id, exc)
-            self.outbox.record_deliveries(batch.id, outcome.name, [done])
+            self._recorded(batch, outcome, [done], converted)
+
+    def _recorded(self, batch: Batch, outcome: ImportOutcome, done: list[Delivery],
+                  converted: dict[int, GroundTruth]) -> None:
+        self.outbox.record_deliveries(batch.id, outcome.name, done)
+        if self.on_delivered is not None:
+            try:   # the edit report is not delivery: a failure there must not redo the import
+                self.on_delivered([(d, converted[d.item_id]) for d in done])
+            except Exception:
+                log.exception("batch %d: the delivery hook failed", batch.id)
 
     def _refused(self, item: WorkItem, uuids: list[str], outcome: ImportOutcome) -> bool:
         """Dead-letters the item (True) unless Labelbox accepted every line of it."""

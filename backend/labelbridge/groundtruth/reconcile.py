@@ -29,7 +29,7 @@ class ReconcileResult:
     tasks_read: int = 0
     upserts: int = 0
     deletes: int = 0
-    duplicates: int = 0
+    duplicates: int = 0   # annotation versions the outbox already had: not queued again
 
 
 def _iso(value: Any) -> Any:
@@ -73,7 +73,7 @@ class Reconciler:
         for task in self.api.tasks(project_id, updated_since=since):
             task = _iso(task)
             result.tasks_read += 1
-            events.extend(self._task_events(task, project_ref, config_hash))
+            events.extend(self._task_events(task, project_ref, config_hash, result))
             stamp = task.get("updated_at")
             if isinstance(stamp, str) and (newest is None or
                                            parse_timestamp(stamp) > parse_timestamp(newest)):
@@ -81,7 +81,7 @@ class Reconciler:
         events.extend(self._deleted_task_events(project_id))
         if events:
             appended = self.outbox.append(events)
-            result.duplicates = appended.duplicates
+            result.duplicates += appended.duplicates
         result.upserts = sum(1 for e in events if e.kind == "upsert")
         result.deletes = sum(1 for e in events if e.kind == "delete")
         if newest:
@@ -91,8 +91,8 @@ class Reconciler:
                  result.deletes, result.duplicates)
         return result
 
-    def _task_events(self, task: dict, project_ref: dict, config_hash: str
-                     ) -> list[IncomingEvent]:
+    def _task_events(self, task: dict, project_ref: dict, config_hash: str,
+                     result: ReconcileResult) -> list[IncomingEvent]:
         events = []
         live: set[int] = set()
         task_ref = {"id": task["id"], "data": task.get("data") or {}}
@@ -104,6 +104,7 @@ class Reconciler:
             updated = ann.get("updated_at") or ann.get("created_at")
             created = ann.get("created_at") if isinstance(ann.get("created_at"), str) else None
             if isinstance(updated, str) and self.outbox.has_seen(ann["id"], updated, created):
+                result.duplicates += 1
                 continue
             body = {"action": "ANNOTATION_UPDATED", "annotation": ann, "task": task_ref,
                     "project": project_ref}

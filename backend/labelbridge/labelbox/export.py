@@ -2,12 +2,10 @@
 
 An export is one JSON object per line (a file, a directory of files, or gzip). The SDK has no
 deserializer since 6.0, so rows are parsed here. Reading is split in two steps so an index can
-be built at parse speed: ``compact_row`` keeps only what conversion needs, ``task_regions``
-turns that into the neutral model later.
-
-Format facts handled here: bounding boxes are absolute top/left/height/width; polygons repeat
-their first point at the end; NER ``end`` is inclusive; masks and video are not supported yet
-(counted and logged, never silently dropped).
+be built at parse speed: ``compact_row`` keeps only what conversion needs,
+``annotations.task_regions`` turns that into the neutral model later (``shapes`` reads each
+geometry). A row whose structure is damaged is never an exception here: what cannot be selected
+is no label (and ``task_regions`` reports what it cannot read).
 """
 
 from __future__ import annotations
@@ -21,17 +19,13 @@ from typing import Any, Iterator, Literal
 
 import orjson
 
-from labelbridge.model.ids import region_id_for_feature
-from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, KeyPoint, Polygon,
-                                       Polyline, Region, Relation, Shape, Span, TaskRegions)
-from labelbridge.model.report import ConversionReport
+from labelbridge.labelbox.annotations import task_regions
+from labelbridge.labelbox.errors import ExportError
+
+__all__ = ["ExportError", "Selection", "compact_row", "iter_rows", "parse_line", "task_regions"]
 
 Source = Literal["predictions", "run_labels", "project_labels"]
 EXPORT_SUFFIXES = (".ndjson", ".jsonl", ".json", ".ndjson.gz", ".jsonl.gz", ".json.gz")
-
-
-class ExportError(ValueError):
-    """The export cannot be read; the message names the file, line and field."""
 
 
 # ----- reading lines ------------------------------------------------------------------------
@@ -105,10 +99,12 @@ class Selection:
     project_id: str | None = None
 
 
-def data_row_ref(row: dict) -> DataRowRef:
-    dr = row.get("data_row") or {}
-    return DataRowRef(id=dr.get("id"), global_key=dr.get("global_key"),
-                      external_id=dr.get("external_id"), row_data=dr.get("row_data"))
+def _obj(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _arr(value: Any) -> list:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _pick_one(options: dict, wanted: str | None, what: str, env: str) -> tuple[str, Any] | None:
@@ -124,7 +120,7 @@ def _pick_one(options: dict, wanted: str | None, what: str, env: str) -> tuple[s
 
 def _newest(labels: list[dict]) -> dict | None:
     def when(label: dict) -> str:
-        details = label.get("label_details") or {}
+        details = _obj(label.get("label_details"))
         return str(details.get("updated_at") or details.get("created_at") or "")
     best = None
     for label in labels:  # the newest by date; on ties (or no dates) the later one
@@ -133,36 +129,39 @@ def _newest(labels: list[dict]) -> dict | None:
     return best
 
 
-def select_annotations(row: dict, sel: Selection) -> tuple[str | None, dict | None]:
+def select_annotations(row: dict, sel: Selection) -> tuple[str | None, Any]:
     """(origin id, annotations) of the chosen label: run id or project id, and the merged
-    ``{"objects", "classifications", "relationships"}``; (None, None) when the row has none."""
+    ``{"objects", "classifications", "relationships"}``; (None, None) when the row has none.
+    Parts of the wrong JSON type count as absent; the annotations are returned as found (what
+    cannot be read in them is reported by ``task_regions``)."""
     if sel.source == "project_labels":
-        picked = _pick_one(row.get("projects") or {}, sel.project_id, "projects",
-                           "LABELBOX_PROJECT_ID")
+        projects = {k: v for k, v in _obj(row.get("projects")).items() if isinstance(v, dict)}
+        picked = _pick_one(projects, sel.project_id, "projects", "LABELBOX_PROJECT_ID")
         if picked is None:
             return None, None
         pid, project = picked
-        label = _newest((project or {}).get("labels") or [])
+        label = _newest(_arr(_obj(project).get("labels")))
         return (pid, label.get("annotations") or {}) if label else (pid, None)
     runs = {}
-    for model_id, model in (row.get("experiments") or {}).items():
-        for run_id, run in ((model or {}).get("runs") or {}).items():
-            runs[run_id] = run or {}
+    for model in _obj(row.get("experiments")).values():
+        for run_id, run in _obj(_obj(model).get("runs")).items():
+            if isinstance(run, dict):  # a damaged entry is no run to choose between
+                runs[run_id] = run
     picked = _pick_one(runs, sel.model_run_id, "model runs", "LABELBOX_MODEL_RUN_ID")
     if picked is None:
         return None, None
     run_id, run = picked
-    key = "predictions" if sel.source == "predictions" else "labels"
-    items = run.get(key) or []
+    items = _arr(run.get("predictions" if sel.source == "predictions" else "labels"))
     if not items:
         return run_id, None
     if len(items) == 1:
         return run_id, items[0].get("annotations") or {}
     merged: dict[str, list] = {"objects": [], "classifications": [], "relationships": []}
     for item in items:
-        ann = item.get("annotations") or {}
+        ann = _obj(item.get("annotations"))
         for part in merged:
-            merged[part].extend(ann.get(part) or [])
+            value = ann.get(part)
+            merged[part].extend(value if isinstance(value, list) else [])
         for part, value in ann.items():  # e.g. video "frames": keep so it is reported
             if part not in merged:
                 merged[part] = value
@@ -174,178 +173,18 @@ def compact_row(row: dict, sel: Selection) -> tuple[str | None, dict] | None:
     origin, annotations = select_annotations(row, sel)
     if annotations is None:
         return None
-    media = row.get("media_attributes") or {}
+    media = _obj(row.get("media_attributes"))
     compact = {
-        "data_row": {k: v for k, v in (row.get("data_row") or {}).items()
+        "data_row": {k: v for k, v in _obj(row.get("data_row")).items()
                      if k in ("id", "global_key", "external_id", "row_data")},
-        "media": {k: media[k] for k in ("width", "height", "mime_type") if k in media},
+        "media": {k: media[k] for k in ("width", "height", "mime_type", "frame_rate",
+                                        "frame_count", "duration") if k in media},
         "annotations": annotations,
     }
     return origin, compact
 
 
-# ----- annotations -> regions ---------------------------------------------------------------
-
-_SKIPPED_KINDS = {
-    "ImageSegmentationMask": "mask", "VideoSegmentationMask": "mask",
-    "DocumentBoundingBox": "document", "DocumentEntityToken": "document",
-    "ConversationalTextEntity": "conversation",
-}
-
-
-def _f(v: Any) -> float:
-    return float(v)
-
-
-def _shape(obj: dict) -> Shape | str:
-    """The geometry of an exported object, or the reason it cannot be converted."""
-    kind = obj.get("annotation_kind") or ""
-    if kind.startswith("Video"):
-        return "video is not supported yet"
-    if kind in _SKIPPED_KINDS or "mask" in obj or "composite_mask" in obj:
-        what = _SKIPPED_KINDS.get(kind, "mask")
-        return "masks are not supported yet" if what == "mask" else f"{kind or what} is not supported"
-    if "bounding_box" in obj:
-        bb = obj["bounding_box"]
-        return Box(_f(bb["left"]), _f(bb["top"]), _f(bb["width"]), _f(bb["height"]))
-    if "polygon" in obj:
-        pts = tuple((_f(p["x"]), _f(p["y"])) for p in obj["polygon"])
-        if len(pts) > 1 and pts[0] == pts[-1]:
-            pts = pts[:-1]
-        return Polygon(pts) if len(pts) >= 3 else "polygon with fewer than 3 points"
-    if "line" in obj:
-        pts = tuple((_f(p["x"]), _f(p["y"])) for p in obj["line"])
-        return Polyline(pts) if len(pts) >= 2 else "polyline with fewer than 2 points"
-    if "point" in obj:
-        return KeyPoint(_f(obj["point"]["x"]), _f(obj["point"]["y"]))
-    if "location" in obj and "start" in (obj["location"] or {}):
-        loc = obj["location"]
-        return Span(int(loc["start"]), int(loc["end"]) + 1, loc.get("token"))  # LB end inclusive
-    return f"unknown object kind {kind or sorted(obj)}"
-
-
-def _kind_of(obj: dict) -> str:
-    for key, kind in (("bounding_box", "bbox"), ("polygon", "polygon"), ("line", "polyline"),
-                      ("point", "point"), ("location", "ner")):
-        if key in obj:
-            return kind
-    kind = obj.get("annotation_kind") or "object"
-    return "video" if kind.startswith("Video") else _SKIPPED_KINDS.get(kind, kind)
-
-
-def _score(item: dict) -> float | None:
-    c = item.get("confidence")
-    return float(c) if isinstance(c, (int, float)) else None
-
-
-class _RowReader:
-    def __init__(self, ref: DataRowRef, report: ConversionReport) -> None:
-        self.ref = ref
-        self.row_name = ref.id or ref.global_key or ref.external_id or "?"
-        self.report = report
-
-    def classification(self, item: dict, path: tuple, nested: bool) -> Classification | None:
-        name = item.get("name") or item.get("value")
-        if not name:
-            self.report.loss("classification", "classification without a name", None,
-                             self.row_name)
-            return None
-        cid = region_id_for_feature(item.get("feature_id"), self.row_name, *path)
-        common = dict(name=name, id=cid, score=_score(item),
-                      schema_id=item.get("feature_schema_id"))
-        if "radio_answer" in item:
-            ans = self.answer(item["radio_answer"], path)
-            return Classification(kind="radio", answers=(ans,) if ans else (), **common)
-        if "checklist_answers" in item:
-            answers = tuple(ans for i, raw in enumerate(item["checklist_answers"] or [])
-                            if (ans := self.answer(raw, path + (i,))) is not None)
-            return Classification(kind="checklist", answers=answers, **common)
-        if "text_answer" in item:
-            content = (item["text_answer"] or {}).get("content")
-            return Classification(kind="text", text="" if content is None else str(content),
-                                  **common)
-        self.report.loss("classification", "unsupported classification shape "
-                         f"(keys {sorted(k for k in item if k not in ('name', 'value'))})",
-                         name, self.row_name)
-        return None
-
-    def answer(self, item: dict, path: tuple) -> Answer | None:
-        name = item.get("name") or item.get("value")
-        if not name:
-            return None
-        nested = self.classifications(item.get("classifications") or [], path + (name,), True)
-        return Answer(name=name, classifications=nested, score=_score(item),
-                      schema_id=item.get("feature_schema_id"))
-
-    def classifications(self, items: list, path: tuple, nested: bool) -> tuple[Classification, ...]:
-        out = []
-        for i, item in enumerate(items):
-            c = self.classification(item, path + (i,), nested)
-            if c is not None:
-                out.append(c)
-        return tuple(out)
-
-    def region(self, obj: dict, index: int) -> Region | None:
-        name = obj.get("name") or obj.get("value") or ""
-        shape = _shape(obj)
-        kind = _kind_of(obj)
-        if isinstance(shape, str):
-            self.report.loss(kind, shape, name or None, self.row_name)
-            return None
-        rid = region_id_for_feature(obj.get("feature_id"), self.row_name, "object", index)
-        nested = self.classifications(obj.get("classifications") or [], (rid,), True)
-        return Region(id=rid, name=name, shape=shape, classifications=nested, score=_score(obj),
-                      schema_id=obj.get("feature_schema_id"))
-
-    def relation(self, item: dict, ids: set[str], index: int) -> Relation | None:
-        def ref(v: Any) -> str | None:
-            if isinstance(v, dict):
-                v = v.get("feature_id") or v.get("id")
-            return v if isinstance(v, str) else None
-        src, tgt = ref(item.get("source")), ref(item.get("target"))
-        name = item.get("name") or item.get("value")
-        if not src or not tgt or src not in ids or tgt not in ids:
-            self.report.loss("relationship", "source or target object is not in this label",
-                             name, self.row_name)
-            return None
-        kind = str(item.get("type") or item.get("relationship_type") or "").lower()
-        bidirectional = kind == "bidirectional" or item.get("unidirectional") is False
-        return Relation(src, tgt, name, bidirectional,
-                        region_id_for_feature(item.get("feature_id"), self.row_name, "rel", index))
-
-
-def task_regions(compact: dict, report: ConversionReport | None = None) -> TaskRegions:
-    """Neutral regions of a compact row (see ``compact_row``)."""
-    report = report if report is not None else ConversionReport()
-    ref = DataRowRef(**{k: compact["data_row"].get(k)
-                        for k in ("id", "global_key", "external_id", "row_data")})
-    reader = _RowReader(ref, report)
-    ann = compact.get("annotations") or {}
-    if ann.get("frames") or ann.get("segments"):
-        frames = ann.get("frames") or {}
-        count = sum(len((f or {}).get("objects") or {}) for f in frames.values()) or 1
-        for _ in range(count):
-            report.loss("video", "video is not supported yet", None, reader.row_name)
-    regions = []
-    for i, obj in enumerate(ann.get("objects") or []):
-        r = reader.region(obj, i)
-        if r is not None:
-            regions.append(r)
-    ids = {r.id for r in regions}
-    relations = []
-    for i, item in enumerate(ann.get("relationships") or []):
-        rel = reader.relation(item, ids, i)
-        if rel is not None:
-            relations.append(rel)
-    media = compact.get("media") or {}
-    width, height = media.get("width"), media.get("height")
-    return TaskRegions(
-        data_row=ref, regions=tuple(regions),
-        classifications=reader.classifications(ann.get("classifications") or [], ("global",),
-                                               False),
-        relations=tuple(relations),
-        width=int(width) if width else None, height=int(height) if height else None)
-
+# ----- feature names ----------------------------------------------------------------------
 
 def feature_names(compact: dict) -> set[str]:
     """Every feature and option name in a compact row (Labelbox's exact spelling)."""

@@ -13,6 +13,7 @@ is read here with a timeout, and whatever still fails is transient (the batch re
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ import requests
 from google.api_core.exceptions import RetryError
 from lbox import exceptions as lbx
 
+from labelbridge.labelbox.ontology import Ontology
 from labelbridge.model.sink import (ImportOutcome, ImportRejected, LabelRef, LineStatus,
                                     PermanentError, TransientError)
 
@@ -186,11 +188,19 @@ class LabelboxGateway:
             raise classify(exc) from exc
 
     # ----- reading from Labelbox ----------------------------------------------------------
-    def ontology(self) -> dict:
+    def ontology(self) -> Ontology:
+        """The project's ontology (``project.ontology().normalized``); SDK failures are
+        classified, a tree that is no ontology raises ``OntologyError``."""
         try:
-            return self.client.get_project(self.project_id).ontology().normalized
+            normalized = self.client.get_project(self.project_id).ontology().normalized
         except Exception as exc:
             raise classify(exc) from exc
+        if isinstance(normalized, str):
+            try:
+                normalized = json.loads(normalized)
+            except ValueError:
+                pass
+        return Ontology.from_normalized(normalized or {}, f"Labelbox project '{self.project_id}'")
 
     def export(self, dest: Path, model_run_id: str | None = None,
                progress: Callable[[int], None] | None = None) -> int:

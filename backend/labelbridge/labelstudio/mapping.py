@@ -29,7 +29,11 @@ TOOL_KINDS: dict[str, ShapeKind] = {
     "RectangleLabels": "bbox", "Rectangle": "bbox",
     "PolygonLabels": "polygon", "Polygon": "polygon",
     "KeyPointLabels": "point", "KeyPoint": "point",
+    "VideoRectangle": "videobox",
 }
+# Tools whose <Labels> the editor merges into the tool's own result as ``value.labels``
+# (``mergeLabelsAndResults`` of the Video tag): the result type stays the tool's.
+MERGED_LABEL_TOOLS = {"VideoRectangle"}
 # Objects a plain <Labels> control labels spans of.
 SPAN_OBJECTS = {"Text", "HyperText"}
 CLASSIFICATION_TAGS = {"Choices", "TextArea", "Number", "Rating"}
@@ -47,6 +51,7 @@ class ObjectTarget:
     result_type: str        # e.g. "rectanglelabels" (also for <Labels> merged with a geometry tool)
     label: str | None       # LS label value; None for a label-less tool (<Rectangle/> alone)
     object_tag: str         # Image, Text, HyperText, ...
+    schema_id: str | None = None   # the Labelbox feature's schemaId (mapping file), if known
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,8 @@ class ClassificationTarget:
     answers: dict[str, str] = field(default_factory=dict)   # Labelbox option -> LS choice
     parent: tuple[str, str] | None = None                   # (parent control, LS choice value)
     max_rating: int | None = None
+    schema_id: str | None = None                            # Labelbox schemaId (mapping file)
+    answer_schema_ids: dict[str, str] = field(default_factory=dict)  # Labelbox option -> id
 
     @property
     def result_type(self) -> str:
@@ -83,6 +90,10 @@ def _ci_lookup(table: dict[str, str], key: str) -> str | None:
     folded = key.casefold()
     hits = [v for k, v in table.items() if k.casefold() == folded]
     return hits[0] if len(hits) == 1 else None
+
+
+def _opt(value: Any) -> str | None:
+    return str(value) if value else None
 
 
 def _truthy(value: Any) -> bool:
@@ -128,9 +139,14 @@ class Overrides:
                 missing = [k for k in required if not entry.get(k)]
                 if missing:
                     raise MappingError(f"{source}: {key}[{i}] needs {', '.join(missing)}")
-                if key == "classifications" and entry.get("answers") is not None \
-                        and not isinstance(entry["answers"], dict):
-                    raise MappingError(f"{source}: {key}[{i}].answers must be a mapping")
+                for sub in ("answers", "answer_schema_ids"):
+                    if key == "classifications" and entry.get(sub) is not None \
+                            and not isinstance(entry[sub], dict):
+                        raise MappingError(f"{source}: {key}[{i}].{sub} must be a mapping")
+                sid = entry.get("schema_id")
+                if sid is not None and not (isinstance(sid, str) and len(sid) == 25):
+                    raise MappingError(f"{source}: {key}[{i}].schema_id must be a Labelbox "
+                                       f"feature schema id (25 characters), got {sid!r}")
             setattr(out, key, [dict(e) for e in entries])
         options = raw.get("options") or {}
         rotated = options.get("rotated_boxes", "enclosing_box")
@@ -161,7 +177,9 @@ class Mapping:
         self.classifications: list[ClassificationTarget] = []
         self.relation_labels: list[str] = []
         self.problems: list[str] = []
-        self._build()
+        self._object_cache: dict[tuple, ObjectTarget | None] = {}   # lookups, memoized: the
+        self._classification_cache: dict[tuple, ClassificationTarget | None] = {}  # tables
+        self._build()                                                # never change once built
 
     # ----- construction -------------------------------------------------------------------
     def _object_tag(self, name: str) -> str:
@@ -200,10 +218,12 @@ class Mapping:
                 else:
                     for tool in tools_by_object.get(to_name, []):
                         kind = TOOL_KINDS[tool.tag]
+                        merged = tool.tag in MERGED_LABEL_TOOLS
                         for label in c.labels:
                             self.objects.append(ObjectTarget(
-                                self._lb(label), kind, c.name, to_name,
-                                f"{tool.tag.lower()}labels", label, obj_tag))
+                                self._lb(label), kind, tool.name if merged else c.name,
+                                to_name, tool.tag.lower() + ("" if merged else "labels"), label,
+                                obj_tag))
             elif c.tag in CLASSIFICATION_TAGS:
                 self.classifications.append(self._classification_target(c, to_name))
         # LabelInterface does not expose <Relations>; read their <Relation value> directly.
@@ -249,7 +269,7 @@ class Mapping:
                     self.objects.remove(o)
                     self.objects.append(ObjectTarget(str(entry["labelbox"]), o.kind, o.control,
                                                      o.to_name, o.result_type, o.label,
-                                                     o.object_tag))
+                                                     o.object_tag, _opt(entry.get("schema_id"))))
         for entry in ov.classifications:
             control = entry["control"]
             found = [t for t in self.classifications if t.control == control]
@@ -273,11 +293,18 @@ class Mapping:
             self.classifications.remove(t)
             self.classifications.append(ClassificationTarget(
                 str(entry["labelbox"]), t.kind, t.control, t.to_name, t.tag, t.per_region,
-                answers, parent, t.max_rating))
+                answers, parent, t.max_rating, _opt(entry.get("schema_id")),
+                {str(k): str(v) for k, v in (entry.get("answer_schema_ids") or {}).items()}))
         self._relation_overrides = {str(e["labelbox"]): e.get("label") for e in ov.relations}
 
     # ----- Labelbox -> Label Studio -------------------------------------------------------
     def object_target(self, kind: ShapeKind, labelbox_name: str) -> ObjectTarget | None:
+        key = (kind, labelbox_name)
+        if key not in self._object_cache:
+            self._object_cache[key] = self._object_target(kind, labelbox_name)
+        return self._object_cache[key]
+
+    def _object_target(self, kind: ShapeKind, labelbox_name: str) -> ObjectTarget | None:
         same_kind = [o for o in self.objects if o.kind == kind and o.labelbox]
         exact = [o for o in same_kind if o.labelbox == labelbox_name]
         if len(exact) == 1:
@@ -290,6 +317,13 @@ class Mapping:
                               parent: tuple[str, str] | None = None
                               ) -> ClassificationTarget | None:
         """The control for a question; ``parent`` is (parent control, LS choice) when nested."""
+        key = (labelbox_name, per_region, parent)
+        if key not in self._classification_cache:
+            self._classification_cache[key] = self._find_classification(*key)
+        return self._classification_cache[key]
+
+    def _find_classification(self, labelbox_name: str, per_region: bool,
+                             parent: tuple[str, str] | None) -> ClassificationTarget | None:
         folded = labelbox_name.casefold()
         named = [t for t in self.classifications if t.labelbox == labelbox_name] or \
                 [t for t in self.classifications if t.labelbox.casefold() == folded]

@@ -55,7 +55,8 @@ def task_text(data: dict, mapping: Mapping) -> str | None:
     """The text a Text object shows, when the task holds it inline (for span text)."""
     for obj in mapping.interface.objects:
         value = getattr(obj, "value", "") or ""
-        if obj.tag == "Text" and value.startswith("$"):
+        if obj.tag == "Text" and value.startswith("$") \
+                and str((obj.attr or {}).get("valueType", "")).lower() != "url":
             text = data.get(value[1:])
             if isinstance(text, str):
                 return text

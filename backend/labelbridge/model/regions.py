@@ -1,7 +1,10 @@
 """The neutral model both adapters meet in. It knows neither Label Studio nor Labelbox.
 
-Geometry is in absolute pixels of the original media; text spans use Python slice
-semantics (``end`` exclusive). Every region carries the id it has in Label Studio.
+Geometry is in absolute pixels of the original media, rounded to ``PIXEL_DIGITS`` decimals by
+both adapters (so identical input gives identical output and a round trip gives back the same
+numbers); text spans use Python slice semantics over code points (``end`` exclusive); video
+frames are numbered from 1 and frame ranges are inclusive. Every region carries the id it has in
+Label Studio.
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
+PIXEL_DIGITS = 4  # 1/10000 px: far below any tool's precision, far above float noise
+
 ClassificationKind = Literal["radio", "checklist", "text"]
-ShapeKind = Literal["bbox", "polygon", "point", "polyline", "span"]
+ShapeKind = Literal["bbox", "polygon", "point", "polyline", "span", "videobox"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +61,55 @@ class Span:
     kind: ShapeKind = field(default="span", init=False, repr=False)
 
 
-Shape = Union[Box, Polygon, Polyline, KeyPoint, Span]
+@dataclass(frozen=True, slots=True)
+class Keyframe:
+    """A box drawn on one video frame, with the classifications asked on that frame."""
+
+    frame: int
+    box: Box
+    classifications: tuple[Classification, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSegment:
+    """A stretch of frames an object is visible in, from its first to its last keyframe;
+    between keyframes the box is interpolated (both products do it linearly)."""
+
+    keyframes: tuple[Keyframe, ...]
+
+    def __post_init__(self) -> None:
+        frames = [k.frame for k in self.keyframes]
+        if not frames or frames != sorted(set(frames)) or frames[0] < 1:
+            raise ValueError(f"a segment needs keyframes on distinct ascending frames >= 1, got {frames}")
+
+    @property
+    def start(self) -> int:
+        return self.keyframes[0].frame
+
+    @property
+    def end(self) -> int:
+        return self.keyframes[-1].frame
+
+
+@dataclass(frozen=True, slots=True)
+class VideoTrack:
+    """One object followed through a video: segments in frame order, with gaps between them."""
+
+    segments: tuple[VideoSegment, ...]
+    kind: ShapeKind = field(default="videobox", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for a, b in zip(self.segments, self.segments[1:]):
+            if b.start <= a.end:
+                raise ValueError(f"segments overlap or are out of order: {a.start}-{a.end}, "
+                                 f"{b.start}-{b.end}")
+
+    @property
+    def keyframes(self) -> int:
+        return sum(len(s.keyframes) for s in self.segments)
+
+
+Shape = Union[Box, Polygon, Polyline, KeyPoint, Span, VideoTrack]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +133,7 @@ class Classification:
     id: str | None = None
     score: float | None = None
     schema_id: str | None = None
+    frames: tuple[tuple[int, int], ...] = ()   # video: inclusive frame ranges; () = whole media
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +168,15 @@ class DataRowRef:
 
 
 @dataclass(frozen=True, slots=True)
+class VideoInfo:
+    """Timing of a video data row, as far as known (frame rate in frames per second)."""
+
+    frame_rate: float | None = None
+    frame_count: int | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TaskRegions:
     """Everything labelled on one data row (one Label Studio task)."""
 
@@ -123,6 +186,7 @@ class TaskRegions:
     relations: tuple[Relation, ...] = ()
     width: int | None = None
     height: int | None = None
+    video: VideoInfo | None = None
 
     def region_ids(self) -> set[str]:
         return {r.id for r in self.regions}

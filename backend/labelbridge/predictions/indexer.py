@@ -214,6 +214,23 @@ def _read_exact(raw: BinaryIO, size: int) -> bytearray:
     return buf
 
 
+def send_object(proc: subprocess.Popen, obj: object) -> None:
+    """Pickle ``obj`` onto a worker's (raw) stdin, which may take part of it at a time."""
+    data = memoryview(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    while data:
+        data = data[proc.stdin.write(data):]  # type: ignore[union-attr]
+
+
+def read_message(proc: subprocess.Popen, what: str) -> tuple[str, Any]:
+    """The next framed message of a worker; a worker that died is a RuntimeError."""
+    try:
+        size = _LENGTH.unpack(_read_exact(proc.stdout, _LENGTH.size))[0]  # type: ignore[arg-type]
+        return pickle.loads(_read_exact(proc.stdout, size))  # type: ignore[arg-type]
+    except EOFError:
+        raise RuntimeError(f"{what} {proc.pid} exited with {proc.wait()} (its error is in the "
+                           "log above)") from None
+
+
 class _ReaderPool:
     """Worker processes reading chunks; each is given the next chunk as it finishes one, and
     their messages are taken from whichever is ready (unbuffered pipes, so that ``select``
@@ -228,19 +245,13 @@ class _ReaderPool:
             proc = subprocess.Popen([sys.executable, "-m", "labelbridge.predictions.index_worker"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
             self.busy[proc] = 0
-            self._send(proc, (selection, str(part)))
+            send_object(proc, (selection, str(part)))
             for _ in range(CHUNKS_PER_WORKER):
                 self._give(proc)
 
-    @staticmethod
-    def _send(proc: subprocess.Popen, obj: object) -> None:
-        data = memoryview(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
-        while data:  # a raw pipe may take part of it
-            data = data[proc.stdin.write(data):]  # type: ignore[union-attr]
-
     def _give(self, proc: subprocess.Popen) -> None:
         if self.todo:
-            self._send(proc, self.todo.popleft())
+            send_object(proc, self.todo.popleft())
             self.busy[proc] += 1
 
     def messages(self) -> Iterator[tuple[str, Any]]:
@@ -251,12 +262,7 @@ class _ReaderPool:
             while any(self.busy.values()):
                 for key, _ in ready.select():
                     proc = key.data
-                    try:
-                        size = _LENGTH.unpack(_read_exact(proc.stdout, _LENGTH.size))[0]
-                        kind, body = pickle.loads(_read_exact(proc.stdout, size))
-                    except EOFError:
-                        raise RuntimeError(f"index worker {proc.pid} exited with {proc.wait()} "
-                                           "(its error is in the log above)") from None
+                    kind, body = read_message(proc, "index worker")
                     if kind == "error":
                         raise body
                     if kind == "done":

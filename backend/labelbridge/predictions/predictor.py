@@ -2,8 +2,10 @@
 
 A *context* is everything that changes a prediction's bytes: the label config, the mapping and
 the model version. For each context every row is converted once (Labelbox regions -> Label
-Studio result), validated with label-studio-sdk's ``LabelInterface`` (Label Studio itself does
-not validate predictions), and stored as JSON bytes; ``/predict`` then only looks them up.
+Studio result), validated against the label config (``PredictionCheck``: the verdicts of
+label-studio-sdk's ``LabelInterface``, from a table compiled once; Label Studio itself does not
+validate predictions), and stored as JSON bytes, with the row's losses beside it
+(``labelbridge losses``); ``/predict`` then only looks them up.
 """
 
 from __future__ import annotations
@@ -13,19 +15,18 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
-import orjson
 
-from labelbridge.labelbox.export import task_regions
 from labelbridge.labelstudio.mapping import Mapping, Overrides
-from labelbridge.labelstudio.results import ResultWriter, prediction_score
 from labelbridge.labelstudio.tasks import TaskKeys, object_fields, task_keys
 from labelbridge.model.report import ConversionReport
+from labelbridge.predictions.converting import NO_PREDICTION, Converted, RowConverter
+from labelbridge.predictions.indexer import gc_paused
+from labelbridge.predictions.prepare_worker import PreparePool, worker_count
 from labelbridge.predictions.store import PredictionStore
 
 log = logging.getLogger(__name__)
-NO_PREDICTION = b"[]"  # per-task element Label Studio stores nothing for (it asks again later)
 
 
 @dataclass
@@ -33,14 +34,18 @@ class Context:
     key: str
     mapping: Mapping
     fields: list[str]
+    converter: RowConverter
     report: ConversionReport = field(default_factory=ConversionReport)
     invalid: int = 0
 
 
 class Predictor:
     def __init__(self, store: PredictionStore, overrides: Overrides, model_version: str,
-                 match_keys: Sequence[str] = ("global_key", "data_row_id", "url")) -> None:
+                 match_keys: Sequence[str] = ("global_key", "data_row_id", "url"),
+                 workers: int | None = None) -> None:
+        """``workers``: processes that prepare (None: one per CPU for a large index)."""
         self.store = store
+        self.workers = workers
         self.overrides = overrides
         self.model_version = model_version
         self.match_keys = tuple(match_keys)
@@ -58,7 +63,8 @@ class Predictor:
                 return ctx
         mapping = Mapping(label_config, self.overrides, self.store.feature_names())
         key = hashlib.sha1(f"{mapping.fingerprint}:{self.model_version}".encode()).hexdigest()
-        ctx = Context(key, mapping, object_fields(mapping))
+        ctx = Context(key, mapping, object_fields(mapping),
+                      RowConverter(mapping, self.model_version))
         self.store.register_context(key, label_config)
         with self._lock:
             self._contexts[raw] = ctx
@@ -67,40 +73,15 @@ class Predictor:
         return ctx
 
     # -- conversion
-    def _convert(self, ctx: Context, payload: bytes) -> bytes:
-        report = ConversionReport()
-        tr = task_regions(orjson.loads(payload), report)
-        result = ResultWriter(ctx.mapping, report).write(tr)
-        result = self._validated(ctx, result, report, tr.data_row.id or tr.data_row.global_key)
-        ctx.report.merge(report)
-        if not result:
-            return NO_PREDICTION
-        return orjson.dumps({"result": result, "score": prediction_score(tr),
-                             "model_version": self.model_version})
+    def _convert_rows(self, ctx: Context, rows: dict[int, tuple[str | None, bytes]],
+                      pks: list[int]) -> None:
+        self._store_converted(ctx, ctx.converter.batch(rows, pks))
 
-    def _validated(self, ctx: Context, result: list[dict], report: ConversionReport,
-                   row: str | None) -> list[dict]:
-        li = ctx.mapping.interface
-        if not result or not li.validate_prediction({"result": result}, return_errors=True):
-            return result
-        keep, dropped = [], set()
-        regions = [r for r in result if r.get("type") != "relation"]
-        for i, region in enumerate(regions):
-            errors = li.validate_region(region, return_errors=True, region_index=i)
-            if errors:
-                dropped.add(region.get("id"))
-                ctx.invalid += 1
-                report.loss(region.get("type", "result"), "rejected by LabelInterface "
-                            f"validation: {'; '.join(errors)}", region.get("from_name"), row)
-        for r in result:
-            if r.get("type") == "relation":
-                if r.get("from_id") in dropped or r.get("to_id") in dropped:
-                    report.loss("relationship", "related region failed validation", None, row)
-                    continue
-            elif r.get("id") in dropped:
-                continue
-            keep.append(r)
-        return keep
+    def _store_converted(self, ctx: Context, done: Converted) -> None:
+        self.store.put_prepared(ctx.key, done.prepared, done.losses)
+        with self._lock:
+            ctx.report.merge(done.report)
+            ctx.invalid += done.invalid
 
     def prepare(self, label_config: str, progress: Callable[[int], None] | None = None) -> Context:
         """Convert and validate every indexed row for this label config, once."""
@@ -112,16 +93,17 @@ class Predictor:
                 return ctx
             self._preparing.add(ctx.key)
         try:
-            done = 0
-            for pks in self.store.iter_pks(1000):
-                have = self.store.prepared(ctx.key, pks)
-                todo = [pk for pk in pks if pk not in have]
-                rows = self.store.rows(todo)
-                self.store.put_prepared(ctx.key, [(pk, self._convert(ctx, rows[pk][1]))
-                                                  for pk in todo])
-                done += len(pks)
-                if progress:
-                    progress(done)
+            workers = worker_count(self.store.count(), self.workers)
+            if workers > 1:
+                self._prepare_in_workers(ctx, label_config, workers, progress)
+            else:
+                done = 0
+                with gc_paused():
+                    for todo in self._todo(ctx):
+                        self._convert_rows(ctx, self.store.rows(todo), todo)
+                        done += len(todo)
+                        if progress:
+                            progress(done)
             self.store.finish_context(ctx.key, ctx.report.as_dict())
             log.info("predictions prepared for label config %s: %s", ctx.key[:12],
                      dict(ctx.report.converted))
@@ -129,6 +111,29 @@ class Predictor:
             with self._lock:
                 self._preparing.discard(ctx.key)
         return ctx
+
+    def _todo(self, ctx: Context) -> Iterator[list[int]]:
+        """Batches of the row keys not prepared yet for ``ctx``."""
+        for pks in self.store.iter_pks(1000):
+            have = self.store.prepared(ctx.key, pks)
+            todo = [pk for pk in pks if pk not in have]
+            if todo:
+                yield todo
+
+    def _prepare_in_workers(self, ctx: Context, label_config: str, workers: int,
+                            progress: Callable[[int], None] | None) -> None:
+        setup = (str(self.store.path), label_config, self.overrides,
+                 sorted(self.store.feature_names()), self.model_version)
+        pool = PreparePool(setup, self._todo(ctx), workers)
+        done = 0
+        try:
+            for converted in pool.results():
+                self._store_converted(ctx, converted)
+                done += len(converted.prepared)
+                if progress:
+                    progress(done)
+        finally:
+            pool.close()
 
     def prepare_in_background(self, label_config: str) -> None:
         ctx = self.context(label_config)
@@ -165,8 +170,6 @@ class Predictor:
         ready = self.store.prepared(ctx.key, known) if known else {}
         missing = [pk for pk in dict.fromkeys(known) if pk not in ready]
         if missing:
-            rows = self.store.rows(missing)
-            fresh = [(pk, self._convert(ctx, rows[pk][1])) for pk in missing if pk in rows]
-            self.store.put_prepared(ctx.key, fresh)
-            ready.update(fresh)
+            self._convert_rows(ctx, self.store.rows(missing), missing)
+            ready.update(self.store.prepared(ctx.key, missing))
         return [ready.get(pk, NO_PREDICTION) if pk is not None else NO_PREDICTION for pk in pks]

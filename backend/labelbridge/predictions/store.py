@@ -5,7 +5,9 @@ Three tables do the work:
   URL; ``payloads``: its opaque compact payload (what conversion needs, nothing more), apart
   so that building the key indexes does not read every payload;
 * ``prepared``: the Label Studio prediction of a row for one conversion context (label config,
-  mapping, model version), stored as ready-to-send JSON bytes so ``/predict`` is a lookup.
+  mapping, model version), stored as ready-to-send JSON bytes so ``/predict`` is a lookup;
+  ``losses``: what that conversion could not carry over, per row (JSON lines of ``Loss``), for
+  ``labelbridge losses``.
 
 The index is built by streaming the export into a temporary file that replaces the old one
 atomically, so memory stays bounded whatever the export size and readers never see half a build.
@@ -40,6 +42,10 @@ CREATE TABLE IF NOT EXISTS contexts (
   context TEXT PRIMARY KEY, label_config TEXT NOT NULL, complete INTEGER NOT NULL DEFAULT 0,
   report TEXT, updated_at REAL
 );
+CREATE TABLE IF NOT EXISTS losses (
+  context TEXT NOT NULL, pk INTEGER NOT NULL, losses BLOB NOT NULL,
+  PRIMARY KEY (context, pk)
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS feature_names (name TEXT PRIMARY KEY) WITHOUT ROWID;
 """ % PAYLOADS
@@ -49,7 +55,7 @@ CREATE INDEX IF NOT EXISTS rows_global_key ON rows(global_key);
 CREATE INDEX IF NOT EXISTS rows_external_id ON rows(external_id);
 CREATE INDEX IF NOT EXISTS rows_row_data ON rows(row_data);
 """
-FORMAT = "3"  # of the files build_index writes: part of the export fingerprint, so an index
+FORMAT = "4"  # of the files build_index writes: part of the export fingerprint, so an index
 # written by an older version is rebuilt instead of misread
 KEY_COLUMNS = {"data_row_id": "data_row_id", "global_key": "global_key",
                "external_id": "external_id", "url": "row_data"}
@@ -228,10 +234,13 @@ def _insert_rows(conn: sqlite3.Connection, rows: Iterable[IndexRow],
 
 
 class PredictionStore:
-    """Reads the index; writes prepared predictions. Thread-safe; reopens after a rebuild."""
+    """Reads the index; writes prepared predictions. Thread-safe; reopens after a rebuild,
+    unless ``follow`` is False: then it keeps reading the file it opened first (the server
+    swaps in a new store itself, with the model version that goes with it)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, follow: bool = True) -> None:
         self.path = Path(path)
+        self.follow = follow
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._inode: int | None = None
@@ -253,7 +262,7 @@ class PredictionStore:
     # -- connection management
     def _db(self) -> sqlite3.Connection:
         now = time.monotonic()
-        if self._conn is not None and now - self._checked < 1.0:
+        if self._conn is not None and (not self.follow or now - self._checked < 1.0):
             return self._conn
         with self._lock:
             self._checked = now
@@ -273,6 +282,11 @@ class PredictionStore:
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    @property
+    def inode(self) -> int | None:
+        """Of the file this store reads (None before the first read)."""
+        return self._inode
 
     def close(self) -> None:
         with self._lock:
@@ -330,7 +344,9 @@ class PredictionStore:
         return out
 
     def iter_pks(self, batch: int = 1000) -> Iterator[list[int]]:
-        last = 0
+        """Every row pk in order, in batches. Row keys start at 0 (the first line of the first
+        file), so the scan starts below it."""
+        last = -1
         while True:
             with self._lock:
                 pks = [pk for (pk,) in self._db().execute(
@@ -351,17 +367,35 @@ class PredictionStore:
                                       f"AND pk IN ({marks})", (context, *chunk)).fetchall())
         return out
 
-    def put_prepared(self, context: str, items: Iterable[tuple[int, bytes]]) -> None:
+    def put_prepared(self, context: str, items: Iterable[tuple[int, bytes]],
+                     losses: Iterable[tuple[int, bytes]] = ()) -> None:
+        """Store predictions, and the losses (JSON lines) of the rows that have some."""
         with self._lock:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany("INSERT OR REPLACE INTO prepared(context, pk, prediction) "
                                "VALUES (?, ?, ?)", [(context, pk, b) for pk, b in items])
+                db.executemany("INSERT OR REPLACE INTO losses(context, pk, losses) "
+                               "VALUES (?, ?, ?)", [(context, pk, b) for pk, b in losses])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def iter_losses(self, context: str) -> Iterator[bytes]:
+        """The losses of one context: JSON lines, in row order."""
+        last = -1
+        while True:
+            with self._lock:
+                chunk = self._db().execute(
+                    "SELECT pk, losses FROM losses WHERE context = ? AND pk > ? ORDER BY pk "
+                    "LIMIT 1000", (context, last)).fetchall()
+            if not chunk:
+                return
+            for _, blob in chunk:
+                yield blob
+            last = chunk[-1][0]
 
     def register_context(self, context: str, label_config: str) -> None:
         with self._lock:

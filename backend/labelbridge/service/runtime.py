@@ -7,25 +7,32 @@ import logging
 import threading
 from typing import Any, Callable
 
-from labelbridge.groundtruth.converter import GroundTruthConverter, resolver_from_store
+from labelbridge.groundtruth.close_loop import LoopCloser
+from labelbridge.groundtruth.converter import (GroundTruthConverter, media_size_from_store,
+                                               resolver_from_store)
 from labelbridge.groundtruth.delivery import Deliverer, DeliveryPolicy
+from labelbridge.groundtruth.edit_recorder import EditRecorder
+from labelbridge.groundtruth.edit_report import EditStore, totals
 from labelbridge.groundtruth.file_sink import FileSink
 from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox, OutboxUnavailable
 from labelbridge.groundtruth.reconcile import Reconciler
 from labelbridge.groundtruth.worker_process import DeliveryProcess
 from labelbridge.labelbox.export import Selection
 from labelbridge.labelbox.gateway import LabelboxGateway
+from labelbridge.labelbox.model_runs import ModelRunClient
 from labelbridge.labelstudio.api import LabelStudioApi
 from labelbridge.labelstudio.mapping import Overrides
 from labelbridge.labelstudio.webhooks import ParsedWebhook, label_config_hash
 from labelbridge.model.sink import Sink
-from labelbridge.predictions.indexer import export_fingerprint, index_export
+from labelbridge.predictions.live import EMPTY_MODEL_VERSION, LiveIndex, Served
 from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
+from labelbridge.predictions.served import served_lookup
+from labelbridge.predictions.sources import ExportFileSource, RunSource, Source, ensure
 from labelbridge.predictions.store import PredictionStore
 from labelbridge.settings import Settings, as_env
+from labelbridge.tools.features import ProjectFeatures
 
 log = logging.getLogger(__name__)
-EMPTY_MODEL_VERSION = "labelbridge-no-export"
 DOCTOR_TIMEOUT = 10.0   # seconds the start-up mapping check waits for Label Studio / Labelbox
 
 
@@ -34,23 +41,38 @@ def selection(settings: Settings) -> Selection:
                      settings.labelbox_project_id)
 
 
-def ensure_index(settings: Settings, progress: Callable[[int], None] | None = None) -> bool:
-    """Build the prediction index when it is missing or the export changed. True if built."""
-    if settings.export is None:
+def model_run_client(settings: Settings) -> ModelRunClient:
+    assert settings.labelbox_api_key
+    return ModelRunClient(settings.labelbox_api_key.get_secret_value(),
+                          endpoint=settings.labelbox_endpoint,
+                          rest_endpoint=settings.labelbox_rest_endpoint,
+                          app_url=settings.labelbox_app_url,
+                          poll_interval=settings.import_poll_interval,
+                          timeout=settings.import_timeout)
+
+
+def index_source(settings: Settings) -> Source | None:
+    """The export file, the model run, or the newest run of the model; None: no source."""
+    kind = settings.prediction_source
+    if kind == "export":
+        assert settings.export is not None
+        return ExportFileSource(settings.export, selection(settings))
+    if kind == "none":
+        return None
+    return RunSource(model_run_client(settings),
+                     run_id=settings.labelbox_model_run_id if kind == "model_run" else None,
+                     model_id=settings.labelbox_model_id if kind == "model" else None,
+                     pattern=settings.labelbox_model_run_pattern,
+                     version_from=settings.model_version_from, source=settings.export_source)
+
+
+def ensure_index(settings: Settings, progress: Callable[[int], None] | None = None,
+                 on_total: Callable[[int | None], None] | None = None) -> bool:
+    """Build the prediction index when it is missing or its source moved on. True if built."""
+    source = index_source(settings)
+    if source is None:
         return False
-    sel = selection(settings)
-    store = PredictionStore(settings.predictions_db)
-    if store.exists():
-        try:
-            if store.meta().get("fingerprint") == export_fingerprint(settings.export, sel):
-                return False
-        finally:
-            store.close()
-        log.info("the export changed since the index was built; rebuilding")
-    result = index_export(settings.export, settings.predictions_db, sel, progress)
-    log.info("indexed %d data rows from %s (model version %s)", result.rows, settings.export,
-             result.model_version)
-    return True
+    return ensure(source, settings.predictions_db, progress, on_total) is not None
 
 
 def make_sink(settings: Settings) -> Sink:
@@ -72,11 +94,27 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
     converter = GroundTruthConverter(
         outbox.get_label_config, overrides, resolver_from_store(store),
         (lambda: store.feature_names()) if store is not None else (lambda: set()),
-        include_relations=settings.labelbox_import_kind == "mal")
+        include_relations=settings.labelbox_import_kind == "mal",
+        features=ProjectFeatures(settings), media_size=media_size_from_store(store))
     policy = DeliveryPolicy(settings.batch_size, settings.batch_max_wait, settings.max_attempts,
                             settings.retry_base, settings.retry_max, settings.lease_seconds,
                             settings.retention_days)
-    return Deliverer(outbox, make_sink(settings), converter, policy, wake)
+    recorder = EditRecorder(EditStore(settings.edits_db),
+                            served_lookup(store, settings.model_version),
+                            close_loop=settings.labelbox_attach_labels or
+                            settings.labelbox_edit_metrics)
+    return Deliverer(outbox, make_sink(settings), converter, policy, wake, recorder)
+
+
+def make_loop_closer(settings: Settings) -> LoopCloser | None:
+    """Ground truth back to the served model run, when asked (LABELBOX_ATTACH_LABELS,
+    LABELBOX_EDIT_METRICS)."""
+    if not (settings.labelbox_attach_labels or settings.labelbox_edit_metrics):
+        return None
+    assert settings.labelbox_project_id
+    return LoopCloser(EditStore(settings.edits_db), model_run_client(settings),
+                      settings.labelbox_project_id, attach=settings.labelbox_attach_labels,
+                      metrics=settings.labelbox_edit_metrics)
 
 
 def make_reconciler(settings: Settings, outbox: Outbox) -> Reconciler | None:
@@ -84,6 +122,11 @@ def make_reconciler(settings: Settings, outbox: Outbox) -> Reconciler | None:
         return None
     return Reconciler(outbox, LabelStudioApi(settings.label_studio_url,
                                              settings.label_studio_api_key.get_secret_value()))
+
+
+def edit_totals(settings: Settings) -> dict:
+    """The edit report's totals (``labelbridge report``), for /metrics."""
+    return totals(settings.edits_db)
 
 
 class Runtime:
@@ -98,30 +141,38 @@ class Runtime:
         self.outbox = Outbox(settings.outbox_db)
         self._known_configs: set[str] = set()
         self._wake = threading.Event()
-        self._open_index()
+        self.live = self._open_index()
         self.deliverer: Deliverer | DeliveryProcess | None = None
         if settings.delivery_worker == "process":
             self.deliverer = DeliveryProcess(as_env(settings))
         elif settings.delivery_worker == "thread":
-            self.deliverer = make_deliverer(settings, self.outbox, self.store, self.overrides,
+            store = PredictionStore(settings.predictions_db) if self.store is not None else None
+            self.deliverer = make_deliverer(settings, self.outbox, store, self.overrides,
                                             self._wake)
         self.reconciler = make_reconciler(settings, self.outbox)
+        self.loop_closer = make_loop_closer(settings)
 
     # ----- predictions --------------------------------------------------------------------
-    def _open_index(self) -> None:
-        ensure_index(self.settings)
-        path = self.settings.predictions_db
-        if not path.exists():
-            if self.settings.export is not None:
-                raise RuntimeError(f"no prediction index at {path}")
-            log.warning("no LABELBRIDGE_EXPORT: /predict answers without predictions")
-            return
-        self.store = PredictionStore(path)
-        meta = self.store.meta()
-        self.model_version = self.settings.model_version or meta.get("model_version") \
-            or EMPTY_MODEL_VERSION
-        self.predictor = Predictor(self.store, self.overrides, self.model_version,
-                                   self.settings.match_keys)
+    def _open_index(self) -> LiveIndex:
+        """Serve the index of the configured source (built first if it moved on); a newer one
+        replaces it later (``predictions.live``)."""
+        live = LiveIndex(self.settings.predictions_db, index_source(self.settings),
+                         lambda store, version: Predictor(store, self.overrides, version,
+                                                          self.settings.match_keys),
+                         self.settings.model_version, self.settings.refresh_interval)
+        live.on_swap = self._serve
+        if live.open() is None:
+            if self.settings.prediction_source == "export":
+                raise RuntimeError(f"no prediction index at {self.settings.predictions_db}")
+            log.warning("no prediction index yet (%s): /predict answers without predictions",
+                        live.last_error or "no LABELBRIDGE_EXPORT, LABELBOX_MODEL_RUN_ID or "
+                        "LABELBOX_MODEL_ID")
+        return live
+
+    def _serve(self, served: Served) -> None:
+        # the model version last: /setup reads it, and then /predict must find the new one
+        self.store, self.predictor, self.model_version = (served.store, served.predictor,
+                                                          served.model_version)
 
     @property
     def index_rows(self) -> int:
@@ -133,6 +184,8 @@ class Runtime:
         return self.predictor.predict(tasks, label_config)
 
     def predictor_prepare_later(self, label_config: str) -> None:
+        self.live.label_configs.add(label_config)
+        self.live.poke()  # Label Studio calls /setup before every prediction batch
         if self.predictor is not None:
             self.predictor.prepare_in_background(label_config)
 
@@ -159,6 +212,14 @@ class Runtime:
         self._wake.set()
         return result
 
+    def accept_now(self, parsed: ParsedWebhook, source: str) -> AppendResult:
+        """``accept`` for a caller without an event loop (the label-studio-ml model's ``fit``):
+        one transaction, durable when it returns."""
+        self.remember_config(parsed)
+        result = self.outbox.append(self.events(parsed, source))
+        self._wake.set()
+        return result
+
     async def reject(self, body: bytes, reason: str, headers: dict[str, str]) -> None:
         try:
             await asyncio.to_thread(self.outbox.reject, body, reason, headers)
@@ -172,6 +233,9 @@ class Runtime:
                         "anyone who can reach it")
         if self.default_label_config and self.predictor is not None:
             self.predictor.prepare_in_background(self.default_label_config)
+        if self.default_label_config:
+            self.live.label_configs.add(self.default_label_config)
+        self.live.start()
         self.check_mapping()
         target = (f"Labelbox project {self.settings.labelbox_project_id}"
                   if self.settings.sink == "labelbox"
@@ -186,6 +250,8 @@ class Runtime:
         if self.reconciler is not None and self.settings.reconcile_interval > 0:
             self.reconciler.start(self.settings.reconcile_interval,
                                   self.settings.label_studio_project_id)
+        if self.loop_closer is not None:
+            self.loop_closer.start(self.settings.refresh_interval or 300.0)
 
     def check_mapping(self, timeout: float = DOCTOR_TIMEOUT) -> threading.Thread | None:
         """Run the ``labelbridge doctor`` checks and log every finding; never blocks or stops
@@ -211,11 +277,12 @@ class Runtime:
     def stop(self) -> None:
         if self.reconciler is not None:
             self.reconciler.stop()
+        if self.loop_closer is not None:
+            self.loop_closer.stop()
         if self.deliverer is not None:
             self.deliverer.stop()
         self.outbox.close()
-        if self.store is not None:
-            self.store.close()
+        self.live.stop()
 
     def metrics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model_version": self.model_version,
@@ -224,8 +291,12 @@ class Runtime:
                                "delivery_worker": (self.deliverer.status()
                                                    if isinstance(self.deliverer, DeliveryProcess)
                                                    else {"mode": self.settings.delivery_worker})}
+        out["index"] = self.live.status()
+        out["edits"] = edit_totals(self.settings)
         if self.store is not None:
             out["prepared"] = [{k: v for k, v in c.items() if k != "report"} | {
                 "converted": (c["report"] or {}).get("converted"),
-                "skipped": (c["report"] or {}).get("skipped")} for c in self.store.contexts()]
+                "skipped": (c["report"] or {}).get("skipped"),
+                "losses": f"labelbridge losses --context {c['context'][:12]}"}
+                for c in self.store.contexts()]
         return out

@@ -3,7 +3,9 @@
 Adding an ML backend makes Label Studio register ``<backend>/webhook`` for every event, with
 no headers; when a webhook token is configured, the shared-secret header is put on that
 webhook (or on a project webhook created for the annotation events when Label Studio did not
-register one). Running it again changes nothing.
+register one). The backend is registered non-interactive unless asked: the bridge answers from
+stored Labelbox predictions and ignores an interactive call's context, so Label Studio's
+Auto-Annotation would only re-add the same regions. Running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +31,15 @@ def _same_url(a: str | None, b: str) -> bool:
     return (a or "").rstrip("/") == b.rstrip("/")
 
 
+def is_connected(api: LabelStudioApi, project_id: int, backend_url: str) -> bool:
+    """True when the project has the bridge as ML backend or as webhook receiver."""
+    hook_url = backend_url.rstrip("/") + "/webhook"
+    return any(_same_url(b.get("url"), backend_url) for b in api.ml_backends(project_id)) or \
+        any(_same_url(h.get("url"), hook_url) for h in api.webhooks(project_id))
+
+
 def connect(api: LabelStudioApi, project_id: int, backend_url: str,
-            settings: Settings) -> ConnectResult:
+            settings: Settings, interactive: bool = False) -> ConnectResult:
     project = api.project(project_id)
     result = ConnectResult(project_id, label_config=project.get("label_config") or "")
     auth = {}
@@ -41,13 +50,23 @@ def connect(api: LabelStudioApi, project_id: int, backend_url: str,
     backend = next((b for b in api.ml_backends(project_id) if _same_url(b.get("url"), backend_url)),
                    None)
     if backend is None:
-        backend = api.add_ml_backend(project_id, backend_url, BACKEND_TITLE, **auth)
-        result.changes.append(f"added ML backend {backend_url} (id {backend['id']})")
-    elif auth and (backend.get("auth_method") != "BASIC_AUTH"
-                   or backend.get("basic_auth_user") != auth["basic_auth_user"]
-                   or not backend.get("basic_auth_pass_is_set")):
-        backend = api.update_ml_backend(backend["id"], project_id, backend_url, **auth)
-        result.changes.append(f"set basic auth on ML backend {backend['id']}")
+        backend = api.add_ml_backend(project_id, backend_url, BACKEND_TITLE, interactive, **auth)
+        result.changes.append(f"added ML backend {backend_url} (id {backend['id']}"
+                              f"{', interactive' if interactive else ''})")
+    else:
+        update: dict = {}
+        if auth and (backend.get("auth_method") != "BASIC_AUTH"
+                     or backend.get("basic_auth_user") != auth["basic_auth_user"]
+                     or not backend.get("basic_auth_pass_is_set")):
+            update.update(auth)
+            result.changes.append(f"set basic auth on ML backend {backend['id']}")
+        if bool(backend.get("is_interactive")) != interactive:
+            update["is_interactive"] = interactive
+            result.changes.append(f"ML backend {backend['id']}: interactive "
+                                  f"{'on' if interactive else 'off'}")
+        if update:  # Label Studio re-checks the connection: it needs the credentials again
+            backend = api.update_ml_backend(backend["id"], project_id, backend_url,
+                                            **{**auth, **update})
     result.backend_id = backend["id"]
 
     headers = {}

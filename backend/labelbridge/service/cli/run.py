@@ -9,8 +9,10 @@ import typer
 
 from labelbridge.labelbox.export import ExportError
 from labelbridge.labelstudio.mapping import MappingError
-from labelbridge.service.cli.common import (counting_progress, err, fail, load_mapping, print_report,
-                                            settings_or_exit, setup_logging)
+from labelbridge.model.sink import PermanentError, TransientError
+from labelbridge.service.cli.common import (atomic_output, counting_progress, err, fail,
+                                            load_mapping, output_error, print_report,
+                                            row_progress, settings_or_exit, setup_logging)
 
 def serve() -> None:
     """Serve the ML backend and the webhook (settings from the environment)."""
@@ -22,12 +24,14 @@ def serve() -> None:
     settings = settings_or_exit()
     setup_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.export is not None:
+    if settings.prediction_source != "none":
         try:
-            with counting_progress(f"indexing {settings.export}") as progress:
-                ensure_index(settings, progress)
+            with row_progress(f"indexing ({settings.prediction_source})") as bar:
+                ensure_index(settings, bar.update, bar.total)
         except ExportError as exc:
             fail(f"LABELBRIDGE_EXPORT: {exc}")
+        except (TransientError, PermanentError) as exc:  # the server tries again later
+            err.print(f"[yellow]warning:[/] the model run was not indexed: {exc}")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level.lower(), access_log=False)
 
@@ -38,34 +42,88 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
               None, help="Also convert and validate predictions for this label config now"),
           workers: Optional[int] = typer.Option(
               None, min=0, help="Processes that read the export (default: one per CPU for "
-              "an export of 32 MiB or more; 0: read it in this process)")) -> None:
-    """Build the prediction index from a Labelbox export (streaming, bounded memory)."""
+              "an export of 32 MiB or more; 0: read it in this process)"),
+          report: Optional[Path] = typer.Option(
+              None, help="With --label-config: write every loss of the prepared predictions as "
+              "one JSON line (data row, feature, region id, field, reason) to this file"),
+          model_run: Optional[str] = typer.Option(
+              None, "--model-run", help="Export this Labelbox model run through the SDK "
+              "(with its predictions) and index it; needs LABELBOX_API_KEY")) -> None:
+    """Build the prediction index from a Labelbox export (streaming, bounded memory).
+
+    The new index replaces the old one atomically. Exit codes: 0 indexed (losses are listed,
+    not fatal); 1 the export could not be read (no index is written); 2 bad usage or settings.
+    """
+    if report and not label_config:
+        fail("--report lists the losses of prepared predictions: pass --label-config too")
+    if model_run:
+        _index_model_run(model_run, label_config, report)
+        return
     from labelbridge.predictions.indexer import index_export
-    from labelbridge.predictions.predictor import Predictor
-    from labelbridge.predictions.store import PredictionStore
     from labelbridge.service.runtime import selection
 
     settings = settings_or_exit(**({"LABELBRIDGE_EXPORT": export} if export else {}))
     setup_logging(settings.log_level)
     if settings.export is None:
         fail("no export: pass --export PATH or set LABELBRIDGE_EXPORT")
+    mapping = load_mapping(label_config, settings.mapping) if label_config else None
     try:
         with counting_progress(f"indexing {settings.export}") as progress:
             result = index_export(settings.export, settings.predictions_db, selection(settings),
                                   progress, workers)
     except ExportError as exc:
-        fail(str(exc))
+        fail(f"{exc} (no index written)", 1)
         return
     err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
               f"{settings.export_source}); model version {result.model_version}")
-    if label_config:
-        store = PredictionStore(settings.predictions_db)
-        mapping = load_mapping(label_config, settings.mapping)  # fail early on a bad config
-        predictor = Predictor(store, mapping.overrides,
-                              settings.model_version or result.model_version, settings.match_keys)
-        with counting_progress("preparing predictions", result.rows) as progress:
-            ctx = predictor.prepare(mapping.label_config, progress)
-        print_report(ctx.report, "Labelbox -> Label Studio")
+    if mapping is not None:
+        _prepare(settings, mapping, result, report)
+
+
+def _prepare(settings, mapping, result, report: Path | None) -> None:
+    """Convert and validate every indexed row for a label config now (and list its losses)."""
+    from labelbridge.predictions.predictor import Predictor
+    from labelbridge.predictions.store import PredictionStore
+
+    store = PredictionStore(settings.predictions_db)
+    predictor = Predictor(store, mapping.overrides,
+                          settings.model_version or result.model_version, settings.match_keys)
+    with counting_progress("preparing predictions", result.rows) as progress:
+        ctx = predictor.prepare(mapping.label_config, progress)
+    if report:
+        try:
+            with atomic_output(report) as fh:
+                for lines in store.iter_losses(ctx.key):
+                    fh.write(lines)
+        except OSError as exc:
+            output_error(exc)
+    print_report(ctx.report, "Labelbox -> Label Studio", report)
+
+
+def _index_model_run(run_id: str, label_config: Path | None, report: Path | None) -> None:
+    from labelbridge.predictions import versions
+    from labelbridge.predictions.sources import RunSource
+    from labelbridge.service.runtime import model_run_client
+
+    settings = settings_or_exit()
+    setup_logging(settings.log_level)
+    if not settings.labelbox_api_key:
+        fail("--model-run needs LABELBOX_API_KEY (and LABELBOX_PROJECT_ID)")
+    mapping = load_mapping(label_config, settings.mapping) if label_config else None
+    source = RunSource(model_run_client(settings), run_id=run_id,
+                       version_from=settings.model_version_from, source=settings.export_source)
+    try:
+        offer = source.offer()
+        with row_progress(f"exporting {offer.describe}") as bar:
+            result = source.build(offer, settings.predictions_db, bar.update, bar.total)
+    except (TransientError, PermanentError, ExportError) as exc:
+        fail(str(exc), 1)
+        return
+    versions.remember(settings.data_dir, settings.model_version or result.model_version)
+    err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
+              f"{settings.export_source}); model version {result.model_version}")
+    if mapping is not None:
+        _prepare(settings, mapping, result, report)
 
 
 def deliver(once: bool = typer.Option(False, "--once", help="Deliver what is due, then exit")

@@ -1,0 +1,223 @@
+"""One table row per Label Studio region kind: which result types carry it and how its value
+reads and writes.
+
+A ``ResultKind`` declares, for one neutral shape kind, the LS result types that carry its
+geometry (a ``*labels`` type with its label key, and the label-less tool type), whether the value
+is in percent of ``original_width/height``, and two pure functions: ``write(shape, size) ->
+value geometry`` and ``read(value, size, text) -> Shape`` (raising ``ResultError`` with the field
+and the reason). ``ResultWriter`` and ``ResultReader`` only dispatch through ``KINDS``; a new
+kind (masks, video...) is a module with its ``ResultKind`` rows, listed in ``KINDS`` below.
+
+Label Studio facts: percent values of ``original_width/height`` (rectangle x/y is the top-left
+corner, rotation in degrees clockwise about it); polygons are open; ``Text`` span offsets are code
+points with ``end`` exclusive, and ``value.text`` may legitimately differ from the slice in
+whitespace (so it is reported, never rewritten).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from labelbridge.labelstudio import video
+from labelbridge.model.regions import PIXEL_DIGITS, Box, KeyPoint, Polygon, Shape, Span
+
+PERCENT_DIGITS = 8  # percent of the image size: keeps PIXEL_DIGITS exact for images < 10^6 px
+
+
+class ResultError(ValueError):
+    """A result value cannot be read; ``field`` is its path inside the result item."""
+
+    def __init__(self, reason: str, field: str, detail: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.reason, self.field, self.detail = reason, field, detail
+
+
+Size = tuple[float, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResultKind:
+    kind: str                          # neutral shape kind (model.regions.ShapeKind)
+    labels_type: str                   # result type with labels
+    tool_type: str | None              # result type of the label-less tool (None: none)
+    image: bool                        # value in percent of original_width/height
+    write: Callable[[Shape, Size], dict]
+    read: Callable[[dict, Size, str | None], Shape]
+    labels_key: str | None = None      # value key of the labels (default: the labels type;
+                                       # e.g. "labels" for videorectangle)
+    # Kinds whose results are more than a value (video: a keyframe sequence, answers asked per
+    # track) read and write whole items instead; ``write``/``read`` are then unused:
+    write_region: Callable[..., list[dict]] | None = None  # (writer, region, target, tr,
+                                                            # report) -> result items
+    read_item: Callable[..., Shape | None] | None = None   # (item, sizes, mapping, report,
+                                                            # feature) -> shape or None
+    nest: Callable[[Shape, tuple], tuple[Shape, tuple]] | None = None  # where the region's
+                                                            # answers go (video: each keyframe)
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return (self.labels_type,) + ((self.tool_type,) if self.tool_type else ())
+
+    @property
+    def label_key(self) -> str:
+        return self.labels_key or self.labels_type
+
+
+def pct(v: float, total: float) -> float:
+    return round(v / total * 100.0, PERCENT_DIGITS)
+
+
+def _num(value: dict, key: str) -> float:
+    if key not in value:
+        raise ResultError("missing", f"value.{key}")
+    v = value[key]
+    if type(v) not in (int, float) or not math.isfinite(v):
+        raise ResultError("not a finite number", f"value.{key}", repr(v))
+    return float(v)
+
+
+def _px(value: dict, key: str, total: float) -> float:
+    return round(_num(value, key) / 100.0 * total, PIXEL_DIGITS)
+
+
+def _size(size: Size) -> tuple[float, float]:
+    if not size:
+        raise ResultError("image size unknown (no original_width/height)", "original_width")
+    return size
+
+
+# ----- rectangles, polygons, key points (percent of the image) -------------------------------
+
+def write_box(shape: Shape, size: Size) -> dict:
+    w, h = _size(size)
+    assert isinstance(shape, Box)
+    sx, sy = 100.0 / w, 100.0 / h
+    return {"x": round(shape.left * sx, PERCENT_DIGITS), "y": round(shape.top * sy, PERCENT_DIGITS),
+            "width": round(shape.width * sx, PERCENT_DIGITS),
+            "height": round(shape.height * sy, PERCENT_DIGITS), "rotation": shape.rotation}
+
+
+def read_box(value: dict, size: Size, text: str | None) -> Shape:
+    w, h = _size(size)
+    rotation = value.get("rotation") or 0.0
+    if type(rotation) not in (int, float) or not math.isfinite(rotation):
+        raise ResultError("not a finite number", "value.rotation", repr(rotation))
+    box = Box(_px(value, "x", w), _px(value, "y", h), _px(value, "width", w),
+              _px(value, "height", h), float(rotation) % 360.0)
+    if box.width < 0 or box.height < 0:
+        raise ResultError("negative width or height", "value")
+    return box
+
+
+def write_polygon(shape: Shape, size: Size) -> dict:
+    w, h = _size(size)
+    assert isinstance(shape, Polygon)
+    return {"points": [[pct(x, w), pct(y, h)] for x, y in shape.points], "closed": True}
+
+
+def read_polygon(value: dict, size: Size, text: str | None) -> Shape:
+    w, h = _size(size)
+    raw = value.get("points")
+    if not isinstance(raw, list):
+        raise ResultError("missing" if raw is None else "not an array of points", "value.points")
+    pts = []
+    for i, p in enumerate(raw):
+        if not isinstance(p, (list, tuple)) or len(p) != 2:
+            raise ResultError("not an [x, y] pair", f"value.points[{i}]", repr(p))
+        pair = {"x": p[0], "y": p[1]}
+        try:
+            pts.append((_px(pair, "x", w), _px(pair, "y", h)))
+        except ResultError as exc:
+            raise ResultError(exc.reason, f"value.points[{i}]", exc.detail) from None
+    if len(pts) > 1 and pts[0] == pts[-1]:
+        pts.pop()
+    if len(pts) < 3:
+        raise ResultError("a polygon needs at least 3 distinct points", "value.points")
+    return Polygon(tuple(pts))
+
+
+def write_point(shape: Shape, size: Size) -> dict:
+    w, h = _size(size)
+    assert isinstance(shape, KeyPoint)
+    return {"x": pct(shape.x, w), "y": pct(shape.y, h)}
+
+
+def read_point(value: dict, size: Size, text: str | None) -> Shape:
+    w, h = _size(size)
+    return KeyPoint(_px(value, "x", w), _px(value, "y", h))
+
+
+# ----- text spans (code points, end exclusive) -----------------------------------------------
+
+def write_span(shape: Shape, size: Size) -> dict:
+    assert isinstance(shape, Span)
+    value: dict = {"start": shape.start, "end": shape.end}
+    if shape.text is not None:
+        value["text"] = shape.text
+    return value
+
+
+def read_span(value: dict, size: Size, text: str | None) -> Shape:
+    ends = []
+    for key in ("start", "end"):
+        v = value.get(key)
+        if type(v) is not int:
+            raise ResultError("missing" if v is None else "not a whole number of characters",
+                              f"value.{key}", None if v is None else repr(v))
+        ends.append(v)
+    start, end = ends
+    if start < 0 or end <= start:
+        raise ResultError("start and end are not a non-empty span", "value", f"{start}..{end}")
+    if text is not None and end > len(text):
+        raise ResultError("the span ends past the end of the text", "value.end",
+                          f"end {end}, {len(text)} characters")
+    said = value.get("text")
+    return Span(start, end, said if isinstance(said, str) else
+                (text[start:end] if text is not None else None))
+
+
+def _unused(*_: object) -> Any:
+    raise NotImplementedError("this kind reads and writes whole items")
+
+
+def _write_track(writer: Any, region: Any, target: Any, tr: Any, report: Any) -> list[dict]:
+    def nested(c: Any) -> list[dict]:
+        out: list[dict] = []
+        writer._classification(out, c, region, None, report, region.id)
+        return out
+    return video.write_region(region, target, tr, writer.mapping, report, _row(tr), nested)
+
+
+def _read_track(item: dict, sizes: list, mapping: Any, report: Any, name: str) -> Shape | None:
+    return video.read_result(item, sizes, mapping, report, name, None)
+
+
+def _nest_track(shape: Shape, nested: tuple) -> tuple[Shape, tuple]:
+    return video.with_classifications(shape, nested), ()  # Labelbox asks them on every keyframe
+
+
+def _row(tr: Any) -> str | None:
+    return tr.data_row.id or tr.data_row.global_key or tr.data_row.external_id
+
+
+BOX = ResultKind("bbox", "rectanglelabels", "rectangle", True, write_box, read_box)
+POLYGON = ResultKind("polygon", "polygonlabels", "polygon", True, write_polygon, read_polygon)
+POINT = ResultKind("point", "keypointlabels", "keypoint", True, write_point, read_point)
+SPAN = ResultKind("span", "labels", None, False, write_span, read_span)
+HYPERTEXT_SPAN = ResultKind("span", "hypertextlabels", None, False, write_span, read_span)
+VIDEO_BOX = ResultKind("videobox", "videorectangle", None, True, _unused, _unused, "labels",
+                       write_region=_write_track, read_item=_read_track, nest=_nest_track)
+
+# Every kind, in one place. A new kind (BrushLabels masks, VideoRectangle...) is a module with
+# its ResultKind row(s) and codec functions, added to this tuple; its tags go in
+# mapping.TOOL_KINDS. PredictionCheck needs nothing: a result type it has no rule for is
+# validated by LabelInterface itself.
+KINDS: tuple[ResultKind, ...] = (BOX, POLYGON, POINT, SPAN, HYPERTEXT_SPAN, VIDEO_BOX)
+BY_TYPE: dict[str, ResultKind] = {t: k for k in KINDS for t in k.types}
+BY_SHAPE: dict[str, ResultKind] = {}
+for _k in KINDS:
+    BY_SHAPE.setdefault(_k.kind, _k)
+LABEL_KEYS: tuple[str, ...] = tuple(k.labels_type for k in KINDS)
+IMAGE_KINDS: frozenset[str] = frozenset(k.kind for k in KINDS if k.image)

@@ -1,0 +1,97 @@
+"""Preparing predictions in worker processes, one per CPU, for a large index.
+
+Converting is pure Python and holds the GIL, so the predictor hands batches of row keys to
+worker processes (``python -m labelbridge.predictions.prepare_worker``) that read the rows from
+the index themselves (read-only), convert and validate them, and send back the predictions and
+losses (``converting.Converted``); the predictor alone writes them. Protocol, framed as the
+index workers' (``indexer.send_message``): stdin gets the pickled (index path, label config,
+mapping overrides, Labelbox names, model version), then pickled lists of row keys; each list is
+answered with ("done", Converted). A worker exits 0 when stdin closes.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import selectors
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from labelbridge.labelstudio.mapping import Mapping
+from labelbridge.predictions.converting import Converted, RowConverter
+from labelbridge.predictions.indexer import gc_paused, read_message, send_message, send_object
+from labelbridge.predictions.store import PredictionStore
+
+PARALLEL_MIN_ROWS = 10_000  # below this, starting workers costs more than it saves
+BATCHES_PER_WORKER = 2      # the next batch waits in the pipe while a worker converts one
+
+
+def worker_count(rows: int, wanted: int | None = None) -> int:
+    if wanted is not None:
+        return max(1, wanted)
+    return len(os.sched_getaffinity(0)) if rows >= PARALLEL_MIN_ROWS else 1
+
+
+class PreparePool:
+    """Worker processes converting batches; ``results`` yields each batch's ``Converted`` as
+    it arrives, giving the worker that sent it the next batch."""
+
+    def __init__(self, setup: tuple, batches: Iterable[list[int]], workers: int) -> None:
+        self.todo = iter(batches)
+        self.busy: dict[subprocess.Popen, int] = {}
+        for _ in range(workers):
+            proc = subprocess.Popen([sys.executable, "-m",
+                                     "labelbridge.predictions.prepare_worker"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+            self.busy[proc] = 0
+            send_object(proc, setup)
+            for _ in range(BATCHES_PER_WORKER):
+                self._give(proc)
+
+    def _give(self, proc: subprocess.Popen) -> None:
+        batch = next(self.todo, None)
+        if batch is not None:
+            send_object(proc, batch)
+            self.busy[proc] += 1
+
+    def results(self) -> Iterator[Converted]:
+        with selectors.DefaultSelector() as ready:
+            for proc in self.busy:
+                ready.register(proc.stdout, selectors.EVENT_READ, proc)  # type: ignore[arg-type]
+            while any(self.busy.values()):
+                for key, _ in ready.select():
+                    proc = key.data
+                    _, done = read_message(proc, "prepare worker")
+                    self.busy[proc] -= 1
+                    self._give(proc)
+                    yield done
+
+    def close(self) -> None:
+        for proc in self.busy:
+            if any(self.busy.values()):
+                proc.kill()
+            proc.stdin.close()  # type: ignore[union-attr]
+        for proc in self.busy:
+            proc.wait()
+            proc.stdout.close()  # type: ignore[union-attr]
+
+
+def main() -> int:
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    index, label_config, overrides, names, model_version = pickle.load(requests)
+    converter = RowConverter(Mapping(label_config, overrides, names), model_version)
+    store = PredictionStore(Path(index))
+    with gc_paused():
+        while True:
+            try:
+                pks = pickle.load(requests)
+            except EOFError:
+                store.close()
+                return 0
+            send_message(answers, ("done", converter.batch(store.rows(pks), pks)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

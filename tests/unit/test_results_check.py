@@ -1,0 +1,148 @@
+"""``PredictionCheck`` gives exactly ``LabelInterface.validate_prediction``'s verdicts (the SDK is
+the oracle), on the results our writer produces and on random damage to them."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from label_studio_sdk.label_interface import LabelInterface
+
+from labelbridge.labelstudio.results import PredictionCheck
+
+from tests.helpers import IMAGE_CONFIG, TEXT_CONFIG
+
+MERGED_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <Rectangle name="box" toName="image"/>
+  <Labels name="lab" toName="image"><Label value="Car"/><Label value="Van"/></Labels>
+  <TextArea name="note" toName="image" perRegion="true"/>
+</View>"""
+CLASSIFY_CONFIG = (open("configs/image-classification.xml").read())
+
+CONFIGS = {name: (LabelInterface(xml), PredictionCheck(LabelInterface(xml)))
+           for name, xml in (("image", IMAGE_CONFIG), ("text", TEXT_CONFIG),
+                             ("merged", MERGED_CONFIG), ("classify", CLASSIFY_CONFIG))}
+
+BOX = {"x": 10.0, "y": 20.5, "width": 30, "height": 40.25, "rotation": 0}
+VALID = {
+    "image": [
+        {"id": "a", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
+         "original_width": 640, "original_height": 480,
+         "value": {**BOX, "rectanglelabels": ["Car"]}},
+        {"id": "a", "from_name": "occluded", "to_name": "image", "type": "choices",
+         "value": {**BOX, "choices": ["yes"]}},
+        {"id": "a", "from_name": "note", "to_name": "image", "type": "textarea",
+         "value": {**BOX, "text": ["dent"]}},
+        {"id": "b", "from_name": "poly", "to_name": "image", "type": "polygonlabels",
+         "value": {"points": [[1, 2], [3.5, 4], [5, 99.9]], "closed": True,
+                   "polygonlabels": ["road"]}},
+        {"id": "c", "from_name": "kp", "to_name": "image", "type": "keypointlabels",
+         "value": {"x": 1, "y": 2.5, "keypointlabels": ["nose"]}},
+        {"id": "g", "from_name": "weather", "to_name": "image", "type": "choices",
+         "value": {"choices": ["rainy"]}},
+        {"id": "h", "from_name": "count", "to_name": "image", "type": "number",
+         "value": {"number": 3}},
+        {"id": "i", "from_name": "quality", "to_name": "image", "type": "rating",
+         "value": {"rating": 4}},
+        {"from_id": "a", "to_id": "c", "type": "relation", "direction": "right",
+         "labels": ["drives"]},
+    ],
+    "text": [
+        {"id": "s", "from_name": "label", "to_name": "text", "type": "labels",
+         "value": {"start": 0, "end": 3, "text": "Ada", "labels": ["PER"]}},
+        {"id": "t", "from_name": "sentiment", "to_name": "text", "type": "choices",
+         "value": {"choices": ["positive"]}},
+        {"id": "u", "from_name": "summary", "to_name": "text", "type": "textarea",
+         "value": {"text": ["x", "y"]}},
+    ],
+    "merged": [
+        {"id": "m", "from_name": "lab", "to_name": "image", "type": "rectanglelabels",
+         "value": {**BOX, "rectanglelabels": ["Van"]}},
+        {"id": "m", "from_name": "note", "to_name": "image", "type": "textarea",
+         "value": {**BOX, "text": ["ok"]}},
+    ],
+    "classify": [
+        {"id": "k", "from_name": "class", "to_name": "image", "type": "choices",
+         "value": {"choices": ["cat"]}},
+        {"id": "r", "from_name": "quality", "to_name": "image", "type": "rating",
+         "value": {"rating": 5}},
+    ],
+}
+
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-5, 500),
+                 st.floats(allow_nan=True, allow_infinity=True),
+                 st.sampled_from([150.0, 100.0, 100.0000001, 360.5, -0.0, "12", "Car", "nose",
+                                  "rainy", "labels", "choices", "image", "text", "relation",
+                                  "rectanglelabels", "RectangleLabels", "polygonlabels",
+                                  "rectangle", [], ["Car"], ["Van", "Car"], ["nope"], [1, 2],
+                                  [[1, 2]], [[1, 2, 3]], {"x": 1}, "left", "bi", "a", "c"]),
+                 st.just(...))
+
+
+def _places(node, path=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield path + (k,)
+            yield from _places(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield path + (i,)
+            yield from _places(v, path + (i,))
+
+
+def _damage(result, data):
+    result = copy.deepcopy(result)
+    places = list(_places(result))
+    for _ in range(data.draw(st.integers(0, 3))):
+        path = data.draw(st.sampled_from(places))
+        parent = result
+        try:
+            for step in path[:-1]:
+                parent = parent[step]
+            junk = data.draw(JUNK)
+            if junk is ...:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = junk
+        except (KeyError, IndexError, TypeError):
+            continue
+    if data.draw(st.booleans()):  # extra keys the value classes ignore, or the control's name
+        item = data.draw(st.sampled_from(result)) if result else None
+        if isinstance(item, dict) and isinstance(item.get("value"), dict):
+            key = data.draw(st.sampled_from(["extra", "label", "note", "closed"]))
+            item["value"][key] = data.draw(JUNK.filter(lambda v: v is not ...))
+    return result
+
+
+def test_the_writer_shapes_are_accepted_by_both():
+    for name, result in VALID.items():
+        li, check = CONFIGS[name]
+        assert li.validate_prediction({"result": result}, return_errors=True) == []
+        assert check.check({"result": result}) == []
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(VALID)), st.data())
+def test_fast_check_gives_the_sdks_verdicts_on_random_results(name, data):
+    li, check = CONFIGS[name]
+    result = _damage(VALID[name], data)
+    prediction = {"result": result}
+    if data.draw(st.booleans()):
+        prediction["score"] = data.draw(st.one_of(st.floats(-1, 2), st.none(), st.just("x")))
+    assert check.check(prediction) == li.validate_prediction(prediction, return_errors=True)
+    for i, region in enumerate(r for r in result if isinstance(r, dict)):
+        if region.get("type") != "relation" and isinstance(region.get("type"), str):
+            assert check.region_errors(region, i, result) == li.validate_region(
+                region, return_errors=True, region_index=i,
+                context={"result": result, "region": region})
+
+
+def test_a_rejection_carries_the_sdks_message():
+    li, check = CONFIGS["image"]
+    bad = copy.deepcopy(VALID["image"][:1])
+    bad[0]["value"]["x"] = math.inf
+    errors = check.check({"result": bad})
+    assert errors and errors == li.validate_prediction({"result": bad}, return_errors=True)
