@@ -102,18 +102,18 @@ def test_a_deleted_outbox_file_gets_503_instead_of_acks(tmp_path):
 
 
 def fill(path: Path) -> None:
-    with open(path, "wb") as fh:
-        chunk = b"\0" * (1 << 16)
-        try:
+    chunk = b"\0" * (1 << 16)
+    try:
+        with open(path, "wb") as fh:
             while True:
                 fh.write(chunk)
                 fh.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
 
 
 def test_a_full_disk_gets_503_json_and_recovers_without_a_restart(tmp_path):
-    server = Server(tmp_path, tmpfs_bytes=8 << 20).start()
+    server = Server(tmp_path, tmpfs_bytes=16 << 20).start()
     try:
         acked = [n for n in (1, 2, 3) if server.post(event(n)).status_code == 200]
         assert acked == [1, 2, 3]
@@ -129,7 +129,7 @@ def test_a_full_disk_gets_503_json_and_recovers_without_a_restart(tmp_path):
         assert refused is not None, "the outbox never needed more space"
         assert_503(refused, "full")
         assert "full" in server.health()["outbox"]["error"]
-        os.remove(server.path("filler"))
+        server.path("filler").unlink(missing_ok=True)
         deadline = time.monotonic() + 15
         while (r := server.post(event(99))).status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
