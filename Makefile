@@ -48,6 +48,7 @@ lsml-env: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/masks.py
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/modelrun.py
 	$(BIN)/python bench/history.py

@@ -59,11 +59,12 @@ BATCH = 100
 
 
 
-def run_child(args: list[str], env: dict | None = None, script: Path = SCRIPT
-              ) -> tuple[dict, float]:
+def run_child(args: list[str], env: dict | None = None, script: Path = SCRIPT, *,
+              kernel_peak: bool = True) -> tuple[dict, float]:
     """Run ``<script> --child ...`` (``bench/predict.py`` unless told); (its JSON answer, peak
     RSS in MB of the child and its own children together, sampled every 10 ms, and never less
-    than the child's own peak)."""
+    than the child's own peak, ``ru_maxrss``, unless ``kernel_peak`` is False: that one counts
+    the parent's pages the child had between fork and exec)."""
     proc = subprocess.Popen([sys.executable, str(script), "--child", *args],
                             stdout=subprocess.PIPE, env=env, cwd=ROOT)
     peak = [0.0]
@@ -84,7 +85,7 @@ def run_child(args: list[str], env: dict | None = None, script: Path = SCRIPT
     if proc.returncode != 0:
         raise RuntimeError(f"child {args[0]} failed with exit status {proc.returncode}")
     return (json.loads(out.decode().strip().splitlines()[-1]),
-            max(peak[0], usage.ru_maxrss / 1024))  # ru_maxrss is in KB
+            max(peak[0], usage.ru_maxrss / 1024 if kernel_peak else 0))  # ru_maxrss: KB
 
 
 

@@ -51,6 +51,7 @@ CASES = [
         strict=True, reason="the keypoint prediction has no value.width, so Label Studio "
         "1.23's editor does not draw it (region type ''): a converter defect, reported")),
     Case("Demo: named entities", "richtextregion", 4, images=0),
+    Case("Demo: masks", "brushregion", 4),
 ]
 
 

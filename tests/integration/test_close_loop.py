@@ -90,5 +90,6 @@ def test_labels_are_attached_to_the_run_and_edit_figures_sent_as_metrics(world):
     assert (row1, "labelbridge_moved_iou") not in metrics       # nothing moved there
     assert {s["status"] for imp in state["imports"] for s in imp["statuses"]} == {"SUCCESS"}
     store = EditStore(settings.edits_db)
-    assert store.pending_loop() == []
+    # the closer marks the rows done just after Labelbox answered the metrics: wait for it
+    wait_for(lambda: store.pending_loop() == [], timeout=10, what="the rows marked done")
     store.close()

@@ -269,8 +269,9 @@ BAD_LINES = [
                           "answer": "x"}, "InvalidAnnotation", "tool"),
     ("unknown key", {**bbox_line(), "labelName": "car"}, "InvalidAnnotation", "labelName"),
     ("confidence out of range", {**bbox_line(), "confidence": 1.5}, "InvalidAnnotation", "confidence"),
-    ("mask", {"uuid": u(), "dataRow": {"globalKey": "img-1.jpg"}, "name": "car",
-              "mask": {"instanceURI": "http://x", "colorRGB": [1, 1, 1]}}, "UnsupportedAnnotation", "mask"),
+    ("mask on a bbox tool", {"uuid": u(), "dataRow": {"globalKey": "img-1.jpg"}, "name": "car",
+                             "mask": {"instanceURI": "http://x", "colorRGB": [1, 1, 1]}},
+     "InvalidAnnotation", "a 'mask' annotation is not allowed"),
     ("schemaId and name disagree", {**bbox_line(), "schemaId": "c" + "0" * 24}, "FeatureNotFound", "schemaId"),
 ]
 

@@ -22,6 +22,7 @@ Wire behaviour (SDK 7.17 / lbox-clients 1.1.2)
   the SDK maps the code to ``lbox.exceptions.AuthenticationError`` (a bare 401
   ``{"message": "Unauthorized"}`` would only give a generic ``LabelboxError("401 Unauthorized")``).
   File URLs (status / error / input files, export chunks) are unauthenticated "signed" URLs.
+  Mask PNGs (``add_mask``; see ``masks.py``) need the API key too: without it HTTP 401.
 * Not found (project, data row, label, model run, import by name, task) -> GraphQL error code
   ``RESOURCE_NOT_FOUND`` (the SDK then raises ``ResourceNotFoundError``). Creating an import or
   export in an unknown project / model run -> ``AUTHORIZATION_ERROR`` (SDK ``AuthorizationError``).
@@ -73,7 +74,7 @@ resume listening on the same port (connection refused -> ``lbox.exceptions.Netwo
 
 Inspection: ``calls`` counts served GraphQL operation names *and* root field names (e.g. both
 ``createLabelImportByFilePyApi`` and ``createLabelImport``) plus file downloads (``statusFile``,
-``errorFile``, ``inputFile``, ``exportFile``); faulted or unauthorized requests are not counted
+``errorFile``, ``inputFile``, ``exportFile``, ``maskFile``); faulted or unauthorized requests are not counted
 (see ``fault_log``).
 """
 

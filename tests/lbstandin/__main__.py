@@ -20,12 +20,14 @@ setup.json (every key optional)::
           {"name": "tags", "kind": "checklist", "options": ["a", "b"],
            "nested": {"a": [{"name": "why", "kind": "text"}]}},
           {"name": "drives", "kind": "relationship"}
-        ],                                # kinds: bbox polygon point polyline ner relationship
+        ],                                # kinds: bbox polygon point polyline mask ner relationship
                                           #        radio checklist text
         "data_rows": [{"id": "<cuid>", "global_key": "img-1.jpg", "row_data": "http://...",
                        "external_id": null, "media_attributes": {"width": 640, "height": 480}}],
         "export_rows": [ ... ]            # optional: rows a project export returns verbatim
       }],
+      "masks": [{"path": "/api/v1/tasks/<t>/masks/<m>/index/1", "png_file": "m.png"}],
+                                          # served with the API key, see masks.py
       "model_runs": [{"model_id": "...", "run_id": "...", "name": "run",
                       "created_at": "2025-01-01T00:00:00.000Z",  # optional; default: now
                       "export_rows": [ ... ], "export_rows_file": "rows.ndjson"}]

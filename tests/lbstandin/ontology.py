@@ -10,6 +10,7 @@ bbox          tool "rectangle"
 polygon       tool "polygon"
 point         tool "point"
 polyline      tool "line"
+mask          tool "raster-segmentation"
 ner           tool "named-entity"
 relationship  tool "edge" (Labelbox keeps relationship tools in ``tools``; there is no
               top-level ``relationships`` key)
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 TOOL_TYPES = {"bbox": "rectangle", "polygon": "polygon", "point": "point", "polyline": "line",
-              "ner": "named-entity", "relationship": "edge"}
+              "ner": "named-entity", "relationship": "edge", "mask": "raster-segmentation"}
 CLASSIFICATION_TYPES = {"radio": "radio", "checklist": "checklist", "text": "text"}
 KINDS = set(TOOL_TYPES) | set(CLASSIFICATION_TYPES)
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from . import model_runs
 from .graphql import GQLError, Operation, parse, project
+from .masks import MaskFiles
 from .ontology import CompiledOntology, Feature
 from .validate import MalformedImport, parse_body, validate_lines
 
@@ -103,6 +104,7 @@ class LabelboxStandIn:
         self._tasks: dict[str, dict] = {}
         self._gk_jobs: dict[str, dict] = {}
         self._files: dict[str, dict] = {}
+        self._masks = MaskFiles()
         # models and model runs (model_runs.py)
         self._models: dict[str, dict] = {}
         self._export_faults: dict[str, dict] = {}
@@ -179,6 +181,9 @@ class LabelboxStandIn:
             self.add_data_rows(p["id"], p.get("data_rows", []))
             if p.get("export_rows") is not None:
                 self.set_project_export_rows(p["id"], p["export_rows"])
+        for m in setup.get("masks", []):
+            with open(m["png_file"], "rb") as fh:
+                self._masks.add(m["path"], fh.read())
         for m in setup.get("model_runs", []):
             rows = list(m.get("export_rows", []))
             if m.get("export_rows_file"):
@@ -404,6 +409,21 @@ class LabelboxStandIn:
         except KeyError:
             raise KeyError(f"stand-in: unknown project {pid}") from None
 
+    def add_mask(self, png: bytes, *, project_id: str | None = None,
+                 feature_id: str | None = None, task_id: str | None = None) -> str:
+        """Serve a mask PNG as Labelbox does (see ``masks.py``): a single-instance URL for a
+        (project, feature), else a composite URL of a task. Returns its URL."""
+        if feature_id is not None:
+            path = f"/api/v1/projects/{project_id or new_cuid()}/annotations/{feature_id}/index/1/mask"
+        else:
+            path = f"/api/v1/tasks/{task_id or new_cuid()}/masks/{new_cuid()}/index/1"
+        self._masks.add(path, png)
+        return self.url + path
+
+    def _mask_at(self, url: str) -> bytes | None:
+        """A served mask by URL (for imports that reference one by ``instanceURI``)."""
+        return self._masks.get(urlsplit(url).path) if url.startswith(self.url) else None
+
     def _add_file(self, kind: str, data: bytes, suffix: str = "ndjson") -> str:
         token = secrets.token_urlsafe(18)
         self._files[token] = {"kind": kind, "data": data}
@@ -432,7 +452,8 @@ class LabelboxStandIn:
             rows = [self._data_rows[r] for r in proj["data_row_ids"]]
             results = validate_lines(lines, imp["kind"], proj["ontology"],
                                      {r["id"]: r for r in rows},
-                                     {r["global_key"]: r for r in rows if r["global_key"] is not None})
+                                     {r["global_key"]: r for r in rows if r["global_key"] is not None},
+                                     fetch=self._mask_at)
             imp["statuses"] = [r.status_line() for r in results]
             imp["errors"] = [s for s in imp["statuses"] if s["status"] == "FAILURE"]
             imp["state"] = "FINISHED"
@@ -1020,6 +1041,17 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path.startswith("/_standin/"):
             return self._control_get(path)
+        mask = self.standin._masks.get(path)
+        if mask is not None:
+            if self._apply_fault({"maskFile"}):
+                return
+            if self.headers.get("Authorization") != f"Bearer {self.standin.api_key}":
+                with self.standin._lock:
+                    self.standin.calls["__unauthorized__"] += 1
+                return self._send(401, {"message": "Unauthorized"})
+            with self.standin._lock:
+                self.standin.calls["maskFile"] += 1
+            return self._send(200, mask, "image/png")
         if path.startswith("/files/"):
             parts = path.split("/")
             entry = self.standin._files.get(parts[2]) if len(parts) > 3 else None

@@ -12,10 +12,12 @@ also carry ``"errors": [{"name", "message", "additionalInfo": None}]`` (success 
 * ``DuplicateAnnotation`` - a ``uuid`` already used on the same data row earlier in the import
 * ``FeatureNotFound``     - ``name`` / ``schemaId`` (or an answer / nested classification)
                             not in the ontology
-* ``UnsupportedAnnotation`` - relationship in a LabelImport; mask / textSelections (not
-                            modelled by the stand-in)
+* ``UnsupportedAnnotation`` - relationship in a LabelImport; textSelections (not modelled
+                            by the stand-in)
 
 Video lines (``segments`` objects, ``frames`` classifications) are checked by ``video.py``.
+
+Mask lines are checked by ``masks.check_mask`` (shape, base64, PNG, size, pixels).
 
 A body that is not UTF-8, is empty, or has a line that is not JSON makes the whole import FAILED.
 """
@@ -29,11 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import video
+from .masks import Fetch, MaskLineError, check_mask
 from .ontology import CompiledOntology, Node
 
 GEOMETRY_KEYS = {"bbox": "bbox", "polygon": "polygon", "point": "point", "line": "polyline",
-                 "location": "ner", "relationship": "relationship"}
-UNSUPPORTED_KEYS = ("mask", "textSelections", "conversationalLocation")
+                 "location": "ner", "relationship": "relationship", "mask": "mask"}
+UNSUPPORTED_KEYS = ("textSelections", "conversationalLocation")
 VIDEO_KEYS = ("segments", "frames")
 TOP_KEYS = {"uuid", "dataRow", "name", "schemaId", "classifications", "answer", "confidence",
             "customMetrics", "messageId", "page", "unit", "isBenchmarkReferenceLabel",
@@ -232,7 +235,7 @@ def check_answer(onto: CompiledOntology, node: Node, ans: Any, where: str) -> No
 
 
 def validate_lines(lines: list, kind: str, onto: CompiledOntology, rows_by_id: dict,
-                   rows_by_gk: dict) -> list[LineResult]:
+                   rows_by_gk: dict, fetch: Fetch = lambda url: None) -> list[LineResult]:
     """Validate parsed lines; ``rows_by_*`` hold the data rows of the import's project."""
     results: list[LineResult] = []
     seen_uuids: dict[tuple, int] = {}
@@ -240,7 +243,7 @@ def validate_lines(lines: list, kind: str, onto: CompiledOntology, rows_by_id: d
         r = LineResult(i, line)
         results.append(r)
         try:
-            _validate_line(r, line, kind, onto, rows_by_id, rows_by_gk, seen_uuids)
+            _validate_line(r, line, kind, onto, rows_by_id, rows_by_gk, seen_uuids, fetch)
         except LineError as e:
             r.fail(e.name, e.message)
     # Second pass: relationship ends must be successful object lines of the same data row.
@@ -268,7 +271,7 @@ def _canonical(u: Any) -> str | None:
 
 
 def _validate_line(r: LineResult, line: Any, kind: str, onto: CompiledOntology, rows_by_id: dict,
-                   rows_by_gk: dict, seen_uuids: dict) -> None:
+                   rows_by_gk: dict, seen_uuids: dict, fetch: Fetch) -> None:
     if not isinstance(line, dict):
         raise LineError("InvalidAnnotation", f"line {r.index + 1} is not a JSON object")
     r.data_row = line.get("dataRow")
@@ -362,6 +365,12 @@ def _validate_line(r: LineResult, line: Any, kind: str, onto: CompiledOntology, 
             check_classifications(onto, node, line["classifications"], node.name)
         r.is_relationship = True
         return
-    _check_geometry(key, line[key])
+    if key == "mask":
+        try:
+            check_mask(line["mask"], row.get("media_attributes") or {}, fetch)
+        except MaskLineError as e:
+            raise LineError("InvalidAnnotation", f"{node.name!r}: {e}") from None
+    else:
+        _check_geometry(key, line[key])
     check_classifications(onto, node, line.get("classifications", []), node.name)
     r.is_object = True

@@ -618,6 +618,8 @@ EXPECTED_CONTROLS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "rain_intensity": ("Choices", ["light", "heavy"]),
     },
     "polygon-segmentation": {"label": ("PolygonLabels", ["road", "building", "vegetation"])},
+    "segmentation": {"mask": ("BrushLabels", ["Sky", "Building", "Vehicle"]),
+                     "visibility": ("Choices", ["full", "partial"])},
     "keypoints": {"keypoint": ("KeyPointLabels", ["left_eye", "right_eye", "nose"]),
                   "face": ("RectangleLabels", ["face"])},
     "text-ner": {"label": ("Labels", ["PER", "ORG", "LOC", "MISC"]),

@@ -419,18 +419,29 @@ def test_relationship_with_nested_classifications_is_a_declared_loss():
 # ----- declared losses, mapping problems, spelling -------------------------------------------
 
 def test_unsupported_features_are_warnings():
-    ont = ontology([T(T.Type.SEGMENTATION, "sky"), T(T.Type.RASTER_SEGMENTATION, "sea"),
-                    T(T.Type.MESSAGE_RANKING, "rank")], [C(C.Type.GROUP, "group")])
-    config = image('<BrushLabels name="brush" toName="image"><Label value="sky"/></BrushLabels>')
+    ont = ontology([T(T.Type.MESSAGE_RANKING, "rank")], [C(C.Type.GROUP, "group")])
+    config = image('<EllipseLabels name="oval" toName="image"><Label value="x"/></EllipseLabels>')
     assert findings(config, ont) == [
-        ("warning", "unsupported", "Labelbox tool 'sky' (mask) is not supported yet: masks are "
-                                   "neither predicted nor imported"),
-        ("warning", "unsupported", "Labelbox tool 'sea' (mask) is not supported yet: masks are "
-                                   "neither predicted nor imported"),
         ("warning", "unsupported", "Labelbox tool 'rank' (message-ranking) is not supported"),
         ("warning", "unsupported", "Labelbox classification 'group' (group) is not supported"),
-        ("warning", "unsupported", "Label Studio control 'brush' (BrushLabels) is not "
+        ("warning", "unsupported", "Label Studio control 'oval' (EllipseLabels) is not "
                                    "supported: its annotations are not sent to Labelbox")]
+
+
+def test_masks_map_to_brush_labels_both_ways():
+    brush = '<BrushLabels name="mask" toName="image"><Label value="sky"/></BrushLabels>'
+    per_mask = ('<Choices name="visibility" toName="image" perRegion="true"><Choice '
+                'value="full"/></Choices>')
+    ont = ontology([T(T.Type.RASTER_SEGMENTATION, "sky", classifications=[
+        radio("visibility", "full")])])
+    assert findings(image(brush, per_mask), ont) == []
+    assert findings(image(rects("sky")), ont) == errors(
+        ("kind-mismatch", "Labelbox tool 'sky' is a mask but Label Studio label 'sky' is on "
+                          "control 'label' (RectangleLabels)"))
+    assert findings(image(brush), ontology([T(T.Type.RASTER_SEGMENTATION, "sea")])) == errors(
+        ("lb-unmapped-object", "Labelbox tool 'sea' (mask) has no Label Studio control"),
+        ("ls-unmapped-label", "Label Studio label 'sky' of control 'mask' (BrushLabels) has no "
+                              "Labelbox feature"))
 
 
 def test_hypertext_spans_are_a_declared_loss():

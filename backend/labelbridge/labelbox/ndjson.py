@@ -23,6 +23,7 @@ from typing import Any, Callable, Literal
 import labelbox.types as lb
 from labelbox.data.serialization import NDJsonConverter
 
+from labelbridge.labelbox import masks
 from labelbridge.labelbox.video import VideoLineWriter
 from labelbridge.model.features import FeatureTable, Path
 from labelbridge.model.ids import ndjson_uuid, relation_uuid
@@ -178,6 +179,7 @@ VALUES: dict[str, Callable[[LabelWriter, Any, str, Reporter, str], Any]] = {
     "polyline": lambda w, s, n, r, i: lb.Line(points=[lb.Point(x=x, y=y) for x, y in s.points]),
     "point": lambda w, s, n, r, i: lb.Point(x=s.x, y=s.y),
     "span": lambda w, s, n, r, i: LabelWriter._span(s, n, r, i),
+    "mask": masks.labelbox_value,
 }
 _GEOMETRY_KEYS = ("bbox", "polygon", "line", "point")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from labelbridge.labelbox.errors import ExportError
+from labelbridge.labelbox.mask_payload import READERS as MASK_READERS
 from labelbridge.model.regions import PIXEL_DIGITS, Box, KeyPoint, Polygon, Polyline, Shape, Span
 
 
@@ -177,15 +178,13 @@ READERS: dict[str, tuple[str, Reader]] = {
     "line": ("polyline", read_line),
     "point": ("point", read_point),
     "location": ("ner", read_location),
+    **MASK_READERS,  # "mask", "composite_mask": labelbox/mask_payload.py
 }
 
 # annotation kinds (or geometry keys) read nowhere yet: (kind for the report, reason)
 # (a module that reads one removes it here and adds its READERS entry)
 UNSUPPORTED: dict[str, tuple[str, str]] = {
-    "ImageSegmentationMask": ("mask", "masks are not supported yet"),
-    "VideoSegmentationMask": ("mask", "masks are not supported yet"),
-    "mask": ("mask", "masks are not supported yet"),
-    "composite_mask": ("mask", "masks are not supported yet"),
+    "VideoSegmentationMask": ("mask", "video masks are not supported yet"),
     "DocumentBoundingBox": ("document", "document boxes are not supported"),
     "DocumentEntityToken": ("document", "document entities are not supported"),
     "ConversationalTextEntity": ("conversation", "conversation entities are not supported"),

@@ -29,6 +29,7 @@ TOOL_KINDS: dict[str, ShapeKind] = {
     "RectangleLabels": "bbox", "Rectangle": "bbox",
     "PolygonLabels": "polygon", "Polygon": "polygon",
     "KeyPointLabels": "point", "KeyPoint": "point",
+    "BrushLabels": "mask", "Brush": "mask",
     "VideoRectangle": "videobox",
 }
 # Tools whose <Labels> the editor merges into the tool's own result as ``value.labels``

@@ -15,7 +15,7 @@ from typing import Literal, Union
 PIXEL_DIGITS = 4  # 1/10000 px: far below any tool's precision, far above float noise
 
 ClassificationKind = Literal["radio", "checklist", "text"]
-ShapeKind = Literal["bbox", "polygon", "point", "polyline", "span", "videobox"]
+ShapeKind = Literal["bbox", "polygon", "point", "polyline", "span", "mask", "videobox"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,29 @@ class Span:
     end: int
     text: str | None = None
     kind: ShapeKind = field(default="span", init=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Mask:
+    """One object's pixels on an image of ``width`` x ``height`` (its natural size), as run
+    lengths in row-major order: ``runs`` holds unsigned 32-bit little-endian pixel counts,
+    alternately background and foreground, starting with background (0 when the first pixel
+    is foreground); no other run is 0, and they add up to ``width * height``."""
+
+    width: int
+    height: int
+    runs: bytes
+    kind: ShapeKind = field(default="mask", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0 or not self.runs or len(self.runs) % 4:
+            raise ValueError(f"a {self.width}x{self.height} mask needs positive sizes and "
+                             f"whole 32-bit runs, got {len(self.runs)} bytes")
+
+    @property
+    def empty(self) -> bool:
+        """No foreground pixel (only the background run)."""
+        return len(self.runs) <= 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +132,7 @@ class VideoTrack:
         return sum(len(s.keyframes) for s in self.segments)
 
 
-Shape = Union[Box, Polygon, Polyline, KeyPoint, Span, VideoTrack]
+Shape = Union[Box, Polygon, Polyline, KeyPoint, Span, Mask, VideoTrack]
 
 
 @dataclass(frozen=True, slots=True)

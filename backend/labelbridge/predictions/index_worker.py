@@ -15,8 +15,8 @@ from labelbridge.predictions.store import PayloadPart
 
 def main() -> int:
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    selection, part_path = pickle.load(requests)
-    reader = RowReader(selection)
+    selection, part_path, masks, base_dir = pickle.load(requests)
+    reader = RowReader(selection, masks, base_dir)
     part = PayloadPart(Path(part_path))
     with gc_paused():
         while True:

@@ -24,13 +24,16 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple
 
 import orjson
 
 from labelbridge.labelbox import export
 from labelbridge.predictions import store
 from labelbridge.predictions.store import IndexRow, IndexTail, build_index
+
+if TYPE_CHECKING:  # numpy, Pillow: imported only where masks are read
+    from labelbridge.labelbox.masks import MaskSource
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +66,11 @@ class Tally(NamedTuple):
     names: set[str]
 
 
-def export_fingerprint(path: Path, selection: export.Selection) -> str:
-    """Changes when the export files, the selection or the index format change (size + mtime,
-    not content)."""
-    h = hashlib.sha1(f"{store.FORMAT}:{selection!r}".encode())
+def export_fingerprint(path: Path, selection: export.Selection,
+                       masks: MaskSource | None = None) -> str:
+    """Changes when the export files, the selection, how masks are read (fetched with a key or
+    not) or the index format change (size + mtime, not content)."""
+    h = hashlib.sha1(f"{store.FORMAT}:{selection!r}:{masks.describe() if masks else ''}".encode())
     for f in export.export_files(path):
         st = f.stat()
         h.update(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -129,8 +133,10 @@ def _line_number(path: str, offset: int) -> int:
 class RowReader:
     """Export lines -> index rows, tallying origins, skipped rows and feature names."""
 
-    def __init__(self, selection: export.Selection) -> None:
+    def __init__(self, selection: export.Selection, masks: MaskSource | None = None,
+                 base_dir: Path | None = None) -> None:
         self.selection = selection
+        self.masks, self.base_dir = masks, base_dir  # masks: read into the payload, once
         self.origins: Counter[str] = Counter()
         self.skipped = 0
         self.names = export.FeatureNames()
@@ -153,6 +159,9 @@ class RowReader:
                 self.skipped += 1
                 continue
             origin, compact = picked
+            if self.masks is not None:
+                from labelbridge.labelbox.masks import resolve_row
+                resolve_row(compact, self.masks, self.base_dir)
             if origin:
                 self.origins[origin] += 1
             dr = compact["data_row"]
@@ -185,7 +194,8 @@ def gc_paused() -> Iterator[None]:
 
 
 # ----- worker processes ---------------------------------------------------------------------
-# A worker reads the pickled (selection, part file) and then pickled chunks on stdin, and
+# A worker reads the pickled (selection, part file, mask source, export folder) and then
+# pickled chunks on stdin, and
 # answers each chunk with framed messages on stdout: ("rows", [keys of IndexRow, ...]) as many
 # as it takes, then ("done", Tally), or ("error", ExportError). It commits its part file and
 # exits 0 when stdin closes. Processes of our own rather than multiprocessing,
@@ -236,8 +246,7 @@ class _ReaderPool:
     their messages are taken from whichever is ready (unbuffered pipes, so that ``select``
     sees every byte not yet read)."""
 
-    def __init__(self, selection: export.Selection, chunks: list[Chunk],
-                 parts: list[Path]) -> None:
+    def __init__(self, reader: RowReader, chunks: list[Chunk], parts: list[Path]) -> None:
         self.todo = deque(chunks)
         self.busy: dict[subprocess.Popen, int] = {}
         self.parts = parts
@@ -245,7 +254,7 @@ class _ReaderPool:
             proc = subprocess.Popen([sys.executable, "-m", "labelbridge.predictions.index_worker"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
             self.busy[proc] = 0
-            send_object(proc, (selection, str(part)))
+            send_object(proc, (reader.selection, str(part), reader.masks, reader.base_dir))
             for _ in range(CHUNKS_PER_WORKER):
                 self._give(proc)
 
@@ -290,13 +299,15 @@ class _ReaderPool:
 
 def index_export(export_path: Path, index_path: Path, selection: export.Selection,
                  progress: Callable[[int], None] | None = None, workers: int | None = None,
-                 chunk_bytes: int = CHUNK_BYTES) -> IndexResult:
+                 chunk_bytes: int = CHUNK_BYTES, masks: MaskSource | None = None) -> IndexResult:
     """Stream ``export_path`` into a fresh index at ``index_path``.
 
     ``workers``: processes that read the export (None: one per CPU for a large export;
-    0 or 1: none, this process reads it).
+    0 or 1: none, this process reads it). ``masks``: how mask PNGs are read (paths relative
+    to the export's folder); None: masks are not read (each is a loss when converted).
     """
-    fingerprint = export_fingerprint(export_path, selection)
+    fingerprint = export_fingerprint(export_path, selection, masks)
+    base_dir = Path(export_path) if Path(export_path).is_dir() else Path(export_path).parent
     chunks = plan_chunks(export.export_files(export_path), chunk_bytes)
     origins: Counter[str] = Counter()
     names: set[str] = set()
@@ -308,13 +319,13 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
 
     def rows() -> Iterator[IndexRow]:
         if readers < 2:  # this process reads the chunks itself
-            here = RowReader(selection)
+            here = RowReader(selection, masks, base_dir)
             for chunk in chunks:
                 yield from here.rows(chunk)
             tallies.append(here.tally())
             return
         parts.extend(store.part_path(index_path, os.getpid(), build, n) for n in range(readers))
-        pool = _ReaderPool(selection, chunks, parts)
+        pool = _ReaderPool(RowReader(selection, masks, base_dir), chunks, parts)
         done = False
         try:
             for kind, body in pool.messages():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import orjson
 
@@ -18,12 +18,17 @@ from labelbridge.labelbox import export
 from labelbridge.predictions.indexer import IndexResult, gc_paused
 from labelbridge.predictions.store import IndexRow, IndexTail, build_index
 
+if TYPE_CHECKING:
+    from labelbridge.labelbox.masks import MaskSource
+
 
 def index_rows(rows: Iterable[Any], index_path: Path, selection: export.Selection,
                meta: dict[str, str], source: str,
-               progress: Callable[[int], None] | None = None) -> IndexResult:
+               progress: Callable[[int], None] | None = None,
+               masks: MaskSource | None = None) -> IndexResult:
     """Stream ``rows`` into a fresh index at ``index_path``. ``meta`` must hold the
-    ``fingerprint`` and ``model_version``; ``source`` names the stream in error messages."""
+    ``fingerprint`` and ``model_version``; ``source`` names the stream in error messages;
+    ``masks`` reads the rows' mask PNGs (Labelbox URLs) into their payloads."""
     origins: Counter[str] = Counter()
     names = export.FeatureNames()
     skipped = 0
@@ -39,6 +44,9 @@ def index_rows(rows: Iterable[Any], index_path: Path, selection: export.Selectio
                 skipped += 1
                 continue
             origin, compact = picked
+            if masks is not None:
+                from labelbridge.labelbox.masks import resolve_row
+                resolve_row(compact, masks, None)
             if origin:
                 origins[origin] += 1
             payload = orjson.dumps(compact)

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Callable, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Callable, NamedTuple, Protocol
 
 from labelbridge.labelbox.export import ExportError, Selection
 from labelbridge.labelbox.model_runs import ModelRunClient, RunInfo
@@ -20,6 +20,9 @@ from labelbridge.predictions import store
 from labelbridge.predictions.indexer import IndexResult, export_fingerprint, index_export
 from labelbridge.predictions.run_index import index_rows
 from labelbridge.predictions.store import PredictionStore
+
+if TYPE_CHECKING:
+    from labelbridge.labelbox.masks import MaskSource
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
@@ -40,29 +43,35 @@ class Source(Protocol):
 
 
 class ExportFileSource:
-    def __init__(self, path: Path, selection: Selection, workers: int | None = None) -> None:
-        self.path, self.selection, self.workers = path, selection, workers
+    """``masks``: how mask PNGs are read while indexing (None: not read, each a loss)."""
+
+    def __init__(self, path: Path, selection: Selection, workers: int | None = None,
+                 masks: MaskSource | None = None) -> None:
+        self.path, self.selection, self.workers, self.masks = path, selection, workers, masks
 
     def offer(self) -> Offer:
-        return Offer(export_fingerprint(self.path, self.selection), str(self.path))
+        return Offer(export_fingerprint(self.path, self.selection, self.masks), str(self.path))
 
     def build(self, offer: Offer, index_path: Path, progress: Progress | None = None,
               on_total: Callable[[int | None], None] | None = None) -> IndexResult:
-        return index_export(self.path, index_path, self.selection, progress, self.workers)
+        return index_export(self.path, index_path, self.selection, progress, self.workers,
+                            masks=self.masks)
 
 
 class RunSource:
     """A fixed run (``run_id``) or the newest run of ``model_id`` whose name matches
-    ``pattern``. ``version_from``: the model version is the run's id or its name."""
+    ``pattern``. ``version_from``: the model version is the run's id or its name. ``masks``:
+    how the run's mask PNGs are read while indexing (with the API key)."""
 
     def __init__(self, client: ModelRunClient, *, run_id: str | None = None,
                  model_id: str | None = None, pattern: str | None = None,
-                 version_from: str = "id", source: str = "predictions") -> None:
+                 version_from: str = "id", source: str = "predictions",
+                 masks: MaskSource | None = None) -> None:
         if bool(run_id) == bool(model_id):
             raise ValueError("give exactly one of run_id and model_id")
         self.client, self.run_id, self.model_id = client, run_id, model_id
         self.pattern = re.compile(pattern) if pattern else None
-        self.version_from, self.source = version_from, source
+        self.version_from, self.source, self.masks = version_from, source, masks
 
     def offer(self) -> Offer:
         if self.run_id:
@@ -74,7 +83,7 @@ class RunSource:
                 raise PermanentError(f"model {self.model_id} has no model run{wanted}")
             run = found
         key = (f"{store.FORMAT}:{self.selection(run)!r}:{run.updated_at!r}:"
-               f"{self.model_version(run)}")
+               f"{self.model_version(run)}" + (f":{self.masks.describe()}" if self.masks else ""))
         return Offer(hashlib.sha1(key.encode()).hexdigest(),
                      f"model run {run.name!r} ({run.id})", run)
 
@@ -96,7 +105,7 @@ class RunSource:
                 "model_id": run.model_id}
         try:
             return index_rows(exported.rows, index_path, self.selection(run), meta,
-                              f"model run {run.id}", progress)
+                              f"model run {run.id}", progress, masks=self.masks)
         except ExportError as exc:  # Labelbox's rows, not the user's file: this run is broken
             raise PermanentError(str(exc)) from exc
 

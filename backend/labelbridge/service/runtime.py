@@ -19,6 +19,8 @@ from labelbridge.groundtruth.reconcile import Reconciler
 from labelbridge.groundtruth.worker_process import DeliveryProcess
 from labelbridge.labelbox.export import Selection
 from labelbridge.labelbox.gateway import LabelboxGateway
+from labelbridge.labelbox.mask_fetch import MaskFetcher
+from labelbridge.labelbox.masks import MaskSource
 from labelbridge.labelbox.model_runs import ModelRunClient
 from labelbridge.labelstudio.api import LabelStudioApi
 from labelbridge.labelstudio.mapping import Overrides
@@ -41,6 +43,15 @@ def selection(settings: Settings) -> Selection:
                      settings.labelbox_project_id)
 
 
+def mask_source(settings: Settings) -> MaskSource:
+    """How the index reads mask PNGs: with the Labelbox API key (sent to the configured
+    Labelbox hosts only), or without one (local and inline masks still read)."""
+    key = settings.labelbox_api_key.get_secret_value() if settings.labelbox_api_key else None
+    return MaskSource(MaskFetcher.for_labelbox(key, (
+        settings.labelbox_endpoint, settings.labelbox_rest_endpoint, settings.labelbox_app_url)))
+
+
+
 def model_run_client(settings: Settings) -> ModelRunClient:
     assert settings.labelbox_api_key
     return ModelRunClient(settings.labelbox_api_key.get_secret_value(),
@@ -56,14 +67,15 @@ def index_source(settings: Settings) -> Source | None:
     kind = settings.prediction_source
     if kind == "export":
         assert settings.export is not None
-        return ExportFileSource(settings.export, selection(settings))
+        return ExportFileSource(settings.export, selection(settings), masks=mask_source(settings))
     if kind == "none":
         return None
     return RunSource(model_run_client(settings),
                      run_id=settings.labelbox_model_run_id if kind == "model_run" else None,
                      model_id=settings.labelbox_model_id if kind == "model" else None,
                      pattern=settings.labelbox_model_run_pattern,
-                     version_from=settings.model_version_from, source=settings.export_source)
+                     version_from=settings.model_version_from, source=settings.export_source,
+                     masks=mask_source(settings))
 
 
 def ensure_index(settings: Settings, progress: Callable[[int], None] | None = None,

@@ -10,6 +10,7 @@ from typing import IO, Any, Iterator
 import orjson
 
 from labelbridge.labelbox import export
+from labelbridge.labelbox.masks import MaskSource, resolve_row
 from labelbridge.labelbox.ndjson import DataRowMissing, to_ndjson
 from labelbridge.labelstudio.mapping import Mapping
 from labelbridge.labelstudio.results import (PredictionCheck, ResultReader, ResultWriter,
@@ -25,13 +26,16 @@ class ConvertError(ValueError):
 
 
 def lb_to_ls(export_path: Path, mapping: Mapping, selection: export.Selection, out: IO[bytes],
-             report: ConversionReport, model_version: str | None = None) -> int:
-    """Write a JSON list of Label Studio tasks (data + predictions). Returns the task count."""
+             report: ConversionReport, model_version: str | None = None,
+             masks: MaskSource | None = None) -> int:
+    """Write a JSON list of Label Studio tasks (data + predictions). Returns the task count.
+    ``masks``: how mask PNGs are read (paths relative to the export's folder)."""
     fields = object_fields(mapping)
     if not fields:
         raise ConvertError("the label config has no object tag reading task data ($field)")
     check = PredictionCheck(mapping.interface)
     count = 0
+    base_dir = export_path if Path(export_path).is_dir() else Path(export_path).parent
     out.write(b"[")
     for name, n, line in export.iter_lines(export_path):
         row_json = export.parse_line(line, name, n)
@@ -43,6 +47,8 @@ def lb_to_ls(export_path: Path, mapping: Mapping, selection: export.Selection, o
                         else None, source=f"{name}:{n}")
             continue
         origin, compact = picked
+        if masks is not None:
+            resolve_row(compact, masks, base_dir)
         row = report.scope(source=f"{name}:{n}")
         dr = compact["data_row"]
         mismatch = media_mismatch(mapping, (compact.get("media") or {}).get("mime_type"))

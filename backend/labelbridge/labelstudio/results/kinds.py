@@ -20,8 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from labelbridge.labelstudio import video
-from labelbridge.model.regions import PIXEL_DIGITS, Box, KeyPoint, Polygon, Shape, Span
+from labelbridge.labelstudio import brush, video
+from labelbridge.model.regions import PIXEL_DIGITS, Box, KeyPoint, Mask, Polygon, Shape, Span
 
 PERCENT_DIGITS = 8  # percent of the image size: keeps PIXEL_DIGITS exact for images < 10^6 px
 
@@ -178,6 +178,33 @@ def read_span(value: dict, size: Size, text: str | None) -> Shape:
                 (text[start:end] if text is not None else None))
 
 
+# ----- brush masks (the codec: labelstudio/brush.py) -----------------------------------------
+
+def write_mask(shape: Shape, size: Size) -> dict:
+    assert isinstance(shape, Mask)
+    if size and size != (shape.width, shape.height):
+        raise ResultError("the mask's size is not the image's", "original_width",
+                          f"mask {shape.width}x{shape.height}, image {size[0]:g}x{size[1]:g}")
+    return {"format": "rle", "rle": list(brush.encode(shape))}
+
+
+def read_mask(value: dict, size: Size, text: str | None) -> Shape:
+    w, h = _size(size)
+    if value.get("format", "rle") != "rle":
+        raise ResultError("not a brush RLE", "value.format", repr(value.get("format")))
+    rle = value.get("rle")
+    if not isinstance(rle, list) or not rle:
+        raise ResultError("missing" if rle is None else "not a non-empty array", "value.rle")
+    try:
+        mask = brush.decode(bytes(rle), int(w), int(h))
+    except (TypeError, ValueError) as exc:  # bytes(): not ints 0..255; BrushError
+        raise ResultError(str(exc) if isinstance(exc, brush.BrushError) else
+                          "not an array of integers 0..255", "value.rle") from None
+    if mask.empty:
+        raise ResultError("empty mask: no pixel painted", "value.rle")
+    return mask
+
+
 def _unused(*_: object) -> Any:
     raise NotImplementedError("this kind reads and writes whole items")
 
@@ -207,6 +234,7 @@ POLYGON = ResultKind("polygon", "polygonlabels", "polygon", True, write_polygon,
 POINT = ResultKind("point", "keypointlabels", "keypoint", True, write_point, read_point)
 SPAN = ResultKind("span", "labels", None, False, write_span, read_span)
 HYPERTEXT_SPAN = ResultKind("span", "hypertextlabels", None, False, write_span, read_span)
+MASK = ResultKind("mask", "brushlabels", "brush", True, write_mask, read_mask)
 VIDEO_BOX = ResultKind("videobox", "videorectangle", None, True, _unused, _unused, "labels",
                        write_region=_write_track, read_item=_read_track, nest=_nest_track)
 
@@ -214,7 +242,8 @@ VIDEO_BOX = ResultKind("videobox", "videorectangle", None, True, _unused, _unuse
 # its ResultKind row(s) and codec functions, added to this tuple; its tags go in
 # mapping.TOOL_KINDS. PredictionCheck needs nothing: a result type it has no rule for is
 # validated by LabelInterface itself.
-KINDS: tuple[ResultKind, ...] = (BOX, POLYGON, POINT, SPAN, HYPERTEXT_SPAN, VIDEO_BOX)
+KINDS: tuple[ResultKind, ...] = (BOX, POLYGON, POINT, SPAN, HYPERTEXT_SPAN, MASK,
+                                 VIDEO_BOX)
 BY_TYPE: dict[str, ResultKind] = {t: k for k in KINDS for t in k.types}
 BY_SHAPE: dict[str, ResultKind] = {}
 for _k in KINDS:

@@ -17,7 +17,8 @@ from labelbridge.labelbox.export import ExportError, Selection
 from labelbridge.model.report import ConversionReport
 from labelbridge.service.cli import common
 from labelbridge.service.cli.common import (atomic_output, fail, load_mapping, loss_report,
-                                            output_error, print_report)
+                                            output_error, print_report,
+                                            settings_or_exit)
 
 app = typer.Typer(no_args_is_help=True, help="Bulk conversions between the two formats. "
                   "Exit codes: 0 converted (losses are listed, not fatal); 1 an input could not "
@@ -44,6 +45,7 @@ def lb2ls(export: Path = typer.Option(..., help="Labelbox export-v2 file, folder
     input could not be read as a whole or the output not written (nothing is written); 2 bad
     usage (options, missing files, unusable label config or mapping).
     """
+    from labelbridge.service.runtime import mask_source
     from labelbridge.tools.convert import ConvertError, lb_to_ls
 
     if source not in ("predictions", "run_labels", "project_labels"):
@@ -51,12 +53,13 @@ def lb2ls(export: Path = typer.Option(..., help="Labelbox export-v2 file, folder
     if not export.exists():
         fail(f"--export {export}: no such file or directory")
     m = load_mapping(label_config, mapping)
+    masks = mask_source(settings_or_exit())  # mask PNGs: with LABELBOX_API_KEY when set
     summary = ConversionReport()
     try:
         with loss_report(report) as sink, atomic_output(out) as sink_out:
             summary.sink = sink
             count = lb_to_ls(export, m, Selection(source, model_run, project),  # type: ignore[arg-type]
-                             sink_out, summary)
+                             sink_out, summary, masks=masks)
     except ConvertError as exc:
         fail(str(exc))
         return

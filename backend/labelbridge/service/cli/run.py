@@ -60,7 +60,7 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
         _index_model_run(model_run, label_config, report)
         return
     from labelbridge.predictions.indexer import index_export
-    from labelbridge.service.runtime import selection
+    from labelbridge.service.runtime import mask_source, selection
 
     settings = settings_or_exit(**({"LABELBRIDGE_EXPORT": export} if export else {}))
     setup_logging(settings.log_level)
@@ -70,7 +70,7 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
     try:
         with counting_progress(f"indexing {settings.export}") as progress:
             result = index_export(settings.export, settings.predictions_db, selection(settings),
-                                  progress, workers)
+                                  progress, workers, masks=mask_source(settings))
     except ExportError as exc:
         fail(f"{exc} (no index written)", 1)
         return
@@ -103,7 +103,7 @@ def _prepare(settings, mapping, result, report: Path | None) -> None:
 def _index_model_run(run_id: str, label_config: Path | None, report: Path | None) -> None:
     from labelbridge.predictions import versions
     from labelbridge.predictions.sources import RunSource
-    from labelbridge.service.runtime import model_run_client
+    from labelbridge.service.runtime import mask_source, model_run_client
 
     settings = settings_or_exit()
     setup_logging(settings.log_level)
@@ -111,7 +111,8 @@ def _index_model_run(run_id: str, label_config: Path | None, report: Path | None
         fail("--model-run needs LABELBOX_API_KEY (and LABELBOX_PROJECT_ID)")
     mapping = load_mapping(label_config, settings.mapping) if label_config else None
     source = RunSource(model_run_client(settings), run_id=run_id,
-                       version_from=settings.model_version_from, source=settings.export_source)
+                       version_from=settings.model_version_from, source=settings.export_source,
+                       masks=mask_source(settings))
     try:
         offer = source.offer()
         with row_progress(f"exporting {offer.describe}") as bar:

@@ -79,13 +79,12 @@ errors
 
 warnings (declared losses; they do not fail ``doctor``)
   unsupported                 ``Labelbox tool 'lane' (polyline) cannot be shown in Label Studio:
-                              it has no image polyline tool``; ``Labelbox tool 'sky' (mask) is
-                              not supported yet: masks are neither predicted nor imported``;
+                              it has no image polyline tool``;
                               ``Labelbox tool 'x' (<Labelbox tool type>) is not supported``;
                               ``Labelbox classification 'x' (<Labelbox type>) is not
                               supported``; ``Labelbox tool 'PER' (span) is on HyperText control
                               'html': Labelbox character offsets cannot become HyperText
-                              spans``; ``Label Studio control 'brush' (BrushLabels) is not
+                              spans``; ``Label Studio control 'oval' (EllipseLabels) is not
                               supported: its annotations are not sent to Labelbox``
   nesting-mismatch            ``Labelbox relationship 'drives' has nested classifications, which
                               Label Studio relations cannot hold``; ``Label Studio control

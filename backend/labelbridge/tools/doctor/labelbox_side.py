@@ -13,12 +13,10 @@ _KIND_PHRASE = {"radio": "radio (one answer)", "checklist": "checklist (multiple
 class LabelboxSide(CheckerBase):
     def lb_object(self, f: ObjectFeature) -> None:
         label = f"Labelbox tool '{f.name}' ({f.tool if f.kind == 'other' else f.kind})"
-        if f.kind in ("polyline", "mask", "other"):
+        if f.kind in ("polyline", "other"):
             self.warn("unsupported", {
                 "polyline": f"{label} cannot be shown in Label Studio: it has no image "
                             "polyline tool",
-                "mask": f"{label} is not supported yet: masks are neither predicted nor "
-                        "imported",
                 "other": f"{label} is not supported"}[f.kind])
             self.explain(f.classifications, True)
             return
