@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     max_body_webhook: ByteSize = _env("LABELBRIDGE_MAX_BODY_WEBHOOK", default=ByteSize(32 << 20),
                                       ge=1024)
     max_regions: int = _env("LABELBRIDGE_MAX_REGIONS", default=10_000, ge=1)
+    lease_seconds: float = _env("LABELBRIDGE_LEASE_SECONDS", default=30.0, gt=0, le=3600)
+    retention_days: float = _env("LABELBRIDGE_RETENTION_DAYS", default=30.0, ge=0)
 
     # Labelbox
     labelbox_api_key: SecretStr | None = _env("LABELBOX_API_KEY", default=None)

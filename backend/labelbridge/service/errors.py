@@ -17,8 +17,11 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from labelbridge.groundtruth.outbox import OutboxUnavailable
+
 log = logging.getLogger(__name__)
 JSON = "application/json"
+RETRY_AFTER_S = 10   # what a 503 asks the caller to wait when the outbox cannot store events
 
 
 class ClientError(Exception):
@@ -50,6 +53,12 @@ def install(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return respond({"detail": [{k: e.get(k) for k in ("loc", "msg", "type")}
                                    for e in exc.errors()]}, 422)
+
+    @app.exception_handler(OutboxUnavailable)
+    async def _outbox_unavailable(request: Request, exc: OutboxUnavailable) -> Response:
+        # Never 200 for what is not on disk; the outbox's log says what happened.
+        return respond({"detail": f"the outbox cannot store events now: {exc}"}, 503,
+                       {"Retry-After": str(RETRY_AFTER_S)})
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:

@@ -17,7 +17,7 @@ from labelbridge.groundtruth.delivery import Deliverer, DeliveryPolicy
 from labelbridge.groundtruth.edit_recorder import EditRecorder
 from labelbridge.groundtruth.edit_report import EditStore, totals
 from labelbridge.groundtruth.file_sink import FileSink
-from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox
+from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox, OutboxUnavailable
 from labelbridge.groundtruth.reconcile import Reconciler
 from labelbridge.groundtruth.worker_process import DeliveryProcess
 from labelbridge.labelbox.export import Selection
@@ -118,7 +118,8 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
         include_relations=settings.labelbox_import_kind == "mal",
         features=ProjectFeatures(settings), media_size=media_size_from_store(store))
     policy = DeliveryPolicy(settings.batch_size, settings.batch_max_wait, settings.max_attempts,
-                            settings.retry_base, settings.retry_max)
+                            settings.retry_base, settings.retry_max, settings.lease_seconds,
+                            settings.retention_days)
     recorder = EditRecorder(EditStore(settings.edits_db),
                             served_lookup(store, settings.model_version),
                             close_loop=settings.labelbox_attach_labels or

@@ -70,11 +70,17 @@ class PredictResponse(BaseModel):
         description="one element per task, in order; [] where there is no prediction")
 
 
+class OutboxHealth(BaseModel):
+    ok: bool
+    error: str | None = None
+
+
 class HealthResponse(BaseModel):
     status: Literal["UP"]
     model_class: str
     model_version: str
     index_rows: int
+    outbox: OutboxHealth = Field(description="whether webhooks can be stored now (503 if not)")
 
 
 class VersionsResponse(BaseModel):

@@ -68,7 +68,8 @@ def register(app: FastAPI, rt: Runtime, settings: Settings, auth: BasicAuth,
     async def health(request: Request) -> Response:
         auth.check(request.scope)
         return respond({"status": "UP", "model_class": MODEL_CLASS,
-                        "model_version": rt.model_version, "index_rows": await index_rows.get()})
+                        "model_version": rt.model_version, "index_rows": await index_rows.get(),
+                        "outbox": await asyncio.to_thread(rt.outbox.health)})
 
     @app.post("/setup", tags=["ML backend"], response_model=SetupResponse,
               openapi_extra=body("SetupRequest"), responses=errors(400, 401, 408, 413, 422),

@@ -18,6 +18,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from labelbridge.groundtruth.outbox import OutboxUnavailable
 from labelbridge.labelstudio import redact, webhooks
 from labelbridge.service import auth, logs
 from labelbridge.service.errors import ClientError, respond
@@ -69,7 +70,10 @@ def register(app: FastAPI, rt: Runtime, settings: Settings, metrics: Metrics,
 
         def keep() -> None:    # scrubbing a large body takes time: off the event loop
             kept, note = rejected_copy(raw, parsed, secrets)
-            rt.outbox.reject(kept, reason + note, headers)
+            try:
+                rt.outbox.reject(kept, reason + note, headers)
+            except OutboxUnavailable as exc:   # the client still gets its 4xx, not a 503
+                log.warning("a rejected webhook body was not kept: %s", exc)
         await asyncio.to_thread(keep)
 
     async def refuse(why: str, raw: bytes, request: Request) -> None:
