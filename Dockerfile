@@ -47,8 +47,9 @@ USER 10001:10001
 # SQLite prediction index, outbox (WAL) and file sink live here: keep it on a volume.
 VOLUME ["/data"]
 EXPOSE 9090
-# `labelbridge healthcheck` calls GET /health on LABELBRIDGE_PORT with the configured basic
-# auth and exits 0 (UP) or 1. The start period covers indexing a large export at start.
+# `labelbridge healthcheck` calls GET /ready on LABELBRIDGE_PORT with the configured basic
+# auth and exits 0 (ready) or 1 (degraded, naming why: outbox unwritable, delivery stuck,
+# dead letters growing). The start period covers indexing a large export at start.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["labelbridge", "healthcheck"]
 CMD ["labelbridge", "serve"]

@@ -51,6 +51,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/masks.py
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/modelrun.py
+	$(BIN)/python bench/history.py
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .venv-ls .venv-lsml var .cache

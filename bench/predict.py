@@ -42,7 +42,8 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 
 from bench import synthetic  # noqa: E402
-from bench.common import clean_env, cpu_plan, log, percentile, pinned, verdict  # noqa: E402
+from bench.common import (clean_env, cpu_plan, log, percentile, pinned, tree_rss_mb,  # noqa: E402
+                          verdict)
 
 OUT = ROOT / "bench" / "out"
 SCRIPT = Path(__file__).resolve()
@@ -56,22 +57,6 @@ BATCH = 100
 
 
 
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (worker processes included)."""
-    total_kb, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            with open(f"/proc/{p}/status") as fh:
-                total_kb += next(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    stack += [int(c) for c in fh.read().split()]
-        except (OSError, StopIteration, ValueError):  # gone meanwhile, or a zombie
-            pass
-    return total_kb / 1024
 
 
 def run_child(args: list[str], env: dict | None = None, script: Path = SCRIPT, *,

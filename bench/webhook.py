@@ -59,7 +59,8 @@ if str(ROOT) not in sys.path:
 
 import orjson  # noqa: E402
 
-from bench.common import clean_env, cpu_plan, log, percentile, pinned, verdict  # noqa: E402
+from bench.common import (clean_env, cpu_plan, cpu_seconds, log, percentile, pinned,  # noqa: E402
+                          verdict)
 
 OUT = ROOT / "bench" / "out"
 SCRIPT = Path(__file__).resolve()
@@ -94,12 +95,6 @@ LOG_LINE = re.compile(r'"(GET|POST|HEAD|PUT|DELETE) (\S+) HTTP/1\.[01]" (\d{3})'
 
 
 
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_json(method: str, url: str, body: dict | None = None, timeout: float = 120) -> dict:

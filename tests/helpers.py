@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -105,6 +106,28 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval
             return value
         time.sleep(interval)
     raise AssertionError(f"{what} not met within {timeout} s")
+
+
+def annotation_body(ann_id: int, task_id: int, global_key: str, *, x: float = 10,
+                    updated_at: str = "2026-11-22T12:26:19.411536Z",
+                    action: str = "ANNOTATION_CREATED", prefix: str = "r") -> dict:
+    """The ANNOTATION_CREATED body Label Studio 1.23.2 sent (boxes Car and Person, the
+    per-region choice ``attr``, a relation, the choice ``weather``), as another annotation: its
+    own ids, task, data row (``global_key``) and region ids ``<prefix><ann_id>a|b|w``."""
+    body = copy.deepcopy(capture("basic-auth-flow/ml-auto-webhook_ANNOTATION_CREATED.json"))
+    body["action"] = action
+    ann = body["annotation"]
+    ann.update(id=ann_id, task=task_id, updated_at=updated_at)
+    rename = {"lbBox000001": f"{prefix}{ann_id}a", "lbBox000002": f"{prefix}{ann_id}b",
+              "lbCls000001": f"{prefix}{ann_id}w"}
+    for item in ann["result"]:
+        for key in ("id", "from_id", "to_id"):
+            if key in item:
+                item[key] = rename[item[key]]
+    ann["result"][0]["value"]["x"] = x
+    body["task"].update(id=task_id, data={"image": f"http://img/{global_key}",
+                                          "global_key": global_key})
+    return body
 
 
 def run_rows(run_id: str, n: int, *, tag: str = "a", left: float = 10.0, model_id: str = MODEL,

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import (AliasChoices, Field, SecretStr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (AliasChoices, ByteSize, Field, SecretStr, ValidationError,
+                      field_validator, model_validator)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +47,25 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _env("LOG_LEVEL", default="INFO")
     basic_auth_user: str | None = _env("BASIC_AUTH_USER", default=None)
     basic_auth_pass: SecretStr | None = _env("BASIC_AUTH_PASS", default=None)
+    # Observability and bounds of the HTTP edge (README "Limits" and "Observability")
+    log_format: Literal["text", "json"] = _env("LOG_FORMAT", default="text")
+    max_body_predict: ByteSize = _env("LABELBRIDGE_MAX_BODY_PREDICT", default=ByteSize(64 << 20),
+                                      ge=1024)
+    max_body_setup: ByteSize = _env("LABELBRIDGE_MAX_BODY_SETUP", default=ByteSize(4 << 20),
+                                    ge=1024)
+    max_predict_tasks: int = _env("LABELBRIDGE_MAX_PREDICT_TASKS", default=50_000, ge=1)
+    max_header_size: ByteSize = _env("LABELBRIDGE_MAX_HEADER_SIZE", default=ByteSize(64 << 10),
+                                     ge=1024)
+    header_timeout: float = _env("LABELBRIDGE_HEADER_TIMEOUT", default=10.0, gt=0, le=3600)
+    body_timeout: float = _env("LABELBRIDGE_BODY_TIMEOUT", default=60.0, gt=0, le=3600)
+    keepalive_timeout: float = _env("LABELBRIDGE_KEEPALIVE_TIMEOUT", default=5.0, gt=0, le=3600)
+    max_connections: int = _env("LABELBRIDGE_MAX_CONNECTIONS", default=512, ge=1)
+    shutdown_timeout: float = _env("LABELBRIDGE_SHUTDOWN_TIMEOUT", default=10.0, gt=0, le=600)
+    ready_max_pending_age: float = _env("LABELBRIDGE_READY_MAX_PENDING_AGE", default=900.0, gt=0)
+    ready_dead_letter_window: float = _env("LABELBRIDGE_READY_DEAD_LETTER_WINDOW", default=900.0,
+                                           gt=0)
+    ready_max_new_dead_letters: int = _env("LABELBRIDGE_READY_MAX_NEW_DEAD_LETTERS", default=0,
+                                           ge=0)
 
     # Webhook and delivery (Label Studio -> Labelbox)
     webhook_token: SecretStr | None = _env("LABELBRIDGE_WEBHOOK_TOKEN", default=None)
@@ -61,6 +80,11 @@ class Settings(BaseSettings):
     import_timeout: float = _env("LABELBRIDGE_IMPORT_TIMEOUT", default=1800.0, gt=0)
     delivery_worker: Literal["process", "thread", "off"] = _env(
         "LABELBRIDGE_DELIVERY_WORKER", default="process")
+    max_body_webhook: ByteSize = _env("LABELBRIDGE_MAX_BODY_WEBHOOK", default=ByteSize(32 << 20),
+                                      ge=1024)
+    max_regions: int = _env("LABELBRIDGE_MAX_REGIONS", default=10_000, ge=1)
+    lease_seconds: float = _env("LABELBRIDGE_LEASE_SECONDS", default=30.0, gt=0, le=3600)
+    retention_days: float = _env("LABELBRIDGE_RETENTION_DAYS", default=30.0, ge=0)
 
     # Labelbox
     labelbox_api_key: SecretStr | None = _env("LABELBOX_API_KEY", default=None)

@@ -375,7 +375,7 @@ def test_wrong_webhook_token_is_refused_and_nothing_is_queued(world, ls_project)
                                        headers={"X-Labelbridge-Token": "wrong"},
                                        send_payload=True, send_for_all_actions=True)
     def refused() -> int:
-        metrics = httpx.get(bridge.url + "/metrics", auth=BASIC).json()
+        metrics = httpx.get(bridge.url + "/status", auth=BASIC).json()
         return metrics["counters"].get("webhook_unauthorized", 0)
     before, refused_before = bridge.outbox()["events_total"], refused()
     ann = ls.client().annotations.create(id=task_id, result=[{

@@ -181,7 +181,7 @@ def test_the_report_counts_each_edit_of_a_prediction(world):
     assert (person["predicted"], person["accepted"], person["relabelled"], person["deleted"],
             person["added"], person["acceptance_rate"]) == (5, 3, 1, 1, 1, 0.6)
     assert (total["predicted"], total["accepted"], total["acceptance_rate"]) == (10, 7, 0.7)
-    metrics = httpx.get(bridge.url + "/metrics", auth=BASIC).json()["edits"]
+    metrics = httpx.get(bridge.url + "/status", auth=BASIC).json()["edits"]
     assert (metrics["annotations"], metrics["moved"], metrics["added"]) == (5, 1, 1)
 
 

@@ -4,147 +4,17 @@ dead letters."""
 
 from __future__ import annotations
 
-import copy
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
-from pathlib import Path
 
-import httpx
 import pytest
 
-from labelbridge.model.ids import LABELBRIDGE_NAMESPACE
+from tests.helpers import annotation_body as annotation
+from tests.integration.lbservice import (CREATED, PROJECT, Service, lines_per_uuid, live_labels,
+                                         service, standin, u5)
+from tests.lbstandin import new_cuid
 
-from tests.helpers import capture
-from tests.lbstandin import Feature, LabelboxStandIn, new_cuid
-from tests.procs import free_port, start_process, stop_process
-
-TOKEN = "hook-secret"
-PROJECT = new_cuid()
-CREATED = capture("basic-auth-flow/ml-auto-webhook_ANNOTATION_CREATED.json")
-ONTOLOGY = [Feature("Car", "bbox", nested=[Feature("attr", "checklist",
-                                                   options=["occluded", "truncated"])]),
-            Feature("Person", "bbox", nested=[Feature("attr", "checklist",
-                                                      options=["occluded", "truncated"])]),
-            Feature("weather", "radio", options=["sunny", "rainy"]),
-            Feature("drives", "relationship")]
-
-
-def u5(region_id: str) -> str:
-    return str(uuid.uuid5(LABELBRIDGE_NAMESPACE, region_id))
-
-
-def annotation(ann_id: int, task_id: int, global_key: str, *, x: float = 10,
-               updated_at: str = "2026-11-22T12:26:19.411536Z", action="ANNOTATION_CREATED",
-               prefix: str = "r") -> dict:
-    """The captured body, as another annotation: its own ids, task and region ids."""
-    body = copy.deepcopy(CREATED)
-    body["action"] = action
-    ann = body["annotation"]
-    ann.update(id=ann_id, task=task_id, updated_at=updated_at)
-    rename = {"lbBox000001": f"{prefix}{ann_id}a", "lbBox000002": f"{prefix}{ann_id}b",
-              "lbCls000001": f"{prefix}{ann_id}w"}
-    for item in ann["result"]:
-        for key in ("id", "from_id", "to_id"):
-            if key in item:
-                item[key] = rename[item[key]]
-    ann["result"][0]["value"]["x"] = x
-    body["task"].update(id=task_id, data={"image": f"http://img/{global_key}",
-                                          "global_key": global_key})
-    return body
-
-
-class Service:
-    """labelbridge as a process, restartable on the same data dir and port."""
-
-    def __init__(self, tmp: Path, standin: LabelboxStandIn, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LABELBRIDGE_DATA_DIR": str(tmp / "var"),
-                    "LABELBRIDGE_PORT": str(self.port), "LABELBRIDGE_WEBHOOK_TOKEN": TOKEN,
-                    "LABELBOX_API_KEY": "test-key", "LABELBOX_PROJECT_ID": PROJECT,
-                    "LABELBOX_ENDPOINT": standin.endpoint,
-                    "LABELBOX_REST_ENDPOINT": standin.rest_endpoint,
-                    "LABELBOX_APP_URL": standin.app_url,
-                    "LABELBRIDGE_BATCH_MAX_WAIT": "0.2", "LABELBRIDGE_IMPORT_POLL_INTERVAL": "0.1",
-                    "LABELBRIDGE_RETRY_BASE": "0.2", "LABELBRIDGE_RETRY_MAX": "1",
-                    **env}
-        self.log = tmp / "service.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, **env: str) -> Service:
-        self.env.update(env)
-        self.proc = start_process([sys.executable, "-m", "labelbridge", "serve"], self.env,
-                                  self.url + "/health", self.log)
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        stop_process(self.proc, signal.SIGKILL)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-
-    def post(self, body: dict) -> httpx.Response:
-        r = httpx.post(self.url + "/webhook", json=body, headers={"X-Labelbridge-Token": TOKEN})
-        assert r.status_code == 200, r.text
-        return r
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "labelbridge", *args], env=self.env,
-                              capture_output=True, text=True, timeout=60)
-
-    def status(self) -> dict:
-        return json.loads(self.cli("outbox", "status", "--json").stdout)
-
-    def wait_delivered(self, n: int, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            st = self.status()
-            if st["counts"]["delivered"] >= n:
-                return st
-            time.sleep(0.2)
-        raise AssertionError(f"not delivered in time: {self.status()}\n{self.log.read_text()}")
-
-
-@pytest.fixture()
-def standin():
-    s = LabelboxStandIn(api_key="test-key").start()
-    s.add_project(PROJECT, name="bridge", ontology=ONTOLOGY)
-    s.add_data_rows(PROJECT, [{"id": new_cuid(), "global_key": f"img-{i}.jpg",
-                               "row_data": f"http://img/img-{i}.jpg",
-                               "media_attributes": {"width": 640, "height": 480}}
-                              for i in range(40)])
-    yield s
-    s.stop()
-
-
-@pytest.fixture()
-def service(tmp_path, standin):
-    svc = Service(tmp_path, standin)
-    yield svc
-    svc.stop()
-
-
-def lines_per_uuid(standin) -> Counter:
-    """How many successful import lines carried each uuid (exactly once means 1)."""
-    counts: Counter = Counter()
-    for imp in standin.imports(PROJECT):
-        for line, status in zip(imp["lines"], imp["statuses"] or []):
-            if status.get("status") == "SUCCESS":
-                counts[line["uuid"]] += 1
-    return counts
-
-
-def live_labels(standin) -> list[dict]:
-    """The project's labels, features named (the bridge sends them by schemaId)."""
-    return standin.named(PROJECT, standin.labels(PROJECT))
+__all__ = ["service", "standin"]   # fixtures
 
 
 def test_annotations_are_batched_and_delivered_exactly_once(service, standin):

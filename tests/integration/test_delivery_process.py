@@ -41,7 +41,7 @@ def server(tmp_path):
 
 
 def worker(url: str) -> dict:
-    return httpx.get(url + "/metrics").json()["delivery_worker"]
+    return httpx.get(url + "/status").json()["delivery_worker"]
 
 
 def test_worker_is_a_lower_priority_child_restarted_when_it_dies(server):

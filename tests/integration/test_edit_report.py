@@ -1,6 +1,6 @@
 """The edit report through the real app: a prediction served by /predict, an annotation made
 from it arriving by webhook, delivered (file sink), compared, reported by `labelbridge report`
-and /metrics."""
+and /status."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_an_edited_prediction_is_reported_region_by_region(service):
     assert figures["Car"]["mean_iou_moved"] == pytest.approx(1 / 3, abs=1e-6)
     assert (figures["Person"]["predicted"], figures["Person"]["relabelled"],
             figures["Person"]["added"], figures["Person"]["acceptance_rate"]) == (1, 1, 1, 0.0)
-    assert client.get("/metrics").json()["edits"] | {"mean_iou_moved": None} == {
+    assert client.get("/status").json()["edits"] | {"mean_iou_moved": None} == {
         "annotations": 1, "predicted": 4, "accepted": 1, "moved": 1, "relabelled": 1,
         "attributes_changed": 0, "deleted": 1, "added": 1, "acceptance_rate": 0.25,
         "mean_iou_moved": None}

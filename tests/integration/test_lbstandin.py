@@ -571,6 +571,20 @@ def test_drop_and_short_hang(s, client):
     assert time.monotonic() - t0 >= 0.3
 
 
+def test_a_lost_answer_after_the_import_was_created(s, client):
+    s.fail_next(1, "lost", operations={"createLabelImport"})
+    with pytest.raises(lbx.NetworkError):
+        lb.LabelImport.create_from_objects(client, PID, "lost-answer", [bbox_line()])
+    # the request was handled: the import exists, only its answer never arrived
+    assert [i["name"] for i in s.imports(PID)] == ["lost-answer"]
+    assert lb.LabelImport.from_name(client, PID, "lost-answer").name == "lost-answer"
+    s.fail_next(1, "lost", operations={"statusFile"})
+    imp = lb.LabelImport.from_name(client, PID, "lost-answer")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        imp.statuses
+    assert imp.statuses[0]["status"] == "SUCCESS"
+
+
 def test_faults_on_file_downloads(s, client):
     imp = run_import(client, [bbox_line()])
     s.fail_next(1, "500", operations={"statusFile"})

@@ -149,13 +149,13 @@ def test_a_failed_export_keeps_serving_and_a_newer_run_swaps_in_without_a_failed
     hammer.start()
     standin.fail_export(R2, after_chunks=2)             # the first export of run 2 breaks
     standin.add_model_run(MODEL, R2, "run-2", run_rows(R2, ROWS, tag="b", left=30.0))
-    wait_for(lambda: server.get("/metrics")["index"]["last_error"], timeout=60,
+    wait_for(lambda: server.get("/status")["index"]["last_error"], timeout=60,
              what="the failed export to be reported")
-    assert "500" in server.get("/metrics")["index"]["last_error"]
+    assert "500" in server.get("/status")["index"]["last_error"]
     assert index.stat().st_ino == served      # on disk too: a restart would serve run 1
-    assert server.get("/health") | {"status": None} == {
-        "status": None, "model_class": "LabelboxPredictions", "model_version": R1,
-        "index_rows": ROWS}
+    health = server.get("/health") | {"status": None, "outbox": None}
+    assert health == {"status": None, "outbox": None, "model_class": "LabelboxPredictions",
+                      "model_version": R1, "index_rows": ROWS}
     wait_for(lambda: server.setup() == R2, timeout=60, what="run 2 to be served")
     time.sleep(1.0)
     hammer.stop.set()
@@ -166,7 +166,7 @@ def test_a_failed_export_keeps_serving_and_a_newer_run_swaps_in_without_a_failed
     first_new = versions.index(R2)
     assert R1 not in versions[first_new:]   # once run 2 is served, never run 1 again
     assert [p["model_version"] for p in server.predict([0, ROWS - 1])] == [R2, R2]
-    assert server.get("/metrics")["index"]["swaps"] == 1
+    assert server.get("/status")["index"]["swaps"] == 1
     assert len(list((server.tmp / "var").glob("predictions.sqlite3.build-*"))) == 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labelbridge.groundtruth.outbox import Outbox
+from labelbridge.groundtruth.outbox import DEFAULT_LEASE_S, Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,7 +108,7 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path, mode):
         st = ob.status()
         # nothing half-written: every event row has its item, and no duplicate got through
         assert st["counts"]["pending"] == st["events_total"] >= len(acknowledged)
-        assert ob.recover() == []
+        assert ob.recover(now=time.time() + DEFAULT_LEASE_S + 1) == []
     print(f"\n{mode}: {len(acknowledged)} acknowledged events survived 3 SIGKILLs")
 
 
@@ -128,7 +128,7 @@ def test_sigkill_with_items_in_flight_then_recover(tmp_path):
 
     with Outbox(db) as ob:
         assert ob.status()["counts"]["in_flight"] == 4
-        (batch,) = ob.recover()
+        (batch,) = ob.recover(now=time.time() + DEFAULT_LEASE_S + 1)  # its lease ran out
         # B asked Labelbox for an import: the worker must look it up, not re-send
         assert (batch.id, batch.import_name) == (b_id, "import-b")
         assert [i.id for i in batch.items] == b_items

@@ -104,17 +104,22 @@ def test_other_captured_predict_triggers(server):
         assert len(r.json()["results"]) == len(body["tasks"])
 
 
-def test_versions_and_metrics(server):
+def test_versions_status_and_metrics(server):
     url, _ = server
     assert httpx.get(url + "/versions", headers=AUTH).json() == {"versions": [RUN]}
-    metrics = httpx.get(url + "/metrics", headers=AUTH).json()
-    assert metrics["index_rows"] == 2 and "outbox" in metrics
+    status = httpx.get(url + "/status", headers=AUTH).json()
+    assert status["index_rows"] == 2 and "outbox" in status
+    assert httpx.get(url + "/metrics?format=json", headers=AUTH).json()["index_rows"] == 2
+    text = httpx.get(url + "/metrics", headers=AUTH)
+    assert text.headers["content-type"].startswith("text/plain")
+    assert "labelbridge_index_rows 2.0" in text.text.splitlines()
 
 
 def test_basic_auth_guards_ml_endpoints_not_the_webhook(server):
     url, _ = server
     for method, path in (("GET", "/health"), ("POST", "/setup"), ("POST", "/predict"),
-                         ("GET", "/versions"), ("GET", "/metrics")):
+                         ("GET", "/versions"), ("GET", "/metrics"), ("GET", "/status"),
+                         ("GET", "/ready"), ("GET", "/openapi.json")):
         r = httpx.request(method, url + path, json={})
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
         wrong = httpx.request(method, url + path, json={},

@@ -15,7 +15,7 @@ import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
 from tests.helpers import DEMO_EXPORT, ROOT, capture
-from tests.integration.test_delivery_labelbox import TOKEN, Service, u5
+from tests.integration.lbservice import TOKEN, Service, u5
 from tests.lbstandin import Feature, LabelboxStandIn
 
 PROJECT = "cprojvideoflow00000000001"

@@ -68,8 +68,9 @@ Faults
 -> SDK ``ApiLimitError``), "500"/"502"/"503" (-> ``InternalServerError``, retried by the SDK for
 ~120 s and then ``google.api_core.exceptions.RetryError``), "hang" (delay, then answer normally;
 default 65 s, longer than the SDK's 60 s timeout), "drop" (close without answering -> SDK
-``NetworkError``). ``go_down()`` / ``come_back()`` stop and resume listening on the same port
-(connection refused -> ``lbox.exceptions.NetworkError``).
+``NetworkError``), "lost" (handle the request as usual, e.g. create the import, then close
+without answering: the answer is lost on the way). ``go_down()`` / ``come_back()`` stop and
+resume listening on the same port (connection refused -> ``lbox.exceptions.NetworkError``).
 
 Inspection: ``calls`` counts served GraphQL operation names *and* root field names (e.g. both
 ``createLabelImportByFilePyApi`` and ``createLabelImport``) plus file downloads (``statusFile``,

@@ -25,7 +25,7 @@ from .masks import MaskFiles
 from .ontology import CompiledOntology, Feature
 from .validate import MalformedImport, parse_body, validate_lines
 
-FAULT_KINDS = ("429", "500", "502", "503", "hang", "drop")
+FAULT_KINDS = ("429", "500", "502", "503", "hang", "drop", "lost")
 RATE_LIMIT_MESSAGE = "You have exceeded the rate limit of requests per minute. Please try again later."
 DEFAULT_HANG_SECONDS = 65.0  # longer than the SDK's 60 s request timeout
 
@@ -939,12 +939,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.standin._wake.wait(rule["seconds"] if rule["seconds"] is not None else DEFAULT_HANG_SECONDS)
             return False  # then answer normally (the client may have given up)
         if kind == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._drop()
             return True
+        if kind == "lost":
+            self._lose_answer = True  # handled as usual, then the connection closes unanswered
+            return False
         if kind == "429":
             self._send(429, {"message": RATE_LIMIT_MESSAGE})
         elif kind == "500":
@@ -955,6 +954,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(503, b"upstream connect error or disconnect/reset before headers. "
                             b"reset reason: connection failure", "text/plain")
         return True
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _answer(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+        """``_send``, unless a "lost" fault ate the answer."""
+        if getattr(self, "_lose_answer", False):
+            self._lose_answer = False
+            return self._drop()
+        self._send(status, payload, content_type)
 
     # -- verbs
     def do_GET(self) -> None:
@@ -996,7 +1009,7 @@ class _Handler(BaseHTTPRequestHandler):
                                   "sdk_method": self.headers.get("X-SDK-Method"), "at": now_iso()})
             s._advance()
             result = s._execute(op, query)
-        self._send(200, result)
+        self._answer(200, result)
 
     def _read_graphql(self, body: bytes) -> tuple[str, dict]:
         ctype = self.headers.get("Content-Type") or ""
@@ -1052,7 +1065,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.standin.calls[entry["kind"]] += 1
                 if entry["kind"] == "exportFile":  # a chunk is fetched once: free it
                     self.standin._files.pop(parts[2], None)
-            return self._send(200, entry["data"], "application/x-ndjson")
+            return self._answer(200, entry["data"], "application/x-ndjson")
         self._send(404, {"message": f"stand-in: no route GET {path}"})
 
     # -- control endpoints (unauthenticated, stand-in only)

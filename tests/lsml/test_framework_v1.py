@@ -44,7 +44,7 @@ def servers(tmp_path_factory, lsml_env):
 
 
 def outbox(bridge: str) -> dict:
-    return httpx.get(bridge + "/metrics").json()["outbox"]
+    return httpx.get(bridge + "/status").json()["outbox"]
 
 
 def test_setup_answers_the_frameworks_own_model_version(servers):

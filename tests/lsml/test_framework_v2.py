@@ -192,7 +192,7 @@ def test_an_event_from_both_webhooks_is_in_the_outbox_once(mlbackend, bridge, en
     status, answer = server.webhook(capture(FLOW + "ml-auto-webhook_ANNOTATION_UPDATED.json"))
     assert (answer["result"]["accepted"], answer["result"]["duplicates"]) == (0, 1)
 
-    outbox = bridge.get("/metrics").json()["outbox"]
+    outbox = bridge.get("/status").json()["outbox"]
     assert outbox["events_total"] == 2 and outbox["duplicates_total"] == 2
     assert {i["source"] for i in mlbackend.runtime().outbox.items()} == {"mlbackend", "webhook"}
 
@@ -200,7 +200,7 @@ def test_an_event_from_both_webhooks_is_in_the_outbox_once(mlbackend, bridge, en
 def test_v2_keeps_deletions_from_the_model_the_webhook_takes_them(mlbackend, bridge):
     deleted = capture(FLOW + "ml-auto-webhook_ANNOTATIONS_DELETED.json")
     assert V2Server(mlbackend.LabelboxModel).webhook(deleted) == (200, {"status": "Unknown event"})
-    assert bridge.get("/metrics").json()["outbox"]["events_total"] == 0
+    assert bridge.get("/status").json()["outbox"]["events_total"] == 0
     r = bridge.post("/webhook", json=capture(FLOW + "project-webhook_ANNOTATIONS_DELETED.json"))
     assert r.json()["accepted"] == 1
 

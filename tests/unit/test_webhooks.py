@@ -4,7 +4,10 @@ import copy
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from labelbridge.groundtruth.outbox import parse_timestamp
 from labelbridge.labelstudio import webhooks
 
 from tests.helpers import capture
@@ -91,3 +94,21 @@ def test_strip_secrets_keeps_the_rest():
     assert "token" not in clean["project"] and "task_data_password" not in clean["project"]
     assert clean["annotation"] == CREATED["annotation"]
     assert b"<redacted>" not in orjson.dumps(clean)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=40),
+                 st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+                 st.datetimes().map(lambda d: d.isoformat(timespec="microseconds") + "Z"),
+                 st.from_regex(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)?\Z")))
+def test_every_time_the_webhook_accepts_the_outbox_can_order(value):
+    """The webhook refuses what the outbox could not turn into a version (no 500 after a 200)."""
+    body = copy.deepcopy(CREATED)
+    body["annotation"]["updated_at"] = body["annotation"]["created_at"] = value
+    try:
+        (change,) = webhooks.parse(body).changes
+    except webhooks.WebhookError as exc:
+        assert exc.loc[-1] in ("created_at", "updated_at")
+        return
+    parse_timestamp(change.updated_at)
+    parse_timestamp(change.created_at)

@@ -1,15 +1,25 @@
 """Drains the outbox into Labelbox imports (or NDJSON files), one batch at a time.
 
-Exactly once: a batch's import name is stored before Labelbox is called, so after a crash the
-import is looked up by that name instead of being sent again; uuids are deterministic, so a
-re-sent annotation overrides rather than duplicates. Labelbox may keep an older label when an
-annotation is imported again, so after an update the annotation's earlier labels are removed.
+Exactly once: a batch's import name is stored before Labelbox is called; from then on every
+later step for that batch (a failed poll or status read, a lost answer, a crash, another worker
+taking over an abandoned batch) continues with the import of that name (``resume=True``); a new
+import of the same items happens only when the sink says nothing of the first exists
+(``ImportRejected``). uuids are deterministic, so a re-sent annotation overrides rather than
+duplicates. Labelbox may keep an older label when an annotation is imported again, so after an
+update the annotation's earlier labels are removed (``removal.py``).
+
+Whatever goes wrong with one annotation (it cannot be converted, Labelbox refuses a line)
+dead-letters that annotation alone, with the reason; its batch-mates go on. A claimed batch is
+leased (``leases.py``); whatever goes wrong with the batch gives it back, and if even that
+fails (disk full) its lease runs out and it is taken over. Retention runs between batches.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import threading
 import time
 import uuid
@@ -17,11 +27,16 @@ from dataclasses import dataclass
 from typing import Callable
 
 from labelbridge.groundtruth.converter import ConversionFailed, GroundTruth, GroundTruthConverter
-from labelbridge.groundtruth.outbox import Batch, Delivery, Outbox, WorkItem
-from labelbridge.model.sink import ImportOutcome, LabelRef, PermanentError, Sink, TransientError
+from labelbridge.groundtruth.leases import LeaseKeeper
+from labelbridge.groundtruth.outbox import (DEFAULT_LEASE_S, Batch, Delivery, LeaseLost, Outbox,
+                                            OutboxError, WorkItem)
+from labelbridge.groundtruth.removal import Removal
+from labelbridge.model.sink import (ImportOutcome, ImportRejected, PermanentError, Sink,
+                                    TransientError)
 
 log = logging.getLogger(__name__)
-CLOCK_SLACK = 5.0   # seconds of clock difference tolerated when matching labels to imports
+PRUNE_EVERY_S = 3600.0
+PRUNE_CHUNK = 500
 
 
 @dataclass
@@ -31,6 +46,8 @@ class DeliveryPolicy:
     max_attempts: int = 12
     retry_base: float = 1.0
     retry_max: float = 300.0
+    lease_s: float = DEFAULT_LEASE_S
+    retention_days: float = 30.0      # 0: keep everything
 
     def backoff(self, attempts: int) -> float:
         delay = min(self.retry_max, self.retry_base * 2 ** max(attempts - 1, 0))
@@ -49,8 +66,12 @@ class Deliverer:
         self.converter = converter
         self.policy = policy
         self.wake = wake or threading.Event()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.leases = LeaseKeeper(outbox, self.owner, policy.lease_s)
+        self.removal = Removal(outbox, sink, self._retry)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next_prune = 0.0
 
     # ----- running ------------------------------------------------------------------------
     def start(self) -> None:
@@ -62,83 +83,172 @@ class Deliverer:
         self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.leases.stop()
+        try:   # what this worker held may be taken over at once
+            self.outbox.release_leases(self.owner)
+        except OutboxError as exc:
+            log.warning("leases not released (they run out by themselves): %s", exc)
 
     def run(self) -> None:
-        self.resume_interrupted()
         while not self._stop.is_set():
             try:
                 if not self.step():
+                    self.prune()
                     # woken at once by the server's thread; a process polls the outbox
                     self.wake.wait(min(0.5, max(self.policy.max_wait, 0.05)))
                     self.wake.clear()
-            except Exception:  # never let the worker die; the items stay in the outbox
-                log.exception("delivery step failed")
+            except Exception as exc:  # never let the worker die; the work stays in the outbox
+                if isinstance(exc, OutboxError):
+                    log.error("delivery paused: %s", exc)
+                else:
+                    log.exception("delivery step failed")
                 self._stop.wait(1.0)
 
     def drain(self, timeout: float = 60.0) -> None:
         """Deliver until nothing is due (for `labelbridge deliver --once` and tests)."""
-        self.resume_interrupted()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.step(wait_for_full_batch=False):
                 return
 
-    def resume_interrupted(self) -> None:
-        for batch in self.outbox.recover():
-            log.info("resuming batch %d (import %s) after a restart", batch.id, batch.import_name)
-            self.deliver(batch)
-
     def step(self, wait_for_full_batch: bool = True) -> bool:
-        """Deliver one batch if one is due. False when there was nothing to do."""
-        if wait_for_full_batch and not self._batch_ready():
-            return False
-        batch = self.outbox.claim_batch(self.policy.batch_size)
-        if batch is None:
-            return False
+        """Deliver one batch: an abandoned one first, else a new one if one is due. False when
+        there was nothing to do."""
+        p = self.policy
+        batch = self.outbox.take_over(owner=self.owner, lease_s=p.lease_s)
+        if batch is not None:
+            log.info("batch %d: taken over (import %s, attempt %d)", batch.id, batch.import_name,
+                     batch.attempts)
+        else:
+            if wait_for_full_batch and not self.outbox.ready(p.batch_size, p.max_wait):
+                return False
+            batch = self.outbox.claim_batch(p.batch_size, owner=self.owner, lease_s=p.lease_s)
+            if batch is None:
+                return False
         self.deliver(batch)
         return True
 
-    def _batch_ready(self) -> bool:
-        st = self.outbox.status()
-        due = st.get("due", 0)
-        if due == 0:
-            return False
-        if due >= self.policy.batch_size:
-            return True
-        oldest = st.get("oldest_pending_age_s") or 0.0
-        return oldest >= self.policy.max_wait
+    def prune(self) -> int:
+        """Retention, a chunk at a time between batches (never a long write lock)."""
+        days = self.policy.retention_days
+        if days <= 0 or time.monotonic() < self._next_prune:
+            return 0
+        try:
+            n = self.outbox.prune(time.time() - days * 86400, limit=PRUNE_CHUNK)
+        except OutboxError as exc:
+            log.warning("retention postponed: %s", exc)
+            n = 0
+        self._next_prune = time.monotonic() + (0.2 if n >= PRUNE_CHUNK else PRUNE_EVERY_S)
+        if n:
+            log.info("retention: %d rows older than %g days removed", n, days)
+        return n
 
     # ----- one batch ----------------------------------------------------------------------
     def deliver(self, batch: Batch) -> None:
-        upserts = [i for i in batch.items if i.kind == "upsert"]
-        for item in batch.items:
-            if item.kind == "delete":
-                self._delete(item, batch.id)
-        converted: dict[int, GroundTruth] = {}
-        for item in upserts:
+        with self.leases.holding(batch.id):
             try:
-                converted[item.id] = self.converter.convert(item.payload)
-            except (ConversionFailed, KeyError, ValueError) as exc:
-                self.outbox.mark_failed([item.id], f"cannot convert: {exc}")
-        empty = [i for i in upserts if i.id in converted and not converted[i.id].lines]
-        for item in empty:
-            self._emptied(item, converted.pop(item.id))
-        sending = [i for i in upserts if i.id in converted]
+                self._deliver(batch)
+            except LeaseLost as exc:
+                log.warning("batch %d: %s; left to its new holder", batch.id, exc)
+            except OutboxError as exc:   # cannot even give it back: its lease runs out
+                log.error("batch %d: the outbox failed (%s); it is recovered when its lease "
+                          "ends", batch.id, exc)
+
+    def _deliver(self, batch: Batch) -> None:
+        converted = self._prepare(batch)
+        sending = [i for i in batch.items if i.id in converted]
         if not sending:
             return
-        name = batch.import_name or f"labelbridge-{batch.id}-{uuid.uuid4().hex[:12]}"
-        if batch.import_name is None:
-            self.outbox.set_import_name(batch.id, name)
+        name = batch.import_name
+        if name is None:
+            name = f"labelbridge-{batch.id}-{uuid.uuid4().hex[:12]}"
+            try:
+                self.outbox.set_import_name(batch.id, name, self.owner)
+            except LeaseLost:
+                raise
+            except Exception as exc:   # nothing was sent: the items may go again
+                self._retry(sending, f"the import name was not stored: {exc}")
+                return
+        try:
+            self._import(batch, name, sending, converted)
+        except (LeaseLost, OutboxError):   # recording failed: its lease runs out, and the
+            raise                          # next holder resumes the import by name
+        except Exception as exc:   # the import may exist: continue with it, by name
+            log.exception("batch %d: import %s failed", batch.id, name)
+            self._resume_later(batch, name, f"{type(exc).__name__}: {exc}", transient=False)
+
+    def _prepare(self, batch: Batch) -> dict[int, GroundTruth]:
+        """Deletes and emptied annotations are handled here; the rest converted. Whatever goes
+        wrong with one item dead-letters it alone."""
+        converted: dict[int, GroundTruth] = {}
+        for item in batch.items:
+            try:
+                if item.kind == "delete":
+                    self.removal.delete(item, batch.id)
+                elif (gt := self._convert(item)) is None:
+                    continue
+                elif gt.lines:
+                    converted[item.id] = gt
+                else:
+                    self.removal.emptied(item, gt)
+            except OutboxError:
+                raise
+            except Exception as exc:
+                log.exception("annotation %s: delivery failed", item.annotation_id)
+                self.outbox.mark_failed([item.id], f"{type(exc).__name__}: {exc}")
+        return converted
+
+    def _convert(self, item: WorkItem) -> GroundTruth | None:
+        """The annotation's NDJSON, or None when it was dead-lettered: any exception of the
+        converter (a bug there is this annotation's problem, not its batch's)."""
+        try:
+            return self.converter.convert(item.payload)
+        except OutboxError:
+            raise
+        except ConversionFailed as exc:
+            reason = str(exc)
+        except Exception as exc:
+            log.exception("annotation %s: the converter failed", item.annotation_id)
+            reason = f"{type(exc).__name__}: {exc}"
+        self.outbox.mark_failed([item.id], f"cannot convert: {reason}")
+        return None
+
+    def _import(self, batch: Batch, name: str, sending: list[WorkItem],
+                converted: dict[int, GroundTruth]) -> None:
         lines = [line for i in sending for line in converted[i.id].lines]
         try:
             outcome = self.sink.import_lines(name, lines, resume=batch.import_name is not None)
         except TransientError as exc:
-            self._retry(sending, str(exc))
+            self._resume_later(batch, name, str(exc), transient=True)
+            return
+        except ImportRejected as exc:   # nothing of it exists: the lines may go again
+            if len(sending) == 1:
+                self.outbox.mark_failed([sending[0].id], str(exc))
+                return
+            log.warning("batch %d: import %s refused as a whole (%s); sending its %d "
+                        "annotations one by one", batch.id, name, exc, len(sending))
+            for single in self.outbox.split_batch(batch.id, self.owner, str(exc),
+                                                  self.policy.lease_s):
+                self.deliver(single)
             return
         except PermanentError as exc:
             self.outbox.mark_failed([i.id for i in sending], str(exc))
             return
         self._settle(sending, batch, converted, outcome)
+
+    def _resume_later(self, batch: Batch, name: str, error: str, transient: bool) -> None:
+        """Give the named batch back; whoever takes it over next continues with import
+        ``name``. A transient failure is retried for as long as it lasts (the import may
+        exist: dead-lettering it would invite a duplicate); anything else until max_attempts."""
+        if not transient and batch.attempts >= self.policy.max_attempts:
+            self.outbox.mark_failed([i.id for i in batch.items],
+                                    f"gave up after {batch.attempts} attempts at import "
+                                    f"{name}: {error}")
+            return
+        delay = self.policy.backoff(batch.attempts)
+        self.outbox.postpone(batch.id, self.owner, delay, error)
+        log.info("batch %d: %s; import %s is resumed by name in %.1f s", batch.id, error, name,
+                 delay)
 
     def _settle(self, sending: list[WorkItem], batch: Batch, converted: dict[int, GroundTruth],
                 outcome: ImportOutcome) -> None:
@@ -163,11 +273,13 @@ class Deliverer:
             self._recorded(batch, outcome, first, converted)
         for item, done, earlier in again:
             try:
-                self._remove_earlier_labels(item, done.data_row, earlier)
+                self.removal.earlier_labels(item, done.data_row, earlier)
             except TransientError as exc:
                 self._retry([item], f"imported, but removing the earlier label failed: {exc}")
                 continue
-            except PermanentError as exc:
+            except OutboxError:
+                raise
+            except Exception as exc:   # the import worked: record it, say what is left over
                 log.warning("annotation %s: earlier label not removed: %s",
                             item.annotation_id, exc)
             self._recorded(batch, outcome, [done], converted)
@@ -176,7 +288,10 @@ class Deliverer:
                   converted: dict[int, GroundTruth]) -> None:
         self.outbox.record_deliveries(batch.id, outcome.name, done)
         if self.on_delivered is not None:
-            self.on_delivered([(d, converted[d.item_id]) for d in done])
+            try:   # the edit report is not delivery: a failure there must not redo the import
+                self.on_delivered([(d, converted[d.item_id]) for d in done])
+            except Exception:
+                log.exception("batch %d: the delivery hook failed", batch.id)
 
     def _refused(self, item: WorkItem, uuids: list[str], outcome: ImportOutcome) -> bool:
         """Dead-letters the item (True) unless Labelbox accepted every line of it."""
@@ -190,65 +305,8 @@ class Deliverer:
         self.outbox.mark_failed([item.id], "Labelbox refused lines: " + " | ".join(reasons))
         return True
 
-    # ----- removing labels ----------------------------------------------------------------
-    def _owned_by(self, annotation_id: int, keep_newest: bool = False
-                  ) -> Callable[[list[LabelRef]], list[str]]:
-        """Which of our labels on a data row (oldest first) came from this annotation.
-
-        When the annotation is the only one of its task Labelbox got, all of them; otherwise
-        those created within one of its imports. ``keep_newest`` spares the newest label: the
-        one the import that just finished created (imports run one at a time).
-        """
-        windows = self.outbox.import_windows(annotation_id)
-        sole = self.outbox.sole_delivered_on_task(annotation_id)
-
-        def choose(labels: list[LabelRef]) -> list[str]:
-            if keep_newest:
-                labels = labels[:-1]
-            return [label.id for label in labels
-                    if sole or any(start - CLOCK_SLACK <= label.created_at <= end + CLOCK_SLACK
-                                   for start, end in windows)]
-        return choose
-
-    def _remove_earlier_labels(self, item: WorkItem, data_row: dict, earlier: dict) -> None:
-        removed = self.sink.remove_labels(earlier.get("data_row") or data_row,
-                                          self._owned_by(item.annotation_id, keep_newest=True))
-        if removed:
-            log.info("annotation %s: removed earlier labels %s", item.annotation_id, removed)
-
-    def _delete(self, item: WorkItem, batch_id: int) -> None:
-        info = self.outbox.delivered_info(item.annotation_id)
-        if info is None or not info.get("data_row"):
-            self.outbox.mark_skipped([item.id], "nothing of this annotation reached Labelbox")
-            return
-        removed = self._remove_owned(item, info["data_row"])
-        if removed is None:
-            return
-        self.outbox.set_label_ids(item.annotation_id, removed)
-        self.outbox.mark_delivered([item.id], batch_id)
-        log.info("annotation %s deleted: removed labels %s", item.annotation_id, removed)
-
-    def _emptied(self, item: WorkItem, gt: GroundTruth) -> None:
-        """An annotation with nothing to import: remove what an earlier version put there."""
-        if self.outbox.delivered_info(item.annotation_id) is None:
-            self.outbox.mark_skipped([item.id], "the annotation has no regions Labelbox can "
-                                     "import")
-            return
-        if self._remove_owned(item, gt.data_row) is not None:
-            self.outbox.mark_skipped([item.id], "emptied: earlier labels removed")
-
-    def _remove_owned(self, item: WorkItem, data_row: dict) -> list[str] | None:
-        """Remove the labels this annotation's imports created (their ids); None when that
-        failed, and the item is then retried or dead."""
-        try:
-            return self.sink.remove_labels(data_row, self._owned_by(item.annotation_id))
-        except TransientError as exc:
-            self._retry([item], str(exc))
-        except PermanentError as exc:
-            self.outbox.mark_failed([item.id], str(exc))
-        return None
-
     def _retry(self, items: list[WorkItem], error: str) -> None:
+        """Items never sent (or whose follow-up failed) -> pending again, with backoff."""
         for item in items:
             if item.attempts >= self.policy.max_attempts:
                 self.outbox.mark_failed([item.id], f"gave up after {item.attempts} attempts: "

@@ -169,7 +169,7 @@ def _figures(label: str, row) -> LabelFigures:
 
 
 def totals(path: Path) -> dict:
-    """The report's totals, for ``/metrics``: annotations, outcome counts, acceptance rate and
+    """The report's totals, for ``/status``: annotations, outcome counts, acceptance rate and
     mean IoU of moved regions. Empty when nothing was recorded yet."""
     if not Path(path).exists():
         return {}

@@ -12,9 +12,10 @@ from labelbridge.model.sink import ImportOutcome, LabelRef, LineStatus
 
 
 class FileSink:
-    """The embedded default: each batch becomes ``<name>.ndjson``; deletions are appended to
-    ``removals.ndjson``. Files are meant to be applied in order, a later uuid replacing an
-    earlier one."""
+    """The embedded default: each batch becomes ``<name>.ndjson``; what goes away is appended to
+    ``removals.ndjson``, one line per removal: the data row, the Label Studio annotation id
+    and the uuids of its regions that go (``{"dataRow", "annotationId", "uuids", "at"}``).
+    Files are meant to be applied in order, a later uuid replacing an earlier one."""
 
     replaces_by_uuid = True
 
@@ -32,8 +33,10 @@ class FileSink:
         return ImportOutcome(name, {line["uuid"]: LineStatus(line["uuid"], True)
                                     for line in lines}, started, time.time())
 
-    def remove_labels(self, data_row: dict,
-                      choose: Callable[[list[LabelRef]], Iterable[str]]) -> list[str]:
+    def remove_labels(self, data_row: dict, choose: Callable[[list[LabelRef]], Iterable[str]],
+                      annotation_id: int, uuids: list[str]) -> list[str]:
+        line = {"dataRow": data_row, "annotationId": annotation_id, "uuids": list(uuids),
+                "at": time.time()}
         with open(self.directory / "removals.ndjson", "ab") as fh:
-            fh.write(orjson.dumps({"dataRow": data_row, "at": time.time()}) + b"\n")
+            fh.write(orjson.dumps(line) + b"\n")
         return []

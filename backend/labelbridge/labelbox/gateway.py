@@ -1,7 +1,14 @@
 """The labelbox SDK calls labelbridge makes, and how their failures are classified.
 
 Transient (retry with backoff): rate limits (``ApiLimitError``), 5xx, timeouts, network errors.
-Permanent (dead letter): everything else, with Labelbox's own message.
+Permanent (dead letter): everything else, with Labelbox's own message. ``ImportRejected``: the
+import as a whole was refused before or by Labelbox (``FAILED``), so nothing of it exists.
+
+Imports are looked up by (project, name): once an import may exist, every later step finds it
+by its name. The SDK itself retries 5xx and timeouts (~2 min) on GraphQL calls but not a 429 on
+polling (``refresh()``), and reads status files with ``requests.get`` without a timeout,
+raising ``HTTPError`` on a 429: polling failures are retried here a few times, the status file
+is read here with a timeout, and whatever still fails is transient (the batch resumes by name).
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from google.api_core.exceptions import RetryError
 from lbox import exceptions as lbx
 
 from labelbridge.labelbox.ontology import Ontology
-from labelbridge.model.sink import (ImportOutcome, LabelRef, LineStatus, PermanentError,
-                                    TransientError)
+from labelbridge.model.sink import (ImportOutcome, ImportRejected, LabelRef, LineStatus,
+                                    PermanentError, TransientError)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +36,7 @@ log = logging.getLogger(__name__)
 TRANSIENT = (lbx.ApiLimitError, lbx.InternalServerError, lbx.TimeoutError, lbx.NetworkError,
              RetryError, requests.ConnectionError, requests.Timeout, ConnectionError,
              TimeoutError)
+POLL_FAILURES = 3   # transient polling failures in a row before the batch is given back
 
 
 def classify(exc: BaseException) -> RuntimeError:
@@ -60,33 +68,41 @@ class LabelboxGateway:
 
     def __init__(self, api_key: str, project_id: str, *, endpoint: str, rest_endpoint: str,
                  app_url: str, import_kind: str = "ground_truth", poll_interval: float = 2.0,
-                 timeout: float = 1800.0) -> None:
+                 timeout: float = 1800.0, file_timeout: float = 60.0) -> None:
         self.client = lb.Client(api_key=api_key, endpoint=endpoint, rest_endpoint=rest_endpoint,
                                 app_url=app_url)
         self.project_id = project_id
         self.kind = lb.MALPredictionImport if import_kind == "mal" else lb.LabelImport
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self.file_timeout = file_timeout
         self._user_id: str | None = None
 
     # ----- imports ------------------------------------------------------------------------
     def import_lines(self, name: str, lines: list[dict], resume: bool = False) -> ImportOutcome:
-        """Create the import (or find it again after a crash) and wait for per-line statuses."""
+        """Create the import (with ``resume``, continue with the one of that name if it exists)
+        and wait for per-line statuses."""
         started = time.time()
         try:
             imp = self._find(name) if resume else None
             if imp is None:
-                try:
-                    imp = self.kind.create_from_objects(self.client, self.project_id, name, lines)
-                except lbx.ResourceConflict:
-                    imp = self._find(name)   # created by an earlier attempt of ours
-                    if imp is None:
-                        raise
+                imp = self._create(name, lines)
             return self._wait(imp, name, started)
         except (TransientError, PermanentError):
             raise
         except Exception as exc:
             raise classify(exc) from exc
+
+    def _create(self, name: str, lines: list[dict]):
+        try:
+            return self.kind.create_from_objects(self.client, self.project_id, name, lines)
+        except lbx.ResourceConflict:
+            imp = self._find(name)   # created by an earlier attempt whose answer was lost
+            if imp is None:
+                raise PermanentError(f"import {name} exists and cannot be found") from None
+            return imp
+        except ValueError as exc:    # the SDK refused the lines before sending anything
+            raise ImportRejected(f"the labelbox SDK refused import {name}: {exc}") from exc
 
     def _find(self, name: str):
         try:
@@ -97,21 +113,43 @@ class LabelboxGateway:
     def _wait(self, imp, name: str, started: float) -> ImportOutcome:
         interval = self.poll_interval
         deadline = time.monotonic() + self.timeout
+        failures = 0
         while imp.state == lb.AnnotationImportState.RUNNING:
             if time.monotonic() > deadline:
                 raise TransientError(f"import {name} still running after {self.timeout:.0f} s")
             time.sleep(interval)
             interval = min(interval * 1.5, 30.0)
-            imp.refresh()
+            try:
+                imp.refresh()
+                failures = 0
+            except Exception as exc:
+                error = classify(exc)
+                failures += 1
+                if not isinstance(error, TransientError) or failures >= POLL_FAILURES:
+                    raise error from exc
+                log.info("import %s: polling failed (%s); polling again", name, error)
         if imp.state == lb.AnnotationImportState.FAILED:
-            raise PermanentError(f"Labelbox rejected import {name}: the file was not accepted")
+            raise ImportRejected(f"Labelbox rejected import {name}: the file was not accepted")
         outcome = ImportOutcome(name, started_at=started, finished_at=time.time())
-        for status in imp.statuses:
+        for status in self._statuses(imp, name):
             uuid = status.get("uuid")
             errors = tuple(f"{e.get('name')}: {e.get('message')}" for e in status.get("errors")
                            or [])
             outcome.statuses[uuid] = LineStatus(uuid, status.get("status") == "SUCCESS", errors)
         return outcome
+
+    def _statuses(self, imp, name: str) -> list[dict]:
+        """The import's status file (a signed URL), read with a timeout. Any failure is
+        transient: the import exists, and a later attempt finds it by name (with fresh URLs)."""
+        if not imp.status_file_url:
+            raise TransientError(f"import {name} finished without a status file yet")
+        try:
+            response = requests.get(imp.status_file_url, timeout=self.file_timeout)
+            response.raise_for_status()
+            return lb.parser.loads(response.text)
+        except (requests.RequestException, ValueError) as exc:
+            raise TransientError(f"import {name}: reading its status file failed: "
+                                 f"{exc.__class__.__name__}: {exc}") from exc
 
     # ----- labels -------------------------------------------------------------------------
     def user_id(self) -> str:
@@ -119,10 +157,11 @@ class LabelboxGateway:
             self._user_id = self.client.get_user().uid
         return self._user_id
 
-    def remove_labels(self, data_row: dict,
-                      choose: Callable[[list[LabelRef]], Iterable[str]]) -> list[str]:
+    def remove_labels(self, data_row: dict, choose: Callable[[list[LabelRef]], Iterable[str]],
+                      annotation_id: int, uuids: list[str]) -> list[str]:
         """Delete the labels ``choose`` picks among those on a data row in our project that our
-        API user created (given oldest first). Returns the deleted label ids."""
+        API user created (given oldest first): Label Studio annotation ``annotation_id``'s.
+        Returns the deleted label ids."""
         try:
             if data_row.get("id"):
                 row = self.client.get_data_row(data_row["id"])

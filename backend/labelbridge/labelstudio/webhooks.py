@@ -3,20 +3,38 @@
 Label Studio facts handled here: the envelope is ``{"action", <object or list>, "project"}``;
 ``ANNOTATIONS_CREATED`` carries lists of annotations and tasks; ``ANNOTATIONS_DELETED`` carries
 ids only; a skipped task is an annotation with ``was_cancelled: true``; the embedded project
-holds secrets (``token``, ``task_data_password``) that must never be stored or logged.
+holds secrets (``token``, ``task_data_password``) that must never be stored or logged
+(``redact``). Everything a client can get wrong is a ``WebhookError`` naming the field: ids
+outside ``1..MAX_ID``, timestamps that are not ISO 8601, JSON nested deeper than ``MAX_DEPTH``
+where it is stored, more result items than the caller allows.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
+from labelbridge.labelstudio import redact
+
 UPSERT_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"}
 DELETE_ACTIONS = {"ANNOTATIONS_DELETED"}
-PROJECT_SECRETS = ("token", "task_data_login", "task_data_password")
+# Every action Label Studio 1.23 sends (reference/label-studio.md, section 2.2 and START_TRAINING).
+KNOWN_ACTIONS = frozenset({"PROJECT_CREATED", "PROJECT_UPDATED", "PROJECT_DELETED", "TASKS_CREATED",
+                           "TASKS_DELETED", "ANNOTATION_CREATED", "ANNOTATIONS_CREATED",
+                           "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "LABEL_LINK_CREATED",
+                           "LABEL_LINK_UPDATED", "LABEL_LINK_DELETED", "START_TRAINING"})
+# Label Studio ids are auto-increment keys, far below this; the outbox keys an annotation id
+# reused after a deletion above 2**40 (``groundtruth.outbox.INCARNATION_STEP``), so a larger
+# id is refused rather than aliased (and nothing reaches SQLite's 64-bit limit).
+MAX_ID = (1 << 40) - 1
+# Nesting kept in what is stored (task data, results): real bodies stay below 10 levels.
+MAX_DEPTH = 64
+_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
 # What we keep of an annotation: enough to convert it and to trace it back.
 ANNOTATION_FIELDS = ("id", "result", "was_cancelled", "ground_truth", "created_at", "updated_at",
                      "task", "project", "completed_by", "updated_by", "parent_prediction",
@@ -26,13 +44,25 @@ ANNOTATION_FIELDS = ("id", "result", "was_cancelled", "ground_truth", "created_a
 class WebhookError(ValueError):
     """A webhook body Label Studio would not send; ``loc`` names the field."""
 
+    kind = "value_error"
+
     def __init__(self, loc: list, msg: str) -> None:
         super().__init__(f"{'.'.join(str(p) for p in loc)}: {msg}")
         self.loc = loc
         self.msg = msg
 
     def detail(self) -> list[dict]:
-        return [{"loc": ["body", *self.loc], "msg": self.msg, "type": "value_error"}]
+        return [{"loc": ["body", *self.loc], "msg": self.msg, "type": self.kind}]
+
+
+class LimitExceeded(WebhookError):
+    """A body within the protocol but over a configured limit (``limit`` is that number)."""
+
+    kind = "limit_exceeded"
+
+    def __init__(self, loc: list, msg: str, limit: int) -> None:
+        super().__init__(loc, msg)
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -59,20 +89,41 @@ class ParsedWebhook:
 
 
 def strip_secrets(body: Any) -> Any:
-    """A copy of a webhook body safe to store or log: project secrets removed."""
-    if not isinstance(body, dict):
-        return body
-    clean = dict(body)
-    project = clean.get("project")
-    if isinstance(project, dict):
-        clean["project"] = {k: v for k, v in project.items() if k not in PROJECT_SECRETS}
-    return clean
+    """A copy of a webhook body safe to store or log: secrets removed at any depth."""
+    return redact.strip_secrets(body)
 
 
 def _int(value: Any, loc: list) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise WebhookError(loc, "must be an integer id")
+    if not 1 <= value <= MAX_ID:
+        raise WebhookError(loc, f"must be an id between 1 and {MAX_ID}, got {value}")
     return value
+
+
+def _timestamp(value: Any, loc: list) -> str:
+    """An ISO 8601 time as Label Studio writes it (``2026-11-22T12:10:10.978865Z``)."""
+    if not isinstance(value, str) or not value.strip():
+        raise WebhookError(loc, "must be an ISO 8601 time")
+    s = value.strip()
+    s = _LONG_FRACTION.sub(r"\1", s[:-1] + "+00:00" if s[-1] in "zZ" else s)
+    try:
+        dt = datetime.fromisoformat(s)
+        (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise WebhookError(loc, f"must be an ISO 8601 time, got {value[:40]!r}") from None
+    return value
+
+
+def _shallow(value: Any, loc: list, limit: int = MAX_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` (it is stored, and serialisers have limits)."""
+    stack: list[tuple[Any, list]] = [(value, loc)]
+    while stack:
+        node, where = stack.pop()
+        if len(where) - len(loc) >= limit:
+            raise WebhookError(where, f"nested deeper than {limit} levels")
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        stack.extend((v, [*where, k]) for k, v in items if isinstance(v, (dict, list)))
 
 
 def _obj(value: Any, loc: list) -> dict:
@@ -91,16 +142,18 @@ def label_config_hash(label_config: str) -> str:
     return hashlib.sha1(label_config.encode("utf-8")).hexdigest()
 
 
-def parse(body: Any) -> ParsedWebhook:
-    """Validate a webhook body and turn its annotation events into changes."""
+def parse(body: Any, max_regions: int | None = None) -> ParsedWebhook:
+    """Validate a webhook body and turn its annotation events into changes.
+
+    ``max_regions``: the most result items one annotation may hold (``LimitExceeded``)."""
     body = _obj(body, [])
     action = body.get("action")
     if not isinstance(action, str) or not action:
         raise WebhookError(["action"], "required: the Label Studio webhook action")
     project = body.get("project")
     project_id = project.get("id") if isinstance(project, dict) else project
-    if project_id is not None and (isinstance(project_id, bool) or not isinstance(project_id, int)):
-        raise WebhookError(["project", "id"], "must be an integer id")
+    if project_id is not None:
+        _int(project_id, ["project", "id"] if isinstance(project, dict) else ["project"])
     label_config = project.get("label_config") if isinstance(project, dict) else None
     parsed = ParsedWebhook(action, project_id, label_config if isinstance(label_config, str)
                            else None)
@@ -112,17 +165,17 @@ def parse(body: Any) -> ParsedWebhook:
             annotations = [_obj(body.get("annotation"), ["annotation"])]
             task = body.get("task")
             tasks = [task] if task is not None else []
-        by_id: dict[int, dict] = {}
+        by_id: dict[int, tuple[list, dict]] = {}
         for i, t in enumerate(tasks):
-            t = _obj(t, ["task", i] if action == "ANNOTATIONS_CREATED" else ["task"])
-            by_id[_int(t.get("id"), ["task", "id"])] = t
+            where = ["task", i] if action == "ANNOTATIONS_CREATED" else ["task"]
+            by_id[_int(_obj(t, where).get("id"), [*where, "id"])] = (where, t)
         if parsed.label_config is None:
             raise WebhookError(["project", "label_config"], "required to convert annotations "
                                "(Label Studio sends the project with every annotation event)")
         for i, ann in enumerate(annotations):
             loc = ["annotation", i] if action == "ANNOTATIONS_CREATED" else ["annotation"]
             parsed.changes.append(_upsert(_obj(ann, loc), loc, by_id, project_id,
-                                          label_config_hash(parsed.label_config)))
+                                          label_config_hash(parsed.label_config), max_regions))
     elif action in DELETE_ACTIONS:
         for i, ann in enumerate(_list(body.get("annotations"), ["annotations"])):
             ann_id = _int(_obj(ann, ["annotations", i]).get("id"), ["annotations", i, "id"])
@@ -132,30 +185,43 @@ def parse(body: Any) -> ParsedWebhook:
     return parsed
 
 
-def _upsert(ann: dict, loc: list, tasks: dict[int, dict], project_id: int | None,
-            config_hash: str) -> AnnotationChange:
+def _upsert(ann: dict, loc: list, tasks: dict[int, tuple[list, dict]], project_id: int | None,
+            config_hash: str, max_regions: int | None) -> AnnotationChange:
     ann_id = _int(ann.get("id"), [*loc, "id"])
     task_ref = ann.get("task")
     task_id = task_ref.get("id") if isinstance(task_ref, dict) else task_ref
-    task_id = _int(task_id, [*loc, "task"])
+    task_id = _int(task_id, [*loc, "task", "id"] if isinstance(task_ref, dict) else [*loc, "task"])
     result = _list(ann.get("result"), [*loc, "result"])
+    if max_regions is not None and len(result) > max_regions:
+        raise LimitExceeded([*loc, "result"], f"{len(result)} result items; at most "
+                            f"{max_regions} per annotation", max_regions)
     for j, item in enumerate(result):
         _obj(item, [*loc, "result", j])
-    updated_at = ann.get("updated_at") or ann.get("created_at")
-    if not isinstance(updated_at, str):
+    _shallow(result, [*loc, "result"])
+    created_at = ann.get("created_at")
+    if created_at is not None:
+        created_at = _timestamp(created_at, [*loc, "created_at"])
+    updated_at = ann.get("updated_at")
+    if updated_at is not None:
+        updated_at = _timestamp(updated_at, [*loc, "updated_at"])
+    updated_at = updated_at or created_at
+    if updated_at is None:
         raise WebhookError([*loc, "updated_at"], "required: the annotation's update time")
-    task = tasks.get(task_id) or (task_ref if isinstance(task_ref, dict) else None)
-    if task is None:
+    where, task = tasks.get(task_id) or ([*loc, "task"], task_ref)
+    if not isinstance(task, dict):
         raise WebhookError(["task"], f"task {task_id} of annotation {ann_id} is missing")
     if not isinstance(task.get("data"), dict):
-        raise WebhookError(["task", "data"], "must be an object")
-    created_at = ann.get("created_at") if isinstance(ann.get("created_at"), str) else None
+        raise WebhookError([*where, "data"], "must be an object")
+    _shallow(task["data"], [*where, "data"])
     if ann.get("was_cancelled"):
         return AnnotationChange("ignored", ann_id, project_id, task_id, updated_at,
                                 reason="was_cancelled: the task was skipped, nothing to export",
                                 created_at=created_at)
     kept = {k: ann[k] for k in ANNOTATION_FIELDS if k in ann}
     kept["task"] = task_id
+    for k in ANNOTATION_FIELDS:
+        if isinstance(kept.get(k), (dict, list)) and k != "result":
+            _shallow(kept[k], [*loc, k])
     payload = orjson.dumps({"annotation": kept, "task": {"id": task_id, "data": task["data"]},
                             "project": project_id, "label_config_hash": config_hash})
     return AnnotationChange("upsert", ann_id, project_id, task_id, updated_at, payload,

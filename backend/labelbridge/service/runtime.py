@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import shutil
+import tempfile
 import threading
+import time
+from pathlib import Path
 from typing import Any, Callable
 
 from labelbridge.groundtruth.close_loop import LoopCloser
@@ -14,7 +17,7 @@ from labelbridge.groundtruth.delivery import Deliverer, DeliveryPolicy
 from labelbridge.groundtruth.edit_recorder import EditRecorder
 from labelbridge.groundtruth.edit_report import EditStore, totals
 from labelbridge.groundtruth.file_sink import FileSink
-from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox
+from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox, OutboxUnavailable
 from labelbridge.groundtruth.reconcile import Reconciler
 from labelbridge.groundtruth.worker_process import DeliveryProcess
 from labelbridge.labelbox.export import Selection
@@ -31,6 +34,7 @@ from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
 from labelbridge.predictions.served import served_lookup
 from labelbridge.predictions.sources import ExportFileSource, RunSource, Source, ensure
 from labelbridge.predictions.store import PredictionStore
+from labelbridge.service.sink_metrics import MeteredSink
 from labelbridge.settings import Settings, as_env
 from labelbridge.tools.features import ProjectFeatures
 
@@ -88,7 +92,12 @@ def ensure_index(settings: Settings, progress: Callable[[int], None] | None = No
 
 
 def make_sink(settings: Settings) -> Sink:
-    """Labelbox when a key is set; otherwise NDJSON files under the data dir."""
+    """Labelbox when a key is set; otherwise NDJSON files under the data dir. Metered
+    (``service.sink_metrics``)."""
+    return MeteredSink(_sink(settings))
+
+
+def _sink(settings: Settings) -> Sink:
     if settings.sink == "file":
         return FileSink(settings.file_sink_dir)
     assert settings.labelbox_api_key and settings.labelbox_project_id
@@ -109,7 +118,8 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
         include_relations=settings.labelbox_import_kind == "mal",
         features=ProjectFeatures(settings), media_size=media_size_from_store(store))
     policy = DeliveryPolicy(settings.batch_size, settings.batch_max_wait, settings.max_attempts,
-                            settings.retry_base, settings.retry_max)
+                            settings.retry_base, settings.retry_max, settings.lease_seconds,
+                            settings.retention_days)
     recorder = EditRecorder(EditStore(settings.edits_db),
                             served_lookup(store, settings.model_version),
                             close_loop=settings.labelbox_attach_labels or
@@ -154,8 +164,13 @@ class Runtime:
         self._wake = threading.Event()
         self.live = self._open_index()
         self.deliverer: Deliverer | DeliveryProcess | None = None
+        # The worker process keeps its metrics in files here; /metrics reads them.
+        self.worker_metrics_dir: Path | None = None
+        self._stopping: list[threading.Thread] | None = None
         if settings.delivery_worker == "process":
-            self.deliverer = DeliveryProcess(as_env(settings))
+            self.worker_metrics_dir = Path(tempfile.mkdtemp(prefix="labelbridge-metrics-"))
+            self.deliverer = DeliveryProcess({**as_env(settings), "PROMETHEUS_MULTIPROC_DIR":
+                                              str(self.worker_metrics_dir)})
         elif settings.delivery_worker == "thread":
             store = PredictionStore(settings.predictions_db) if self.store is not None else None
             self.deliverer = make_deliverer(settings, self.outbox, store, self.overrides,
@@ -231,9 +246,6 @@ class Runtime:
         self._wake.set()
         return result
 
-    async def reject(self, body: bytes, reason: str, headers: dict[str, str]) -> None:
-        await asyncio.to_thread(self.outbox.reject, body, reason, headers)
-
     # ----- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         if self.settings.webhook_token is None:
@@ -282,23 +294,45 @@ class Runtime:
         thread.start()
         return thread
 
-    def stop(self) -> None:
+    def begin_stop(self) -> None:
+        """Tell the delivery worker to finish its current step and reconciliation to stop,
+        without waiting (at SIGTERM, while the server still answers what is in flight);
+        ``stop`` waits for both, together."""
+        if self._stopping is not None:
+            return
+        parts = [(self.deliverer.stop, (self.settings.shutdown_timeout,))] \
+            if self.deliverer is not None else []
         if self.reconciler is not None:
-            self.reconciler.stop()
+            parts.append((self.reconciler.stop, ()))
         if self.loop_closer is not None:
-            self.loop_closer.stop()
-        if self.deliverer is not None:
-            self.deliverer.stop()
+            parts.append((self.loop_closer.stop, ()))
+        self._stopping = [threading.Thread(target=stop, args=args, daemon=True,
+                                           name="stop-workers") for stop, args in parts]
+        for thread in self._stopping:
+            thread.start()
+
+    def stop(self) -> None:
+        self.begin_stop()
+        deadline = time.monotonic() + self.settings.shutdown_timeout + 1.0
+        for thread in self._stopping or ():
+            thread.join(max(0.0, deadline - time.monotonic()))
         self.outbox.close()
         self.live.stop()
+        if self.worker_metrics_dir is not None:
+            shutil.rmtree(self.worker_metrics_dir, ignore_errors=True)
 
     def metrics(self) -> dict[str, Any]:
+        """Figures read from the disk (call off the event loop); ``outbox`` is None, with
+        ``outbox_error``, when the outbox does not answer."""
         out: dict[str, Any] = {"model_version": self.model_version,
                                "index_rows": self.index_rows,
-                               "outbox": self.outbox.status(),
                                "delivery_worker": (self.deliverer.status()
                                                    if isinstance(self.deliverer, DeliveryProcess)
                                                    else {"mode": self.settings.delivery_worker})}
+        try:
+            out["outbox"] = self.outbox.status()
+        except Exception as exc:  # any failure of the outbox is a readiness reason, not a 500
+            out["outbox"], out["outbox_error"] = None, f"{type(exc).__name__}: {exc}"
         out["index"] = self.live.status()
         out["edits"] = edit_totals(self.settings)
         if self.store is not None:

@@ -73,11 +73,16 @@ def settings_or_exit(**overrides) -> Settings:
         raise  # unreachable
 
 
-def setup_logging(level: str) -> None:
-    """Logs to stderr at ``level``; the libraries in QUIET_LOGGERS at WARNING unless DEBUG."""
+def setup_logging(level: str, settings: Settings | None = None) -> None:
+    """Logs to stderr at ``level`` (``service.logs``; with ``settings``: in ``LOG_FORMAT``, the
+    secret settings redacted); the libraries in QUIET_LOGGERS at WARNING unless DEBUG."""
+    from labelbridge.service import logs
+
     level = level.upper() if level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
+    if settings is None:
+        logs.configure(level)
+    else:
+        logs.configure(level, settings.log_format, logs.secret_values(settings))
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
 

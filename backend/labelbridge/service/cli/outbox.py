@@ -47,7 +47,20 @@ def outbox_status(json_out: bool = typer.Option(False, "--json", help="Print JSO
     err.print(table)
     err.print(f"oldest pending: {_age(st['oldest_pending_age_s'])}; due now: {st['due']}; "
               f"dead letters: {st['dead_letters']}; rejected bodies: {st['rejected']}; "
-              f"sink: {settings.sink}")
+              f"sink: {settings.sink}; retention: {settings.retention_days:g} days "
+              f"({st['pruned_total']} rows pruned)")
+    if st["batches"]:
+        # leased: a worker delivers it; waiting: given back until a retry (the import is
+        # resumed by name); abandoned: its lease ran out, the next worker takes it over
+        claimed = Table(title="claimed batches")
+        for col in ("batch", "state", "items", "age", "lease", "attempts", "import", "last error"):
+            claimed.add_column(col)
+        for b in st["batches"]:
+            lease = _age(b["lease_left_s"]) if b["lease_left_s"] > 0 else "ended"
+            claimed.add_row(str(b["batch"]), b["state"], str(b["items"]), _age(b["age_s"]),
+                            lease, str(b["attempts"]), b["import_name"] or "-",
+                            b["last_error"] or "")
+        err.print(claimed)
     failed = ob.items("failed", limit=20)
     if failed:
         dead = Table(title="dead letters (newest first)")

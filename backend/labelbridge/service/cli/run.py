@@ -16,14 +16,14 @@ from labelbridge.service.cli.common import (atomic_output, counting_progress, er
 
 def serve() -> None:
     """Serve the ML backend and the webhook (settings from the environment)."""
-    import uvicorn
-
+    from labelbridge.service import serving
     from labelbridge.service.runtime import ensure_index
-    from labelbridge.service.server import create_app
 
     settings = settings_or_exit()
-    setup_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(settings.log_level, settings)
+    problem = serving.data_dir_problem(settings)
+    if problem:
+        fail(problem)
     if settings.prediction_source != "none":
         try:
             with row_progress(f"indexing ({settings.prediction_source})") as bar:
@@ -32,8 +32,7 @@ def serve() -> None:
             fail(f"LABELBRIDGE_EXPORT: {exc}")
         except (TransientError, PermanentError) as exc:  # the server tries again later
             err.print(f"[yellow]warning:[/] the model run was not indexed: {exc}")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level.lower(), access_log=False)
+    serving.run(settings)
 
 
 def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file or folder "
@@ -139,7 +138,7 @@ def deliver(once: bool = typer.Option(False, "--once", help="Deliver what is due
     from labelbridge.service.runtime import make_deliverer
 
     settings = settings_or_exit()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings)
     store = PredictionStore(settings.predictions_db) if settings.predictions_db.exists() else None
     try:
         overrides = Overrides.load(settings.mapping)
@@ -165,19 +164,26 @@ def deliver(once: bool = typer.Option(False, "--once", help="Deliver what is due
     err.print(f"outbox: {st['counts']}")
 
 
-def healthcheck(timeout: float = typer.Option(2.0, help="Seconds to wait")) -> None:
-    """Exit 0 when the local service answers GET /health (used by the Docker HEALTHCHECK)."""
+def healthcheck(timeout: float = typer.Option(2.0, help="Seconds to wait"),
+                live: bool = typer.Option(False, "--live", help="Only check that the server "
+                                          "answers (GET /health), not that it is ready")) -> None:
+    """Exit 0 when the local service is ready (GET /ready), 1 when it is degraded or does not
+    answer, naming why (the Docker HEALTHCHECK)."""
     import httpx
 
     settings = settings_or_exit()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     auth = (settings.basic_auth_user, settings.basic_auth_pass.get_secret_value()) \
         if settings.basic_auth_user and settings.basic_auth_pass else None
+    path = "/health" if live else "/ready"
     try:
-        r = httpx.get(f"http://{host}:{settings.port}/health", auth=auth, timeout=timeout)
-    except httpx.HTTPError as exc:
+        r = httpx.get(f"http://{host}:{settings.port}{path}", auth=auth, timeout=timeout)
+        body = r.json()
+    except (httpx.HTTPError, ValueError) as exc:
         fail(f"health check failed: {exc}", 1)
         return
-    if r.status_code != 200 or r.json().get("status") != "UP":
-        fail(f"health check failed: HTTP {r.status_code}", 1)
-    err.print("UP")
+    if r.status_code == 200 and body.get("status") in ("UP", "ready"):
+        err.print(body["status"])
+        return
+    reasons = body.get("reasons") or [str(body.get("detail") or body)]
+    fail(f"{body.get('status') or f'HTTP {r.status_code}'}: " + "; ".join(reasons), 1)

@@ -1,0 +1,18 @@
+"""Timestamps are instants, not strings."""
+
+from __future__ import annotations
+
+import pytest
+
+from labelbridge.groundtruth.outbox import parse_timestamp
+
+
+def test_timestamps_are_instants_not_strings():
+    assert parse_timestamp("2026-11-22T12:00:00Z") == parse_timestamp("2026-11-22T14:00:00+02:00")
+    assert parse_timestamp("2026-11-22T12:00:00.5Z") > parse_timestamp(
+        "2026-11-22T12:00:00.123456Z")
+    assert parse_timestamp("2026-11-22T12:00:00.123456789Z") == parse_timestamp(
+        "2026-11-22T12:00:00.123456Z")
+    assert parse_timestamp("2026-11-22 12:00:00") == parse_timestamp("2026-11-22T12:00:00Z")
+    with pytest.raises(ValueError):
+        parse_timestamp("yesterday")
