@@ -175,11 +175,20 @@ def child_idle() -> dict:
 
 # ----- step 3: prepare ----------------------------------------------------------------------
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (prepare workers)."""
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def child_prepare(index: str, model_version: str) -> dict:
     import logging
 
     from labelbridge.labelstudio.mapping import Overrides
     from labelbridge.predictions.predictor import Predictor
+    from labelbridge.predictions.prepare_worker import worker_count
     from labelbridge.predictions.store import PredictionStore
 
     from tests.helpers import IMAGE_CONFIG
@@ -187,19 +196,23 @@ def child_prepare(index: str, model_version: str) -> dict:
     logging.basicConfig(level=logging.WARNING)
     store = PredictionStore(Path(index))
     predictor = Predictor(store, Overrides.load(None), model_version)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     ctx = predictor.prepare(IMAGE_CONFIG)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
     report = ctx.report.as_dict()
-    return {"seconds": seconds, "rows": store.count(), "converted": report["converted"],
+    return {"seconds": seconds, "cpu_seconds": cpu, "rows": store.count(),
+            "workers": worker_count(store.count()), "converted": report["converted"],
             "skipped": report["skipped"], "invalid_regions": ctx.invalid}
 
 
 def bench_prepare(index: Path, model_version: str) -> dict:
     answer, rss = run_child(["prepare", str(index), model_version])
-    log(f"  prepared {answer['rows']:,} rows in {answer['seconds']:.1f} s")
+    log(f"  prepared {answer['rows']:,} rows in {answer['seconds']:.1f} s "
+        f"({answer['workers']} converting process(es), {answer['cpu_seconds']:.1f} CPU s in all)")
     return {"rows": answer["rows"], "prepare_s": round(answer["seconds"], 2),
             "rows_per_s": round(answer["rows"] / answer["seconds"]),
+            "processes": answer["workers"],
+            "cpu_us_per_row": round(answer["cpu_seconds"] / answer["rows"] * 1e6),
             "converted": answer["converted"], "skipped": answer["skipped"],
             "invalid_regions": answer["invalid_regions"], "peak_rss_mb": round(rss, 1)}
 
@@ -495,7 +508,8 @@ def summarize(res: dict) -> str:
         f"{'prepare: convert + validate (rows/s)':<44}{pr['rows_per_s']:>14,}"
         f"{ix['parse_floor_rows_per_s']:>14,}{pr['rows_per_s'] / ix['parse_floor_rows_per_s']:>9.2f}"
         f"  >= {TARGETS['prepare_vs_parse']} x parse: {verdict(t['prepare_vs_parse']['met'])}"
-        f" ({pr['prepare_s']:.1f} s)",
+        f" ({pr['prepare_s']:.1f} s, {pr['processes']} process(es), "
+        f"{pr['cpu_us_per_row']} us CPU a row)",
     ]
     for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
         a, b = lat["labelbridge"][key], lat["floor"][key]

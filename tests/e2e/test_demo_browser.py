@@ -47,9 +47,7 @@ class Case:
 CASES = [
     Case("Demo: image detection", "rectangleregion", 3),
     Case("Demo: polygons", "polygonregion", 1),
-    pytest.param(Case("Demo: keypoints", "keypointregion", 1), marks=pytest.mark.xfail(
-        strict=True, reason="the keypoint prediction has no value.width, so Label Studio "
-        "1.23's editor does not draw it (region type ''): a converter defect, reported")),
+    Case("Demo: keypoints", "keypointregion", 1),   # drawn only with value.width (kinds.py)
     Case("Demo: named entities", "richtextregion", 4, images=0),
     Case("Demo: masks", "brushregion", 4),
 ]

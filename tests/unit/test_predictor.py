@@ -78,3 +78,15 @@ def test_the_losses_command_lists_every_loss(tmp_path, monkeypatch, store):
     lines = [orjson.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
     assert [x["data_row"] for x in lines] == ["cdr0", "cdr1", "cdr2"]
     assert all(x["context"] == ctx.key[:12] for x in lines)
+
+
+def test_predictions_prepared_by_an_older_writer_are_not_served(store, monkeypatch):
+    """The context key holds the writer's output version: after an upgrade that changes the
+    results (key points gained value.width), every row is prepared again, none served stale."""
+    from labelbridge.predictions import predictor as predictor_module
+
+    old = Predictor(store, Overrides(), "v1", workers=1).prepare(IMAGE_CONFIG)
+    monkeypatch.setattr(predictor_module, "RESULTS_VERSION", predictor_module.RESULTS_VERSION + 1)
+    new = Predictor(store, Overrides(), "v1", workers=1).context(IMAGE_CONFIG)
+    assert new.key != old.key
+    assert store.context_complete(old.key) and not store.context_complete(new.key)

@@ -47,7 +47,51 @@ def test_polygon_and_keypoint():
     result, _ = write(tr)
     assert result[0]["value"] == {"points": [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]],
                                   "closed": True, "polygonlabels": ["road"]}
-    assert result[1]["value"] == {"x": 50.0, "y": 50.0, "keypointlabels": ["nose"]}
+    assert result[1]["value"] == {"x": 50.0, "y": 50.0, "width": 0.3125,  # 2 px of 640
+                                  "keypointlabels": ["nose"]}
+
+
+KEYPOINT_TOOLS = {  # (label config, control) -> the strokeWidth Label Studio draws with
+    "default": ('<KeyPointLabels name="kp" toName="image"><Label value="nose"/>'
+                '</KeyPointLabels>', 2.0),
+    "set": ('<KeyPointLabels name="kp" toName="image" strokeWidth="6"><Label value="nose"/>'
+            '</KeyPointLabels>', 6.0),
+    "not a number": ('<KeyPointLabels name="kp" toName="image" strokeWidth="wide">'
+                     '<Label value="nose"/></KeyPointLabels>', 2.0),
+    "tool + labels": ('<KeyPoint name="kp" toName="image" strokeWidth="4"/><Labels name="lab" '
+                      'toName="image"><Label value="nose"/></Labels>', 4.0),
+}
+
+
+@pytest.mark.parametrize("name", list(KEYPOINT_TOOLS))
+def test_keypoint_width_is_the_tools_stroke_width_in_percent_of_the_image_width(name):
+    """Label Studio's editor recognises (and draws) a key point only with ``value.width``."""
+    tool, stroke = KEYPOINT_TOOLS[name]
+    config = f'<View><Image name="image" value="$image"/>{tool}' \
+             '<Choices name="seen" toName="image" perRegion="true"><Choice value="yes"/>' \
+             '</Choices></View>'
+    tr = TaskRegions(REF, (Region("ck", "nose", KeyPoint(320, 240), (Classification(
+        "seen", "radio", (Answer("yes"),)),)),), width=800, height=600)
+    result, report = write(tr, config)
+    point, seen = result
+    assert point["value"]["width"] == seen["value"]["width"] == stroke / 800 * 100
+    assert (point["value"]["x"], point["value"]["y"]) == (40.0, 40.0)
+    assert report.lossless
+
+
+@pytest.mark.parametrize("width", [0.3125, 7, "wide", None, float("nan")])
+def test_keypoint_width_is_read_back_harmlessly(width):
+    """The width is how the editor draws the point: Labelbox points have no size."""
+    mapping = Mapping(IMAGE_CONFIG)
+    value = {"x": 50.0, "y": 25.0, "keypointlabels": ["nose"]}
+    if width is not None:
+        value["width"] = width
+    result = [{"id": "ck", "from_name": "kp", "to_name": "image", "type": "keypointlabels",
+               "original_width": 640, "original_height": 480, "value": value}]
+    report = ConversionReport()
+    tr = ResultReader(mapping, report).read(result, REF)
+    assert [r.shape for r in tr.regions] == [KeyPoint(320.0, 120.0)]
+    assert report.lossless
 
 
 def test_per_region_controls_share_the_region_id_and_repeat_geometry():

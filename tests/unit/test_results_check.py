@@ -40,7 +40,7 @@ VALID = {
          "value": {"points": [[1, 2], [3.5, 4], [5, 99.9]], "closed": True,
                    "polygonlabels": ["road"]}},
         {"id": "c", "from_name": "kp", "to_name": "image", "type": "keypointlabels",
-         "value": {"x": 1, "y": 2.5, "keypointlabels": ["nose"]}},
+         "value": {"x": 1, "y": 2.5, "width": 0.3125, "keypointlabels": ["nose"]}},
         {"id": "g", "from_name": "weather", "to_name": "image", "type": "choices",
          "value": {"choices": ["rainy"]}},
         {"id": "h", "from_name": "count", "to_name": "image", "type": "number",

@@ -75,19 +75,25 @@ class _RowReader:
         self.report.loss(kind, exc.reason, feature, field=exc.field, region=_str(fid),
                          detail=exc.detail)
 
-    # -- classifications
+    # -- classifications (the plain case of every field is tested inline: a row holds dozens)
     def classification(self, item: Any, path: tuple, id_path: tuple) -> Classification | None:
         if type(item) is not dict:
             self.report.loss("classification", "not an object", field=_fmt(path))
             return None
-        name = _name(item)
+        name = item.get("name")
+        if type(name) is not str or not name:
+            name = _name(item)
         fid = item.get("feature_id")
         if not name:
             self.report.loss("classification", "classification without a name",
                              field=_fmt(path), region=_str(fid))
             return None
-        cid, score = _id(fid, self.row, *id_path), _score(item)
-        sid = _str(item.get("feature_schema_id"))
+        cid = fid if type(fid) is str and fid.isalnum() and fid.isascii() \
+            else _id(fid, self.row, *id_path)
+        score = None if item.get("confidence") is None else _score(item)
+        sid = item.get("feature_schema_id")
+        if type(sid) is not str or not sid:
+            sid = None
         if "radio_answer" in item:
             ans = self.answer(item["radio_answer"], path + ("radio_answer",), id_path, name, fid)
             return Classification(name, "radio", (ans,) if ans else (), None, cid, score, sid)
@@ -97,9 +103,12 @@ class _RowReader:
                 self.report.loss("checklist", "not an array", name, region=_str(fid),
                                  field=_fmt(path + ("checklist_answers",)))
                 return None
-            answers = tuple(a for i, r in enumerate(raw) if (a := self.answer(
-                r, path + ("checklist_answers", i), id_path + (i,), name, fid)) is not None)
-            return Classification(name, "checklist", answers, None, cid, score, sid)
+            answers = []
+            for i, r in enumerate(raw):
+                a = self.answer(r, path + ("checklist_answers", i), id_path + (i,), name, fid)
+                if a is not None:
+                    answers.append(a)
+            return Classification(name, "checklist", tuple(answers), None, cid, score, sid)
         if "text_answer" in item:
             answer = item["text_answer"]
             content = answer.get("content") if type(answer) is dict else None
@@ -115,15 +124,22 @@ class _RowReader:
 
     def answer(self, item: Any, path: tuple, id_path: tuple, question: str, qid: Any
                ) -> Answer | None:
-        name = _name(item) if type(item) is dict else None
+        if type(item) is dict:
+            name = item.get("name")
+            if type(name) is not str or not name:
+                name = _name(item)
+        else:
+            name = None
         if name is None:
             self.report.loss("answer", "an answer without a name", question, field=_fmt(path),
                              region=_str(qid))
             return None
         nested = item.get("classifications")
+        sid = item.get("feature_schema_id")
         return Answer(name, self.classifications(nested, path + ("classifications",),
                                                  id_path + (name,)) if nested else (),
-                      _score(item), _str(item.get("feature_schema_id")))
+                      None if item.get("confidence") is None else _score(item),
+                      sid if type(sid) is str and sid else None)
 
     def classifications(self, items: Any, path: tuple, id_path: tuple
                         ) -> tuple[Classification, ...]:
@@ -132,8 +148,12 @@ class _RowReader:
         if type(items) is not list:
             self.report.loss("classification", "not an array", field=_fmt(path))
             return ()
-        return tuple(c for i, item in enumerate(items)
-                     if (c := self.classification(item, path + (i,), id_path + (i,))))
+        out = []
+        for i, item in enumerate(items):
+            c = self.classification(item, path + (i,), id_path + (i,))
+            if c is not None:
+                out.append(c)
+        return tuple(out)
 
     # -- objects
     def region(self, obj: Any, index: int) -> Region | None:
@@ -172,11 +192,14 @@ class _RowReader:
         except ExportError as exc:
             self._lose(shape_kind, exc, name, fid)
             return None
-        rid = _id(fid, self.row, "object", index)
+        rid = fid if type(fid) is str and fid.isalnum() and fid.isascii() \
+            else _id(fid, self.row, "object", index)
         nested = self.classifications(obj.get("classifications"),
                                       ("objects", index, "classifications"), (rid,))
-        return Region(id=rid, name=name, shape=shape, classifications=nested, score=_score(obj),
-                      schema_id=_str(obj.get("feature_schema_id")))
+        score = obj.get("confidence")
+        if not (type(score) is float and score - score == 0.0):  # not the plain finite float
+            score = _score(obj)
+        return Region(rid, name, shape, nested, score, _str(obj.get("feature_schema_id")))
 
     # -- relationships
     def relation(self, item: Any, ids: set[str], index: int) -> Relation | None:

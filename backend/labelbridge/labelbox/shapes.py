@@ -19,6 +19,7 @@ from typing import Any, Callable
 from labelbridge.labelbox.errors import ExportError
 from labelbridge.labelbox.mask_payload import READERS as MASK_READERS
 from labelbridge.model.regions import PIXEL_DIGITS, Box, KeyPoint, Polygon, Polyline, Shape, Span
+from labelbridge.model.rounding import fixed
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +74,21 @@ def field_of(obj: Any, key: str, path: str) -> Any:
 def pixel(obj: Any, key: str, path: str) -> float:
     v = obj.get(key) if type(obj) is dict else None
     if type(v) is float and v - v == 0.0:  # finite (inf - inf and nan - nan are nan)
-        return round(v, PIXEL_DIGITS)
-    return round(number(field_of(obj, key, path), f"{path}.{key}"), PIXEL_DIGITS)
+        return fixed(v, PIXEL_DIGITS)
+    return fixed(number(field_of(obj, key, path), f"{path}.{key}"), PIXEL_DIGITS)
 
 
 def _points(value: Any, path: str) -> tuple[tuple[float, float], ...]:
     if not isinstance(value, list):
         raise ExportError(_what(value, "an array of points"), path)
-    return tuple((pixel(p, "x", f"{path}[{i}]"), pixel(p, "y", f"{path}[{i}]"))
-                 for i, p in enumerate(value))
+    points = []
+    for i, p in enumerate(value):
+        x, y = (p.get("x"), p.get("y")) if type(p) is dict else (None, None)
+        if type(x) is float and type(y) is float and x - x == y - y == 0.0:  # finite
+            points.append((fixed(x, PIXEL_DIGITS), fixed(y, PIXEL_DIGITS)))
+        else:  # say which field, and why
+            points.append((pixel(p, "x", f"{path}[{i}]"), pixel(p, "y", f"{path}[{i}]")))
+    return tuple(points)
 
 
 def read_box(value: Any, path: str, ctx: RowContext) -> Shape:
@@ -90,8 +97,8 @@ def read_box(value: Any, path: str, ctx: RowContext) -> Shape:
         if not (type(left) is type(top) is type(width) is type(height) is float
                 and left - left == top - top == width - width == height - height == 0.0):
             raise TypeError
-        left, top = round(left, PIXEL_DIGITS), round(top, PIXEL_DIGITS)
-        width, height = round(width, PIXEL_DIGITS), round(height, PIXEL_DIGITS)
+        left, top = fixed(left, PIXEL_DIGITS), fixed(top, PIXEL_DIGITS)
+        width, height = fixed(width, PIXEL_DIGITS), fixed(height, PIXEL_DIGITS)
     except (TypeError, KeyError):  # say which field, and why
         left, top = pixel(value, "left", path), pixel(value, "top", path)
         width, height = pixel(value, "width", path), pixel(value, "height", path)

@@ -39,6 +39,7 @@ MERGED_LABEL_TOOLS = {"VideoRectangle"}
 SPAN_OBJECTS = {"Text", "HyperText"}
 CLASSIFICATION_TAGS = {"Choices", "TextArea", "Number", "Rating"}
 RotatedBoxes = Literal["enclosing_box", "polygon"]
+_UNKNOWN = object()  # not looked up yet (None is a cached answer: no target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class ObjectTarget:
     label: str | None       # LS label value; None for a label-less tool (<Rectangle/> alone)
     object_tag: str         # Image, Text, HyperText, ...
     schema_id: str | None = None   # the Labelbox feature's schemaId (mapping file), if known
+    stroke_width: float | None = None  # the tool's strokeWidth (px) when the config sets one
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,15 @@ def _ci_lookup(table: dict[str, str], key: str) -> str | None:
 
 def _opt(value: Any) -> str | None:
     return str(value) if value else None
+
+
+def _stroke_width(tool: Any) -> float | None:
+    """A tool's ``strokeWidth`` attribute when it is a positive number (None: the default)."""
+    try:
+        width = float((tool.attr or {}).get("strokeWidth", ""))
+    except (TypeError, ValueError):
+        return None
+    return width if 0 < width < float("inf") else None
 
 
 def _truthy(value: Any) -> bool:
@@ -203,13 +214,15 @@ class Mapping:
                 kind = TOOL_KINDS[c.tag]
                 for label in c.labels:
                     self.objects.append(ObjectTarget(self._lb(label), kind, c.name, to_name,
-                                                     c.tag.lower(), label, obj_tag))
+                                                     c.tag.lower(), label, obj_tag,
+                                                     stroke_width=_stroke_width(c)))
             elif c.tag in TOOL_KINDS:
                 has_labels = any(o.tag == "Labels" and set(o.to_name) & set(c.to_name)
                                  for o in controls)
                 if not has_labels:  # label-less tool: mapped only through the YAML file
                     self.objects.append(ObjectTarget("", TOOL_KINDS[c.tag], c.name, to_name,
-                                                     c.tag.lower(), None, obj_tag))
+                                                     c.tag.lower(), None, obj_tag,
+                                                     stroke_width=_stroke_width(c)))
             elif c.tag in ("Labels", "HyperTextLabels"):
                 if obj_tag in SPAN_OBJECTS or c.tag == "HyperTextLabels":
                     rtype = "hypertextlabels" if obj_tag == "HyperText" else "labels"
@@ -224,7 +237,7 @@ class Mapping:
                             self.objects.append(ObjectTarget(
                                 self._lb(label), kind, tool.name if merged else c.name,
                                 to_name, tool.tag.lower() + ("" if merged else "labels"), label,
-                                obj_tag))
+                                obj_tag, stroke_width=_stroke_width(tool)))
             elif c.tag in CLASSIFICATION_TAGS:
                 self.classifications.append(self._classification_target(c, to_name))
         # LabelInterface does not expose <Relations>; read their <Relation value> directly.
@@ -270,7 +283,8 @@ class Mapping:
                     self.objects.remove(o)
                     self.objects.append(ObjectTarget(str(entry["labelbox"]), o.kind, o.control,
                                                      o.to_name, o.result_type, o.label,
-                                                     o.object_tag, _opt(entry.get("schema_id"))))
+                                                     o.object_tag, _opt(entry.get("schema_id")),
+                                                     o.stroke_width))
         for entry in ov.classifications:
             control = entry["control"]
             found = [t for t in self.classifications if t.control == control]
@@ -301,9 +315,10 @@ class Mapping:
     # ----- Labelbox -> Label Studio -------------------------------------------------------
     def object_target(self, kind: ShapeKind, labelbox_name: str) -> ObjectTarget | None:
         key = (kind, labelbox_name)
-        if key not in self._object_cache:
-            self._object_cache[key] = self._object_target(kind, labelbox_name)
-        return self._object_cache[key]
+        target = self._object_cache.get(key, _UNKNOWN)
+        if target is _UNKNOWN:
+            target = self._object_cache[key] = self._object_target(kind, labelbox_name)
+        return target  # type: ignore[return-value]
 
     def _object_target(self, kind: ShapeKind, labelbox_name: str) -> ObjectTarget | None:
         same_kind = [o for o in self.objects if o.kind == kind and o.labelbox]
@@ -319,9 +334,10 @@ class Mapping:
                               ) -> ClassificationTarget | None:
         """The control for a question; ``parent`` is (parent control, LS choice) when nested."""
         key = (labelbox_name, per_region, parent)
-        if key not in self._classification_cache:
-            self._classification_cache[key] = self._find_classification(*key)
-        return self._classification_cache[key]
+        target = self._classification_cache.get(key, _UNKNOWN)  # one lookup: a row asks dozens
+        if target is _UNKNOWN:
+            target = self._classification_cache[key] = self._find_classification(*key)
+        return target  # type: ignore[return-value]
 
     def _find_classification(self, labelbox_name: str, per_region: bool,
                              parent: tuple[str, str] | None) -> ClassificationTarget | None:

@@ -14,7 +14,7 @@ import orjson
 from labelbridge.labelbox.export import task_regions
 from labelbridge.labelstudio.mapping import Mapping
 from labelbridge.labelstudio.results import PredictionCheck, ResultWriter, prediction_score
-from labelbridge.model.report import ConversionReport, Loss, Reporter
+from labelbridge.model.report import ConversionReport, Loss
 
 NO_PREDICTION = b"[]"  # per-task element Label Studio stores nothing for (it asks again later)
 
@@ -37,36 +37,41 @@ class RowConverter:
 
     def batch(self, rows: dict[int, tuple[str | None, bytes]], pks: Iterable[int]) -> Converted:
         done = Converted()
+        lost: list[Loss] = []  # the losses of the row being converted
+        report = done.report
+        report.sink = lost.append
+        writer = ResultWriter(self.mapping, report)
         for pk in pks:
             if pk in rows:
-                prediction, lost = self.row(rows[pk][1], done)
-                done.prepared.append((pk, prediction))
+                done.prepared.append((pk, self.row(rows[pk][1], report, writer, done)))
                 if lost:
                     done.losses.append((pk, b"".join(orjson.dumps(loss.as_dict()) + b"\n"
                                                      for loss in lost)))
+                    lost.clear()
+        report.sink = None  # the batch may be pickled back from a worker
         return done
 
-    def row(self, payload: bytes, done: Converted) -> tuple[bytes, list[Loss]]:
-        lost: list[Loss] = []
-        report = ConversionReport(sink=lost.append, announce=False)
+    def row(self, payload: bytes, report: ConversionReport, writer: ResultWriter,
+            done: Converted) -> bytes:
         tr = task_regions(orjson.loads(payload), report)
-        result = ResultWriter(self.mapping, report).write(tr)
+        result = writer.write(tr)
         row = tr.data_row.id or tr.data_row.global_key
-        result = self._validated(result, report.scope(data_row=row), done)
+        result = self._validated(result, report, row, done)
         score = prediction_score(tr)
         if score is not None and not 0.0 <= score <= 1.0:
             report.loss("prediction", "the mean confidence is outside 0..1: no score sent",
                         data_row=row, detail=str(score))
             score = None
-        done.report.merge(report)
         if not result:
-            return NO_PREDICTION, lost
+            return NO_PREDICTION
         return orjson.dumps({"result": result, "score": score,
-                             "model_version": self.model_version}), lost
+                             "model_version": self.model_version})
 
-    def _validated(self, result: list[dict], report: Reporter, done: Converted) -> list[dict]:
+    def _validated(self, result: list[dict], report: ConversionReport, row: str | None,
+                   done: Converted) -> list[dict]:
         if not result or not self.check.check({"result": result}):
             return result
+        scoped = report.scope(data_row=row)
         keep, dropped = [], set()
         regions = [r for r in result if r.get("type") != "relation"]
         for i, region in enumerate(regions):
@@ -74,13 +79,13 @@ class RowConverter:
             if errors:
                 dropped.add(region.get("id"))
                 done.invalid += 1
-                report.loss(region.get("type", "result"), "rejected by LabelInterface "
+                scoped.loss(region.get("type", "result"), "rejected by LabelInterface "
                             "validation", region.get("from_name"), region=region.get("id"),
                             detail="; ".join(errors))
         for r in result:
             if r.get("type") == "relation":
                 if r.get("from_id") in dropped or r.get("to_id") in dropped:
-                    report.loss("relationship", "related region failed validation",
+                    scoped.loss("relationship", "related region failed validation",
                                 detail=f"{r.get('from_id')} -> {r.get('to_id')}")
                     continue
             elif r.get("id") in dropped:

@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Sequence
 
 
 from labelbridge.labelstudio.mapping import Mapping, Overrides
+from labelbridge.labelstudio.results import RESULTS_VERSION
 from labelbridge.labelstudio.tasks import TaskKeys, object_fields, task_keys
 from labelbridge.model.report import ConversionReport
 from labelbridge.predictions.converting import NO_PREDICTION, Converted, RowConverter
@@ -62,7 +63,8 @@ class Predictor:
                 self._contexts.move_to_end(raw)
                 return ctx
         mapping = Mapping(label_config, self.overrides, self.store.feature_names())
-        key = hashlib.sha1(f"{mapping.fingerprint}:{self.model_version}".encode()).hexdigest()
+        key = hashlib.sha1(f"{mapping.fingerprint}:{RESULTS_VERSION}:{self.model_version}"
+                           .encode()).hexdigest()
         ctx = Context(key, mapping, object_fields(mapping),
                       RowConverter(mapping, self.model_version))
         self.store.register_context(key, label_config)

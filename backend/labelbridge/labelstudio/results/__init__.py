@@ -8,6 +8,7 @@ types, label key and value codec); ``check`` validates predictions against the l
 
 from labelbridge.labelstudio.results.check import PredictionCheck
 from labelbridge.labelstudio.results.reader import ResultReader
-from labelbridge.labelstudio.results.writer import ResultWriter, prediction_score
+from labelbridge.labelstudio.results.writer import RESULTS_VERSION, ResultWriter, prediction_score
 
-__all__ = ["PredictionCheck", "ResultReader", "ResultWriter", "prediction_score"]
+__all__ = ["RESULTS_VERSION", "PredictionCheck", "ResultReader", "ResultWriter",
+           "prediction_score"]

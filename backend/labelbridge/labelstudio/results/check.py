@@ -2,9 +2,10 @@
 
 label-studio-sdk validates each region by finding its control, checking type and ``to_name``,
 and instantiating the control's pydantic value class: about 12 µs a region, most of a prepared
-prediction's cost. ``PredictionCheck`` reads the label config once into a table (per control:
-tag, objects, labels, value rule) and accepts a region from that table when its value is in the
-plain form our writer produces (finite numbers within the bounds, lists of known labels...).
+prediction's cost. ``PredictionCheck`` reads the label config once into a table (per control,
+object and result type: the value rule, from the control's labels) and accepts a region from
+that table when its value is in the plain form our writer produces (finite numbers within the
+bounds, lists of known labels...): one lookup and the value's own test, ~0.5 µs a region.
 Anything else, and every rejection, is decided by ``LabelInterface`` itself, so the check can
 only be faster, never more or less strict (``tests/unit/test_results_check.py`` proves the
 verdicts equal on random results). The loop around the regions follows ``_validate_object_logic``
@@ -20,11 +21,7 @@ from typing import Any, Callable
 from label_studio_sdk.label_interface import LabelInterface
 
 Rule = Callable[[dict], bool]
-
-
-def _finite(v: Any, le: float) -> bool:
-    t = type(v)
-    return (t is float or t is int) and v - v == 0 and v <= le  # v - v: nan for nan and inf
+_NUMBER = (float, int)  # exactly these types (bool is neither), as the value classes accept
 
 
 def _labels_in(allowed: frozenset[str]) -> Callable[[Any], bool]:
@@ -39,18 +36,41 @@ def _labels_in(allowed: frozenset[str]) -> Callable[[Any], bool]:
     return ok
 
 
-def _geometry_rule(tag: str) -> Rule | None:
-    """Plain values the pydantic value class of this geometry tool accepts."""
-    if tag in ("rectangle", "rectanglelabels"):
-        return lambda v: (all(_finite(v.get(k), 100) for k in ("x", "y", "width", "height"))
-                          and (v.get("rotation") is None or _finite(v["rotation"], 360)))
-    if tag in ("polygon", "polygonlabels"):
-        return lambda v: type(v.get("points")) is list and all(
-            type(p) is list and len(p) == 2 and _finite(p[0], 100) and _finite(p[1], 100)
-            for p in v["points"])
-    if tag in ("keypoint", "keypointlabels"):
-        return lambda v: _finite(v.get("x"), 100) and _finite(v.get("y"), 100)
-    return None
+# The geometry rules run for most regions of a prediction: each number is tested inline, as
+# finite (``v - v == 0``: nan for nan and the infinities) and within the bound.
+def _rectangle(v: dict) -> bool:
+    x, y, w, h, r = v.get("x"), v.get("y"), v.get("width"), v.get("height"), v.get("rotation")
+    return (type(x) in _NUMBER and x - x == 0 and x <= 100
+            and type(y) in _NUMBER and y - y == 0 and y <= 100
+            and type(w) in _NUMBER and w - w == 0 and w <= 100
+            and type(h) in _NUMBER and h - h == 0 and h <= 100
+            and (r is None or type(r) in _NUMBER and r - r == 0 and r <= 360))
+
+
+def _polygon(v: dict) -> bool:
+    points = v.get("points")
+    if type(points) is not list:
+        return False
+    for p in points:
+        if type(p) is not list or len(p) != 2:
+            return False
+        x, y = p
+        if not (type(x) in _NUMBER and x - x == 0 and x <= 100
+                and type(y) in _NUMBER and y - y == 0 and y <= 100):
+            return False
+    return True
+
+
+def _keypoint(v: dict) -> bool:
+    x, y = v.get("x"), v.get("y")
+    return (type(x) in _NUMBER and x - x == 0 and x <= 100
+            and type(y) in _NUMBER and y - y == 0 and y <= 100)
+
+
+# geometry tool -> the plain values its pydantic value class accepts
+_GEOMETRY: dict[str, Rule] = {"rectangle": _rectangle, "rectanglelabels": _rectangle,
+                              "polygon": _polygon, "polygonlabels": _polygon,
+                              "keypoint": _keypoint, "keypointlabels": _keypoint}
 
 
 def _span_end(v: Any) -> bool:
@@ -75,13 +95,24 @@ class PredictionCheck:
         self.controls: dict[str, _Control] = {}
         for c in interface.controls:  # unique names (the SDK keeps them in a dict)
             self.controls[c.name] = self._compile(c)
+        # (from_name, to_name, type) -> (rule, whether a split-format partner must be looked
+        # for): one lookup settles everything about a region but its value
+        self.rules: dict[tuple[str, str, str], tuple[Rule, bool]] = {}
+        for control in self.controls.values():
+            typed = dict(control.merged)
+            if control.rule is not None:
+                typed[control.tag] = control.rule
+            for to_name in control.to_name & self.objects:
+                for rtype, rule in typed.items():
+                    self.rules[(control.name, to_name, rtype)] = (
+                        rule, control.tag == "labels" and rtype == "labels")
 
     def _compile(self, c: Any) -> _Control:
         tag = c.tag.lower()
         labels = _labels_in(frozenset(c.labels or ()))
         key = getattr(c, "_label_attr_name", None)
         rule: Rule | None = None
-        geometry = _geometry_rule(tag)
+        geometry = _GEOMETRY.get(tag)
         if geometry is not None:
             if key is None:
                 rule = geometry
@@ -104,7 +135,7 @@ class PredictionCheck:
         if tag == "labels":  # the SDK's _merged_labels_geometry_control, read once
             valid = frozenset(c.labels or ())
             for sib in self.interface.controls:
-                g = _geometry_rule(sib.tag.lower())
+                g = _GEOMETRY.get(sib.tag.lower())
                 if sib is not c and g and not sib.tag.endswith("Labels") \
                         and set(c.to_name or []) & set(sib.to_name or []):
                     t = f"{sib.tag.lower()}labels"
@@ -118,17 +149,15 @@ class PredictionCheck:
     def _plain(self, region: dict, result: list) -> bool:
         """True when the table alone shows the SDK accepts this region."""
         name, to_name = region.get("from_name"), region.get("to_name")
-        control = self.controls.get(name) if type(name) is str else None
         rtype, value = region.get("type"), region.get("value")
-        if control is None or type(rtype) is not str or type(value) is not dict \
-                or type(to_name) is not str or to_name not in self.objects \
-                or region["to_name"] not in control.to_name or control.name in value:
+        if type(name) is not str or type(to_name) is not str or type(rtype) is not str \
+                or type(value) is not dict or name in value:
             return False
-        rule = control.rule if rtype == control.tag else control.merged.get(rtype)
-        if rule is None:
+        entry = self.rules.get((name, to_name, rtype))
+        if entry is None:
             return False
-        if control.tag == "labels" and rtype == "labels" and any(_may_be_partner(r, region)
-                                                                 for r in result):
+        rule, spans = entry
+        if spans and any(_may_be_partner(r, region) for r in result):
             return False  # the SDK validates a split-format companion with its partner's class
         return rule(value)
 
@@ -165,6 +194,9 @@ class PredictionCheck:
                     errors.append(f"Region must be a dictionary. Got {type(region)}: {region}")
                     continue
                 if region.get("type") != "relation":
+                    if self._plain(region, result):  # region_errors(), its common case inline
+                        regions.append(region)
+                        continue
                     region_errors = self.region_errors(region, i, result)
                     errors.extend(region_errors)
                     if not region_errors:

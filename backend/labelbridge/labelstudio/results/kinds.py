@@ -9,9 +9,10 @@ and the reason). ``ResultWriter`` and ``ResultReader`` only dispatch through ``K
 kind (masks, video...) is a module with its ``ResultKind`` rows, listed in ``KINDS`` below.
 
 Label Studio facts: percent values of ``original_width/height`` (rectangle x/y is the top-left
-corner, rotation in degrees clockwise about it); polygons are open; ``Text`` span offsets are code
-points with ``end`` exclusive, and ``value.text`` may legitimately differ from the slice in
-whitespace (so it is reported, never rewritten).
+corner, rotation in degrees clockwise about it); polygons are open; a key point's ``width`` is
+the radius the editor draws it with (see ``point_style``); ``Text`` span offsets are code points
+with ``end`` exclusive, and ``value.text`` may legitimately differ from the slice in whitespace
+(so it is reported, never rewritten).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 from labelbridge.labelstudio import brush, video
 from labelbridge.model.regions import PIXEL_DIGITS, Box, KeyPoint, Mask, Polygon, Shape, Span
+from labelbridge.model.rounding import fixed
 
 PERCENT_DIGITS = 8  # percent of the image size: keeps PIXEL_DIGITS exact for images < 10^6 px
 
@@ -55,6 +57,8 @@ class ResultKind:
                                                             # feature) -> shape or None
     nest: Callable[[Shape, tuple], tuple[Shape, tuple]] | None = None  # where the region's
                                                             # answers go (video: each keyframe)
+    style: Callable[[Any, Size], dict] | None = None  # (target, size) -> value fields the
+                                                      # editor needs to draw the region
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -66,7 +70,7 @@ class ResultKind:
 
 
 def pct(v: float, total: float) -> float:
-    return round(v / total * 100.0, PERCENT_DIGITS)
+    return fixed(v / total * 100.0, PERCENT_DIGITS)
 
 
 def _num(value: dict, key: str) -> float:
@@ -79,7 +83,7 @@ def _num(value: dict, key: str) -> float:
 
 
 def _px(value: dict, key: str, total: float) -> float:
-    return round(_num(value, key) / 100.0 * total, PIXEL_DIGITS)
+    return fixed(_num(value, key) / 100.0 * total, PIXEL_DIGITS)
 
 
 def _size(size: Size) -> tuple[float, float]:
@@ -94,9 +98,9 @@ def write_box(shape: Shape, size: Size) -> dict:
     w, h = _size(size)
     assert isinstance(shape, Box)
     sx, sy = 100.0 / w, 100.0 / h
-    return {"x": round(shape.left * sx, PERCENT_DIGITS), "y": round(shape.top * sy, PERCENT_DIGITS),
-            "width": round(shape.width * sx, PERCENT_DIGITS),
-            "height": round(shape.height * sy, PERCENT_DIGITS), "rotation": shape.rotation}
+    return {"x": fixed(shape.left * sx, PERCENT_DIGITS), "y": fixed(shape.top * sy, PERCENT_DIGITS),
+            "width": fixed(shape.width * sx, PERCENT_DIGITS),
+            "height": fixed(shape.height * sy, PERCENT_DIGITS), "rotation": shape.rotation}
 
 
 def read_box(value: dict, size: Size, text: str | None) -> Shape:
@@ -114,7 +118,8 @@ def read_box(value: dict, size: Size, text: str | None) -> Shape:
 def write_polygon(shape: Shape, size: Size) -> dict:
     w, h = _size(size)
     assert isinstance(shape, Polygon)
-    return {"points": [[pct(x, w), pct(y, h)] for x, y in shape.points], "closed": True}
+    return {"points": [[fixed(x / w * 100.0, PERCENT_DIGITS), fixed(y / h * 100.0, PERCENT_DIGITS)]
+                       for x, y in shape.points], "closed": True}  # pct(), inline
 
 
 def read_polygon(value: dict, size: Size, text: str | None) -> Shape:
@@ -145,8 +150,22 @@ def write_point(shape: Shape, size: Size) -> dict:
 
 
 def read_point(value: dict, size: Size, text: str | None) -> Shape:
-    w, h = _size(size)
+    w, h = _size(size)  # value.width is how the editor draws it: no Labelbox point has a size
     return KeyPoint(_px(value, "x", w), _px(value, "y", h))
+
+
+POINT_STROKE_WIDTH = 2.0  # px: Label Studio's default strokeWidth of KeyPoint(Labels) (1.23.2)
+
+
+def point_style(target: Any, size: Size) -> dict:
+    """``value.width``: Label Studio 1.23's editor recognises a key point only by ``x``, ``y`` and
+    ``width`` (``KeyPointRegion``: a value without ``width`` is no region, nothing is drawn) and
+    draws it as a circle of that radius, in percent of the image width (never under 2 screen
+    pixels). Its own tool writes the control's ``strokeWidth`` there, in screen pixels at the
+    time of drawing; we write the control's ``strokeWidth`` (Label Studio's default when unset)
+    in pixels of the original image, so a prediction looks like a point drawn at 100% zoom."""
+    w, _ = _size(size)
+    return {"width": pct(target.stroke_width or POINT_STROKE_WIDTH, w)}
 
 
 # ----- text spans (code points, end exclusive) -----------------------------------------------
@@ -231,7 +250,8 @@ def _row(tr: Any) -> str | None:
 
 BOX = ResultKind("bbox", "rectanglelabels", "rectangle", True, write_box, read_box)
 POLYGON = ResultKind("polygon", "polygonlabels", "polygon", True, write_polygon, read_polygon)
-POINT = ResultKind("point", "keypointlabels", "keypoint", True, write_point, read_point)
+POINT = ResultKind("point", "keypointlabels", "keypoint", True, write_point, read_point,
+                   style=point_style)
 SPAN = ResultKind("span", "labels", None, False, write_span, read_span)
 HYPERTEXT_SPAN = ResultKind("span", "hypertextlabels", None, False, write_span, read_span)
 MASK = ResultKind("mask", "brushlabels", "brush", True, write_mask, read_mask)

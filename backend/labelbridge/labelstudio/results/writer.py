@@ -14,6 +14,11 @@ from labelbridge.model.regions import Classification, Region, Relation, TaskRegi
 from labelbridge.model.report import Reporter
 
 
+# What the writer makes of the same input changed (2: key points carry value.width): part of
+# the key prepared predictions are stored under, so none made by an older writer is served.
+RESULTS_VERSION = 2
+
+
 class ResultWriter:
     """Writes the Label Studio ``result`` list of one task."""
 
@@ -62,18 +67,24 @@ class ResultWriter:
             return kind.write_region(self, region, target, tr, report)
         try:
             geometry = kind.write(shape, size)
+            if kind.style is not None:
+                geometry.update(kind.style(target, size))
         except ResultError as exc:
             report.loss(shape.kind, exc.reason, region.name, region=region.id,
                         field="media_attributes" if kind.image else exc.field)
             return []
-        base = {"id": region.id, "from_name": target.control, "to_name": target.to_name}
+        if target.label is None:
+            value = dict(geometry)
+        else:
+            value = {**geometry, (kind.label_key if target.result_type == kind.labels_type
+                                  else target.result_type): [target.label]}
         if kind.image or target.object_tag == "Image":
-            base.update(original_width=tr.width, original_height=tr.height, image_rotation=0)
-        value = dict(geometry)
-        if target.label is not None:
-            value[kind.label_key if target.result_type == kind.labels_type
-                  else target.result_type] = [target.label]
-        main = {**base, "type": target.result_type, "value": value}
+            main = {"id": region.id, "from_name": target.control, "to_name": target.to_name,
+                    "original_width": tr.width, "original_height": tr.height,
+                    "image_rotation": 0, "type": target.result_type, "value": value}
+        else:
+            main = {"id": region.id, "from_name": target.control, "to_name": target.to_name,
+                    "type": target.result_type, "value": value}
         if region.score is not None:
             main["score"] = region.score
         out = [main]
@@ -112,7 +123,10 @@ class ResultWriter:
                 "type": target.result_type, "value": value}
         score = c.score
         if score is None:
-            score = next((a.score for a in c.answers if a.score is not None), None)
+            for a in c.answers:
+                if a.score is not None:
+                    score = a.score
+                    break
         if score is not None:
             item["score"] = score
         out.append(item)
@@ -133,7 +147,9 @@ class ResultWriter:
                 return None
             choices = []
             for a in c.answers:
-                ls = t.ls_answer(a.name)
+                ls = t.answers.get(a.name)
+                if ls is None:
+                    ls = t.ls_answer(a.name)
                 if ls is None:
                     report.loss(c.kind, "an answer has no <Choice> in the control", c.name,
                                 region=where, detail=f"answer {a.name!r}, control {t.control!r}")
