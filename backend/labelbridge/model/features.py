@@ -39,10 +39,9 @@ class FeatureTable:
         return hit
 
     def names(self) -> list[str]:
-        """Every exact name (for ``Mapping(labelbox_names=...)``): options first, features last,
-        so a feature wins a case-insensitive clash with an option there."""
-        return sorted({ref.name for ref in self.exact.values()},
-                      key=lambda n: n in {p[1] for p in self.exact if len(p) == 2})
+        """Every exact name, sorted (for ``Mapping(labelbox_names=...)``, where order does not
+        matter)."""
+        return sorted({ref.name for ref in self.exact.values()})
 
     def __len__(self) -> int:
         return len(self.exact)
