@@ -12,14 +12,13 @@ where it is stored, more result items than the caller allows.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
 from labelbridge.labelstudio import redact
+from labelbridge.model.times import parse_timestamp
 
 UPSERT_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"}
 DELETE_ACTIONS = {"ANNOTATIONS_DELETED"}
@@ -34,7 +33,6 @@ KNOWN_ACTIONS = frozenset({"PROJECT_CREATED", "PROJECT_UPDATED", "PROJECT_DELETE
 MAX_ID = (1 << 40) - 1
 # Nesting kept in what is stored (task data, results): real bodies stay below 10 levels.
 MAX_DEPTH = 64
-_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
 # What we keep of an annotation: enough to convert it and to trace it back.
 ANNOTATION_FIELDS = ("id", "result", "was_cancelled", "ground_truth", "created_at", "updated_at",
                      "task", "project", "completed_by", "updated_by", "parent_prediction",
@@ -102,15 +100,13 @@ def _int(value: Any, loc: list) -> int:
 
 
 def _timestamp(value: Any, loc: list) -> str:
-    """An ISO 8601 time as Label Studio writes it (``2026-11-22T12:10:10.978865Z``)."""
+    """An ISO 8601 time as Label Studio writes it (``2026-11-22T12:10:10.978865Z``): what the
+    outbox can order (the same rule, ``model.times``)."""
     if not isinstance(value, str) or not value.strip():
         raise WebhookError(loc, "must be an ISO 8601 time")
-    s = value.strip()
-    s = _LONG_FRACTION.sub(r"\1", s[:-1] + "+00:00" if s[-1] in "zZ" else s)
     try:
-        dt = datetime.fromisoformat(s)
-        (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
-    except (ValueError, OverflowError):
+        parse_timestamp(value)
+    except ValueError:
         raise WebhookError(loc, f"must be an ISO 8601 time, got {value[:40]!r}") from None
     return value
 

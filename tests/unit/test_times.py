@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labelbridge.groundtruth.outbox import parse_timestamp
+from labelbridge.model.times import parse_timestamp
 
 
 def test_timestamps_are_instants_not_strings():
