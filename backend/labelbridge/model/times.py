@@ -18,7 +18,8 @@ def parse_timestamp(value: object) -> int:
 
     Exact integers, so two spellings of one instant ("...Z", "+00:00", another offset) are
     the same version, and ordering never depends on string comparison. Digits past the
-    microsecond are dropped. Anything else raises ``ValueError``.
+    microsecond are dropped. Anything else, and an instant outside years 1 to 9999 in UTC,
+    raises ``ValueError``.
     """
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be an ISO 8601 string, got {value!r}")
@@ -27,8 +28,8 @@ def parse_timestamp(value: object) -> int:
         s = s[:-1] + "+00:00"
     try:
         dt = datetime.fromisoformat(_LONG_FRACTION.sub(r"\1", s))
-    except ValueError:
-        raise ValueError(f"not ISO 8601: {value[:40]!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):   # OverflowError: before year 1 or after 9999 in UTC
+        raise ValueError(f"not an ISO 8601 time of years 1 to 9999 (UTC): {value[:40]!r}"
+                         ) from None
     return (dt - _EPOCH) // timedelta(microseconds=1)
