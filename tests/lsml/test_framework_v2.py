@@ -229,3 +229,32 @@ def test_without_the_framework_the_import_says_what_is_missing(monkeypatch):
     with pytest.raises(ImportError, match="label-studio-ml framework.*README"):
         importlib.import_module("labelbridge.mlbackend")
     sys.modules.pop("labelbridge.mlbackend", None)
+
+
+def test_fit_keeps_a_refused_body_as_the_webhook_does(mlbackend, monkeypatch):
+    """The route's scrubbing (``redact.rejected_copy``): the service's own secret values go
+    wherever they appear, and a body too deep to write is kept cut, never an exception."""
+    secret = "tok-s3cret-9876"
+    monkeypatch.setenv("LABELBRIDGE_WEBHOOK_TOKEN", secret)
+    body = capture(FLOW + "ml-auto-webhook_ANNOTATION_CREATED.json")
+    body = {**body, "annotation": {**body["annotation"], "id": "one"},
+            "task": {**body["task"], "data": {**body["task"]["data"], "note": f"is {secret}"}}}
+    with TestClient(create_app(load_settings())) as bridge:
+        r = bridge.post("/webhook", json=body, headers={"X-Labelbridge-Token": secret})
+        assert r.status_code == 422
+    status, answer = V2Server(mlbackend.LabelboxModel).webhook(body)
+    assert answer["result"]["status"] == "rejected"
+    deep: list = []
+    for _ in range(400):            # deeper than orjson writes (and than /webhook stores)
+        deep = [deep]
+    nested = {**body, "task": {**body["task"], "data": {"image": "x", "deep": deep}}}
+    status, answer = V2Server(mlbackend.LabelboxModel).webhook(nested)
+    assert answer["result"]["status"] == "rejected"
+
+    (cut, fit, route) = mlbackend.runtime().outbox.rejected()   # newest first
+    assert json.loads(fit["body"]) == json.loads(route["body"])
+    assert secret.encode() not in fit["body"]
+    assert b"<redacted>" in fit["body"] and b"is <redacted>" in fit["body"]
+    kept = json.loads(cut["body"])
+    assert kept["task"]["data"]["image"] == "x" and kept["annotation"]["id"] == "one"
+    assert "nested deeper than 200 levels: cut there" in cut["reason"]

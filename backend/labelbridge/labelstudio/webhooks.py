@@ -3,10 +3,11 @@
 Label Studio facts handled here: the envelope is ``{"action", <object or list>, "project"}``;
 ``ANNOTATIONS_CREATED`` carries lists of annotations and tasks; ``ANNOTATIONS_DELETED`` carries
 ids only; a skipped task is an annotation with ``was_cancelled: true``; the embedded project
-holds secrets (``token``, ``task_data_password``) that must never be stored or logged
-(``redact``). Everything a client can get wrong is a ``WebhookError`` naming the field: ids
-outside ``1..MAX_ID``, timestamps that are not ISO 8601, JSON nested deeper than ``MAX_DEPTH``
-where it is stored, more result items than the caller allows.
+holds secrets (``token``, ``task_data_password``) that must never be stored or logged (only
+the annotation and its task are kept; a refused body is scrubbed by ``redact``). Everything a
+client can get wrong is a ``WebhookError`` naming the field: ids outside ``1..MAX_ID``,
+timestamps that are not ISO 8601, JSON nested deeper than ``MAX_DEPTH`` where it is stored,
+more result items than the caller allows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 import orjson
 
-from labelbridge.labelstudio import redact
 from labelbridge.model.times import parse_timestamp
 
 UPSERT_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"}
@@ -84,11 +84,6 @@ class ParsedWebhook:
     label_config: str | None
     changes: list[AnnotationChange] = field(default_factory=list)
     ignored_reason: str | None = None
-
-
-def strip_secrets(body: Any) -> Any:
-    """A copy of a webhook body safe to store or log: secrets removed at any depth."""
-    return redact.strip_secrets(body)
 
 
 def _int(value: Any, loc: list) -> int:
