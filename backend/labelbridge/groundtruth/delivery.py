@@ -57,11 +57,13 @@ class DeliveryPolicy:
 class Deliverer:
     def __init__(self, outbox: Outbox, sink: Sink, converter: GroundTruthConverter,
                  policy: DeliveryPolicy, wake: threading.Event | None = None,
-                 on_delivered: Callable[[list[tuple[Delivery, GroundTruth]]], None] | None = None
-                 ) -> None:
-        """``on_delivered``: told of every delivered annotation (the edit report)."""
+                 on_delivered: Callable[[list[tuple[Delivery, GroundTruth]]], None] | None = None,
+                 on_deleted: Callable[[list[int]], None] | None = None) -> None:
+        """``on_delivered``: told of every delivered annotation, an emptied one too (the edit
+        report); ``on_deleted``: of every annotation whose deletion reached Labelbox."""
         self.outbox = outbox
         self.on_delivered = on_delivered
+        self.on_deleted = on_deleted
         self.sink = sink
         self.converter = converter
         self.policy = policy
@@ -184,13 +186,15 @@ class Deliverer:
         for item in batch.items:
             try:
                 if item.kind == "delete":
-                    self.removal.delete(item, batch.id)
+                    if self.removal.delete(item, batch.id):
+                        self._tell(self.on_deleted, [item.annotation_id])
                 elif (gt := self._convert(item)) is None:
                     continue
                 elif gt.lines:
                     converted[item.id] = gt
-                else:
-                    self.removal.emptied(item, gt)
+                elif self.removal.emptied(item, gt):
+                    self._tell(self.on_delivered, [(Delivery(
+                        item.id, item.annotation_id, gt.data_row, [], gt.regions), gt)])
             except OutboxError:
                 raise
             except Exception as exc:
@@ -287,11 +291,16 @@ class Deliverer:
     def _recorded(self, batch: Batch, outcome: ImportOutcome, done: list[Delivery],
                   converted: dict[int, GroundTruth]) -> None:
         self.outbox.record_deliveries(batch.id, outcome.name, done)
-        if self.on_delivered is not None:
-            try:   # the edit report is not delivery: a failure there must not redo the import
-                self.on_delivered([(d, converted[d.item_id]) for d in done])
+        self._tell(self.on_delivered, [(d, converted[d.item_id]) for d in done])
+
+    @staticmethod
+    def _tell(hook: Callable[[list], None] | None, what: list) -> None:
+        """A hook (the edit report) is not delivery: its failure must not redo the work."""
+        if hook is not None:
+            try:
+                hook(what)
             except Exception:
-                log.exception("batch %d: the delivery hook failed", batch.id)
+                log.exception("the delivery hook failed")
 
     def _refused(self, item: WorkItem, uuids: list[str], outcome: ImportOutcome) -> bool:
         """Dead-letters the item (True) unless Labelbox accepted every line of it."""
