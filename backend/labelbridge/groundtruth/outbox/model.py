@@ -119,9 +119,12 @@ class Batch:
 
 @dataclass(frozen=True)
 class Delivery:
-    """What one import delivered for one in-flight item (``Outbox.record_deliveries``)."""
+    """What one import delivered for one in-flight item (``Outbox.record_deliveries``);
+    ``refused``: why the rest of its lines were not (the item is then a dead letter, though
+    what was delivered is recorded)."""
     item_id: int
     annotation_id: int
     data_row: dict
     uuids: list[str]
     regions: list[tuple[str, str, str | None]]  # (ls_region_id, uuid, lb_feature_id)
+    refused: str | None = None
