@@ -38,6 +38,16 @@ class FeatureTable:
             hit = self._folded.get(tuple(p.casefold() for p in path))
         return hit
 
+    def naming(self, path: Path, name: str, schema_id: str | None = None
+               ) -> tuple[str | None, str]:
+        """How a feature is named in NDJSON: (its schema id, when given or known here, else
+        None: then by name; Labelbox's exact spelling of ``name``, the path of what is nested
+        under it)."""
+        ref = self.find(path)
+        if ref is None:
+            return schema_id, name
+        return schema_id or ref.schema_id, ref.name
+
     def names(self) -> list[str]:
         """Every exact name, sorted (for ``Mapping(labelbox_names=...)``, where order does not
         matter)."""
