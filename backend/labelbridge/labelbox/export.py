@@ -19,7 +19,7 @@ from typing import Any, Iterator, Literal
 
 import orjson
 
-from labelbridge.labelbox import video
+from labelbridge.labelbox import video, video_merge
 from labelbridge.labelbox.annotations import task_regions
 from labelbridge.labelbox.errors import ExportError
 
@@ -163,8 +163,8 @@ def select_annotations(row: dict, sel: Selection) -> tuple[str | None, Any]:
         for part in ("objects", "classifications", "relationships"):
             value = ann.get(part)
             merged[part].extend(value if isinstance(value, list) else [])
-    if any(video.is_video(ann) for ann in parts):   # frames merged per feature (video.merge)
-        merged.update(video.merge([ann for ann in parts if video.is_video(ann)]))
+    if any(video.is_video(ann) for ann in parts):   # frames merged feature by feature
+        merged.update(video_merge.merge([ann for ann in parts if video.is_video(ann)]))
     return run_id, merged
 
 

@@ -66,58 +66,10 @@ def runs(frames: Iterable[int]) -> Ranges:
 
 # ===== export rows -> neutral =================================================================
 
-MERGE_LOSSES = "labelbridge_merge_losses"   # what ``merge`` could not keep, for the reader
+MERGE_LOSSES = "labelbridge_merge_losses"   # what ``video_merge.merge`` could not keep
 
 
-def merge(parts: list[dict]) -> dict:
-    """The video part of several predictions of one data row (one model run) as one label:
-    every feature's boxes per frame, segments and key frames, and every frame's
-    classifications. A feature id found in more than one prediction keeps the first's (each
-    other is listed under ``MERGE_LOSSES`` as (reason, feature name), for ``VideoReader`` to
-    report); a part of the wrong JSON type is listed there too."""
-    frames: dict[str, dict] = {}
-    merged: dict[str, dict] = {"segments": {}, "key_frame_feature_map": {}}
-    owner: dict[str, int] = {}
-    losses: list[tuple[str, str | None]] = []
-
-    def owned(fid: str, i: int, name: Any = None) -> bool:
-        if owner.setdefault(fid, i) == i:
-            return True
-        reason = (f"feature {fid} is in more than one prediction of this data row: kept the "
-                  "first one's")
-        if all(r != reason for r, _ in losses):
-            losses.append((reason, name if isinstance(name, str) else None))
-        return False
-
-    for i, ann in enumerate(parts, 1):
-        for part in ("frames", *merged):
-            if not isinstance(ann.get(part) or {}, dict):
-                losses.append((f"prediction {i}: {part} is not an object", None))
-        raw = ann.get("frames")
-        for key, frame in (raw.items() if isinstance(raw, dict) else ()):
-            n = _frame_number(key)
-            into = frames.setdefault(str(n) if n is not None else str(key),
-                                     {"objects": {}, "classifications": []})
-            if not isinstance(frame, dict):
-                continue   # the reader reports the frame key
-            objects = frame.get("objects")
-            for fid, obj in (objects.items() if isinstance(objects, dict) else ()):
-                if owned(fid, i, obj.get("name") if isinstance(obj, dict) else None):
-                    into["objects"][fid] = obj
-            if isinstance(frame.get("classifications"), list):
-                into["classifications"] += frame["classifications"]
-        for part, into in merged.items():
-            value = ann.get(part)
-            for fid, v in (value.items() if isinstance(value, dict) else ()):
-                if owned(fid, i):
-                    into[fid] = v
-    out: dict[str, Any] = {"frames": frames, **merged}
-    if losses:
-        out[MERGE_LOSSES] = losses
-    return out
-
-
-def _frame_number(key: Any) -> int | None:
+def frame_number(key: Any) -> int | None:
     try:
         n = int(key)
     except (TypeError, ValueError):
@@ -132,7 +84,7 @@ def _ranges(raw: Any) -> Ranges | None:
     for r in raw:
         if not (isinstance(r, (list, tuple)) and len(r) == 2):
             return None
-        s, e = _frame_number(r[0]), _frame_number(r[1])
+        s, e = frame_number(r[0]), frame_number(r[1])
         if s is None or e is None or e < s:
             return None
         out.append((s, e))
@@ -141,9 +93,9 @@ def _ranges(raw: Any) -> Ranges | None:
 
 def _keyframe_set(raw: Any) -> set[int] | None:
     if isinstance(raw, dict):
-        return {n for k, v in raw.items() if v and (n := _frame_number(k)) is not None}
+        return {n for k, v in raw.items() if v and (n := frame_number(k)) is not None}
     if isinstance(raw, list):
-        return {n for k in raw if (n := _frame_number(k)) is not None}
+        return {n for k in raw if (n := frame_number(k)) is not None}
     return None
 
 
@@ -167,7 +119,7 @@ class VideoReader:
             self.report.loss("video", reason, feature, self.row)
         frames: dict[int, dict] = {}
         for key, frame in self._dict(ann.get("frames"), "frames").items():
-            n = _frame_number(key)
+            n = frame_number(key)
             if n is None or not isinstance(frame, dict):
                 self.report.loss("video", f"frame key {key!r} is not a frame number >= 1",
                                  None, self.row)
