@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 
+from labelbridge.labelstudio import video
 from labelbridge.labelstudio.mapping import Mapping, Overrides
 from labelbridge.labelstudio.tasks import TaskKeys, object_fields, task_keys
 from labelbridge.model.report import ConversionReport
@@ -47,6 +48,9 @@ class Context:
     report: ConversionReport = field(default_factory=ConversionReport)
     invalid: int = 0
     used_at: float = field(default_factory=time.monotonic)   # last marked used in the index
+    # a prepared prediction -> the one for a task (the adapter's: a video frame rate read
+    # from task data); None when predictions do not depend on the task
+    for_task: Callable[[bytes, dict], bytes] | None = None
 
 
 class Predictor:
@@ -81,7 +85,8 @@ class Predictor:
         mapping = Mapping(label_config, self.overrides, self.store.feature_names())
         key = hashlib.sha1(f"{mapping.fingerprint}:{self.model_version}".encode()).hexdigest()
         ctx = Context(key, mapping, object_fields(mapping),
-                      RowConverter(mapping, self.model_version))
+                      RowConverter(mapping, self.model_version),
+                      for_task=video.task_retimer(mapping))
         self.store.register_context(key, label_config)
         with self._lock:
             spare = self._preparing | {key}
@@ -197,4 +202,8 @@ class Predictor:
         if missing:
             self._convert_rows(ctx, self.store.rows(missing), missing)
             ready.update(self.store.prepared(ctx.key, missing))
-        return [ready.get(pk, NO_PREDICTION) if pk is not None else NO_PREDICTION for pk in pks]
+        out = [ready.get(pk, NO_PREDICTION) if pk is not None else NO_PREDICTION for pk in pks]
+        if ctx.for_task is not None:
+            out = [b if b == NO_PREDICTION else ctx.for_task(b, t.get("data") or {})
+                   for b, t in zip(out, tasks)]
+        return out
