@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import orjson
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CAPTURES = FIXTURES / "ls-captures"
@@ -15,6 +17,7 @@ DEMO_EXPORT = ROOT / "configs" / "demo" / "labelbox-export.ndjson"
 RUN = "crun0000000000000000000001"[:25]
 MODEL = "cmodel000000000000000000001"[:25]
 DATA_ROW = "cdatarow00000000000000001"
+CAPTURED_RUN = "crun000000000000000000001"   # the model run of ``captured_task_export``
 
 
 def capture(name: str) -> dict:
@@ -144,3 +147,21 @@ def run_rows(run_id: str, n: int, *, tag: str = "a", left: float = 10.0, model_i
         row["experiments"] = {model_id: row["experiments"][MODEL]}
         rows.append(row)
     return rows
+
+
+def captured_task_export(path: Path) -> None:
+    """Labelbox rows for the first two tasks of the captured /predict (matched by URL)."""
+    rows = []
+    for n, (label, conf) in enumerate([("cat", 0.9), ("dog", 0.7)], 1):
+        box = {"feature_id": f"cfeat{n:020d}", "name": label, "confidence": conf,
+               "annotation_kind": "ImageBoundingBox",
+               "bounding_box": {"left": 64, "top": 48, "width": 128, "height": 96},
+               "classifications": [radio(f"cq{n}", "quality", "good")]}
+        rows.append(export_row([box], [radio(f"cscene{n:019d}", "scene", "indoor")],
+                               data_row_id=f"cdatarow{n:017d}", global_key=f"img{n}.jpg",
+                               row_data=f"http://127.0.0.1:9999/img{n}.jpg",
+                               runs={CAPTURED_RUN: {"predictions": [{"annotations": {
+                                   "objects": [box],
+                                   "classifications": [radio(f"cscene{n:019d}", "scene",
+                                                             "indoor")]}}]}}))
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))

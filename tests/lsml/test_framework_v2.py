@@ -27,8 +27,7 @@ from fastapi.testclient import TestClient
 from labelbridge.service.server import create_app
 from labelbridge.settings import env_names, load_settings
 
-from tests.helpers import capture
-from tests.integration.test_server_process import RUN, captured_task_export
+from tests.helpers import CAPTURED_RUN, capture, captured_task_export
 from tests.lsml.captures import FLOW, PREDICTS, SETUP, assert_labelbridge_results, canonical
 
 TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED",
@@ -143,9 +142,9 @@ def bridge(env):
 
 def test_setup_answers_labelbridges_model_version(mlbackend):
     server = V2Server(mlbackend.LabelboxModel)
-    assert server.setup(capture(SETUP)) == {"model_version": RUN}
+    assert server.setup(capture(SETUP)) == {"model_version": CAPTURED_RUN}
     other = dict(capture(SETUP), project="7.1795349409")
-    assert server.setup(other) == {"model_version": RUN}
+    assert server.setup(other) == {"model_version": CAPTURED_RUN}
 
 
 @pytest.mark.parametrize("name", PREDICTS)
@@ -154,7 +153,7 @@ def test_predictions_equal_labelbridges_own(mlbackend, bridge, name):
     ours = bridge.post("/predict", json=body).json()["results"]
     theirs = V2Server(mlbackend.LabelboxModel).predict(body)["results"]
     assert canonical(theirs) == canonical(ours)
-    assert_labelbridge_results(body, ours, RUN)
+    assert_labelbridge_results(body, ours, CAPTURED_RUN)
 
 
 def test_predict_uses_the_label_config_its_setup_stored(mlbackend, bridge):
