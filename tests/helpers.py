@@ -1,4 +1,5 @@
-"""Small builders shared by tests: Labelbox export rows and label configs."""
+"""Small builders shared by tests: Labelbox export rows, label configs, webhook bodies, the
+captured /predict's export."""
 
 from __future__ import annotations
 
@@ -165,3 +166,15 @@ def captured_task_export(path: Path) -> None:
                                    "classifications": [radio(f"cscene{n:019d}", "scene",
                                                              "indoor")]}}]}}))
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+
+
+def json_places(node, path=()):
+    """The path of every place (a key of an object, an index of an array) inside a JSON value."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield path + (k,)
+            yield from json_places(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield path + (i,)
+            yield from json_places(v, path + (i,))
