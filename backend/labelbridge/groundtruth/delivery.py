@@ -12,9 +12,10 @@ Whatever goes wrong with one annotation (it cannot be converted, Labelbox refuse
 dead-letters that annotation alone, with the reason; its batch-mates go on. When Labelbox
 refused only some of its lines, it holds a label with the others: that delivery is recorded
 all the same (and an earlier label of the annotation removed), so a later delivery (an update,
-``outbox retry``) replaces that label and a delete removes it, as for any delivered annotation. A claimed batch is
-leased (``leases.py``); whatever goes wrong with the batch gives it back, and if even that
-fails (disk full) its lease runs out and it is taken over. Retention runs between batches.
+``outbox retry``) replaces that label and a delete removes it, as for any delivered annotation.
+A claimed batch is leased (``leases.py``); whatever goes wrong with the batch gives it back, and
+if even that fails (disk full) its lease runs out and it is taken over. Retention runs between
+batches.
 """
 
 from __future__ import annotations
