@@ -1,4 +1,5 @@
-"""Small builders shared by tests: Labelbox export rows and label configs."""
+"""Small builders shared by tests: Labelbox export rows, label configs, webhook bodies, the
+captured /predict's export."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import copy
 import json
 import time
 from pathlib import Path
+
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -15,6 +18,7 @@ DEMO_EXPORT = ROOT / "configs" / "demo" / "labelbox-export.ndjson"
 RUN = "crun0000000000000000000001"[:25]
 MODEL = "cmodel000000000000000000001"[:25]
 DATA_ROW = "cdatarow00000000000000001"
+CAPTURED_RUN = "crun000000000000000000001"   # the model run of ``captured_task_export``
 
 
 def capture(name: str) -> dict:
@@ -144,3 +148,33 @@ def run_rows(run_id: str, n: int, *, tag: str = "a", left: float = 10.0, model_i
         row["experiments"] = {model_id: row["experiments"][MODEL]}
         rows.append(row)
     return rows
+
+
+def captured_task_export(path: Path) -> None:
+    """Labelbox rows for the first two tasks of the captured /predict (matched by URL)."""
+    rows = []
+    for n, (label, conf) in enumerate([("cat", 0.9), ("dog", 0.7)], 1):
+        box = {"feature_id": f"cfeat{n:020d}", "name": label, "confidence": conf,
+               "annotation_kind": "ImageBoundingBox",
+               "bounding_box": {"left": 64, "top": 48, "width": 128, "height": 96},
+               "classifications": [radio(f"cq{n}", "quality", "good")]}
+        rows.append(export_row([box], [radio(f"cscene{n:019d}", "scene", "indoor")],
+                               data_row_id=f"cdatarow{n:017d}", global_key=f"img{n}.jpg",
+                               row_data=f"http://127.0.0.1:9999/img{n}.jpg",
+                               runs={CAPTURED_RUN: {"predictions": [{"annotations": {
+                                   "objects": [box],
+                                   "classifications": [radio(f"cscene{n:019d}", "scene",
+                                                             "indoor")]}}]}}))
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+
+
+def json_places(node, path=()):
+    """The path of every place (a key of an object, an index of an array) inside a JSON value."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield path + (k,)
+            yield from json_places(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield path + (i,)
+            yield from json_places(v, path + (i,))

@@ -30,7 +30,8 @@ from typing import Any
 
 import orjson
 
-from labelbridge.labelstudio import webhooks
+from labelbridge.labelstudio import redact, webhooks
+from labelbridge.service import logs
 from labelbridge.service.runtime import Runtime
 from labelbridge.settings import load_settings
 
@@ -112,9 +113,10 @@ class LabelboxModel(LabelStudioMLBase):
         rt = runtime()
         body = {**(data or {}), "action": event}
         try:
-            parsed = webhooks.parse(body)
-        except webhooks.WebhookError as exc:
-            rt.outbox.reject(orjson.dumps(webhooks.strip_secrets(body)), str(exc), {})
+            parsed = webhooks.parse(body, rt.settings.max_regions)
+        except webhooks.WebhookError as exc:   # kept as /webhook keeps a refused body
+            kept, note = redact.rejected_copy(None, body, logs.secret_values(rt.settings))
+            rt.outbox.reject(kept, str(exc) + note, {})
             log.warning("fit %s rejected: %s", event, exc)
             return {"status": "rejected", "detail": exc.detail()}
         if parsed.ignored_reason:

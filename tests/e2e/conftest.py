@@ -1,6 +1,6 @@
 """Fixtures for the end-to-end tests: one real Label Studio 1.23.2 per test session.
 
-* every test under tests/e2e is marked ``e2e`` automatically;
+* every test under tests/e2e is marked ``e2e`` (``tests/conftest.py``);
 * ``label_studio`` (session): a running :class:`~tests.e2e.lsharness.LabelStudioServer`,
   booted from the pre-migrated template in a temporary dir; FAILS (never skips) when
   ``.venv-ls`` is missing, so a missing dependency cannot hide behind a skip;
@@ -13,20 +13,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from tests.e2e import lsharness
-
-_HERE = Path(__file__).resolve().parent
-
-
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselection
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if _HERE in Path(str(item.path)).resolve().parents:
-            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_terminal_summary(terminalreporter):

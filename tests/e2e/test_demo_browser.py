@@ -7,8 +7,9 @@ URL, and reads from the page what a person sees: the Regions list, and for each 
 Info panel's ID and label, which must be the Labelbox feature id and name of the demo export.
 A failure leaves a screenshot in ``var/test-artifacts/browser/`` (README, Development).
 
-Another kind of task joins with one ``Case`` (brush masks: ``brushregion``; video:
-``videorectangleregion``) and its project in ``configs/demo/demo.yaml``.
+Another kind of task joins with one ``Case`` (brush masks: ``brushregion``; video tracks:
+``videorectangleregion``, the video played from the media server) and its project in
+``configs/demo/demo.yaml``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Case:
     region_type: str    # the editor's region type (class lsf-tree__node_type_<type>)
     regions: int        # how many the demo export's data row has for this config
     images: int = 1     # images the task shows, loaded from the demo's media server
+    videos: int = 0     # videos it plays from there (a first frame decoded)
 
 
 CASES = [
@@ -50,6 +52,7 @@ CASES = [
     Case("Demo: keypoints", "keypointregion", 1),   # drawn only with value.width (kinds.py)
     Case("Demo: named entities", "richtextregion", 4, images=0),
     Case("Demo: masks", "brushregion", 4),
+    Case("Demo: video", "videorectangleregion", 3, images=0, videos=1),   # one per track
 ]
 
 
@@ -171,13 +174,18 @@ def test_the_printed_url_shows_the_labelbox_predictions(demo, page, case, reques
         page.navigate(url)
         rows = f".lsf-tree__node_type_{case.region_type} .lsf-tree-node-content-wrapper"
         media = f"[...document.images].filter(i => i.src.startsWith('{media_url}'))"
+        videos = (f"[...document.querySelectorAll('video')].filter(v => "
+                  f"v.currentSrc.startsWith('{media_url}'))")
         page.wait_for(f"document.querySelectorAll('{rows}').length >= {case.regions} && "
                       f"{media}.length >= {case.images} && "
                       f"{media}.every(i => i.complete && i.naturalWidth > 0) && "
+                      f"{videos}.length >= {case.videos} && "
+                      f"{videos}.every(v => v.readyState >= 2 && v.videoWidth > 0) && "
                       f"[...document.querySelectorAll('{rows}')].map(e => e.innerText).join()",
                       60, settle=1.5,
-                      what=f"{case.regions} {case.region_type}(s) in the Regions list and "
-                      f"{case.images} image(s) from the demo's media server")
+                      what=f"{case.regions} {case.region_type}(s) in the Regions list, "
+                      f"{case.images} image(s) and {case.videos} video(s) from the demo's "
+                      "media server")
         listed = page.evaluate(f"[...document.querySelectorAll('{rows}')].map(e => e.innerText)")
         shown = shown_regions(page, case.region_type)
         assert len(shown) == len(listed) == case.regions, (listed, shown)

@@ -117,10 +117,10 @@ class Service:
         raise AssertionError(f"not delivered in time: {self.status()}\n{self.log.read_text()}")
 
 
-def make_standin(rows: int = 40) -> LabelboxStandIn:
+def make_standin(rows: int = 40, ontology: list[Feature] = ONTOLOGY) -> LabelboxStandIn:
     """A running stand-in with the project PROJECT and data rows img-0.jpg ... img-<rows-1>.jpg."""
     s = LabelboxStandIn(api_key="test-key").start()
-    s.add_project(PROJECT, name="bridge", ontology=ONTOLOGY)
+    s.add_project(PROJECT, name="bridge", ontology=ontology)
     s.add_data_rows(PROJECT, [{"id": new_cuid(), "global_key": f"img-{i}.jpg",
                                "row_data": f"http://img/img-{i}.jpg",
                                "media_attributes": {"width": 640, "height": 480}}

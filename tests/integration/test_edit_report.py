@@ -143,3 +143,51 @@ def test_an_annotation_not_made_from_the_prediction_is_not_reported(service):
     store.close()
     missing = report(settings.model_copy(update={"data_dir": settings.data_dir / "none"}))
     assert missing.returncode == 1 and "no edit report" in missing.stderr
+
+
+def summary(settings: Settings):
+    store = EditStore(settings.edits_db)
+    try:
+        return store.summary()
+    finally:
+        store.close()
+
+
+def two_annotations(client, settings) -> dict:
+    """Annotation 3 edited as ``edited`` does, annotation 4 the prediction as it is; both in
+    the report. Returns the webhook headers."""
+    r = client.post("/predict", json={"tasks": [{"id": 1, "data": TASK}],
+                                      "label_config": IMAGE_CONFIG})
+    prediction = r.json()["results"][0]["result"]
+    hook = {"X-Labelbridge-Token": TOKEN}
+    client.post("/webhook", json=annotation(edited(prediction), 3), headers=hook)
+    client.post("/webhook", json=annotation(prediction, 4), headers=hook)
+    wait_for(lambda: summary(settings).annotations == 2, what="both in the edit report")
+    return hook
+
+
+def test_an_emptied_annotation_deleted_every_predicted_region(service):
+    client, settings = service
+    hook = two_annotations(client, settings)
+    emptied = annotation([], 4, action="ANNOTATION_UPDATED")
+    emptied["annotation"]["updated_at"] = "2026-12-01T11:00:00.000000Z"
+    client.post("/webhook", json=emptied, headers=hook)
+    total = wait_for(lambda: (t := summary(settings).total) and t.counts["deleted"] == 5 and t,
+                     what="the emptied annotation's figures")
+    assert (total.counts["predicted"], total.counts["accepted"]) == (8, 1)
+    assert summary(settings).annotations == 2
+
+
+def test_a_deleted_annotation_leaves_the_report(service):
+    client, settings = service
+    hook = two_annotations(client, settings)
+    client.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 4}],
+                                  "project": CREATED["project"]}, headers=hook)
+    removals = settings.file_sink_dir / "removals.ndjson"
+    wait_for(lambda: removals.exists() and b'"annotationId":4' in removals.read_bytes(),
+             what="the deletion delivered")
+    s = summary(settings)
+    assert s.annotations == 1 and s.total.counts == {   # annotation 3's alone
+        "predicted": 4, "accepted": 1, "moved": 1, "relabelled": 1, "attributes_changed": 0,
+        "deleted": 1, "added": 1}
+    assert client.get("/status").json()["edits"]["annotations"] == 1

@@ -18,9 +18,9 @@ import time
 
 import pytest
 
-from tests.helpers import annotation_body
-from tests.integration.lbservice import (PROJECT, Service, labels_per_row, lines_per_uuid,
-                                         make_standin, u5)
+from tests.helpers import annotation_body, wait_for
+from tests.integration.lbservice import (CREATED, ONTOLOGY, PROJECT, Service, labels_per_row,
+                                         lines_per_uuid, live_labels, make_standin, u5)
 
 ROWS = 200
 _next_id = itertools.count()
@@ -147,5 +147,41 @@ def test_a_batch_whose_worker_died_is_taken_over_when_its_lease_expires(tmp_path
     finally:
         if other is not None and other.poll() is None:
             other.kill()
+        svc.stop()
+        standin.stop()
+
+
+def test_an_annotation_labelbox_took_in_part_keeps_one_label_through_updates_retries_and_delete(
+        tmp_path):
+    """Labelbox refuses the Person box (not in this ontology) and takes the rest: its label holds
+    them, and the annotation is a dead letter. That delivery is recorded, so an update and an
+    `outbox retry` replace the label rather than add one, and a delete removes it."""
+    standin = make_standin(5, ontology=[f for f in ONTOLOGY if f.name != "Person"])
+    svc = Service(tmp_path, standin)
+    aid, task = 10_900, 20_900
+    try:
+        svc.start()
+        svc.post(annotation_body(aid, task, "img-1.jpg"))
+        assert svc.wait_settled([aid]) == {aid: ["failed"]}
+        (label,) = live_labels(standin)
+        assert {a["name"] for a in label["annotations"]} == {"Car", "weather"}
+        assert "FeatureNotFound" in svc.cli("outbox", "dead").stdout
+
+        svc.post(annotation_body(aid, task, "img-1.jpg", x=50, action="ANNOTATION_UPDATED",
+                                 updated_at="2026-11-22T13:00:00Z"))
+        svc.wait_settled([aid])
+        labels = live_labels(standin)
+        assert len(labels) == 1, f"the update added a label: {labels}"
+        car = next(a for a in labels[0]["annotations"] if a["name"] == "Car")
+        assert car["bbox"]["left"] == 320.0           # the update's box
+
+        assert "requeued 1" in svc.cli("outbox", "retry").stderr
+        svc.wait_settled([aid])
+        assert len(live_labels(standin)) == 1 and len(standin.imports(PROJECT)) == 3
+
+        svc.post({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": aid}],
+                  "project": CREATED["project"]})
+        wait_for(lambda: not live_labels(standin), what="the label removed by the delete")
+    finally:
         svc.stop()
         standin.stop()

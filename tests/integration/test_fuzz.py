@@ -23,8 +23,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
 from labelbridge.groundtruth.outbox import Outbox
 
 from tests.fuzz import SECRET_VALUES, Mutator
-from tests.helpers import IMAGE_CONFIG
-from tests.integration.test_server_process import captured_task_export
+from tests.helpers import IMAGE_CONFIG, captured_task_export
 from tests.procs import free_port, start_process, stop_process
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret").decode()}

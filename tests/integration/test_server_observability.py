@@ -15,9 +15,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import annotation_body as annotation
 from tests.helpers import capture, wait_for
-from tests.integration.test_delivery_labelbox import (annotation, service,  # noqa: F401
-                                                      standin)
+from tests.integration.lbservice import service, standin  # noqa: F401 (fixtures)
 from tests.procs import free_port, start_process, stop_process
 
 CREATED = capture("basic-auth-flow/ml-auto-webhook_ANNOTATION_CREATED.json")

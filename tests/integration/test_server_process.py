@@ -6,37 +6,16 @@ import base64
 import os
 import sys
 import time
-from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
-from tests.helpers import capture, export_row, radio
+from tests.helpers import CAPTURED_RUN, capture, captured_task_export
 from tests.procs import free_port, start_process, stop_process
 
 SETUP = capture("e2e-flow/ml-backend_POST-setup.json")
 PREDICT = capture("e2e-flow/ml-backend_POST-predict_dm-retrieve-predictions.json")
-RUN = "crun000000000000000000001"
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret").decode()}
-
-
-def captured_task_export(path: Path) -> None:
-    """Labelbox rows for the first two tasks of the captured /predict (matched by URL)."""
-    rows = []
-    for n, (label, conf) in enumerate([("cat", 0.9), ("dog", 0.7)], 1):
-        box = {"feature_id": f"cfeat{n:020d}", "name": label, "confidence": conf,
-               "annotation_kind": "ImageBoundingBox",
-               "bounding_box": {"left": 64, "top": 48, "width": 128, "height": 96},
-               "classifications": [radio(f"cq{n}", "quality", "good")]}
-        rows.append(export_row([box], [radio(f"cscene{n:019d}", "scene", "indoor")],
-                               data_row_id=f"cdatarow{n:017d}", global_key=f"img{n}.jpg",
-                               row_data=f"http://127.0.0.1:9999/img{n}.jpg",
-                               runs={RUN: {"predictions": [{"annotations": {
-                                   "objects": [box],
-                                   "classifications": [radio(f"cscene{n:019d}", "scene",
-                                                             "indoor")]}}]}}))
-    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +41,14 @@ def test_health_and_root(server):
         assert r.status_code == 200
         body = r.json()
         assert body["status"] == "UP" and body["model_class"] == "LabelboxPredictions"
-        assert body["model_version"] == RUN and body["index_rows"] == 2
+        assert body["model_version"] == CAPTURED_RUN and body["index_rows"] == 2
 
 
 def test_setup_returns_the_model_run_as_model_version_quickly(server):
     url, _ = server
     started = time.perf_counter()
     r = httpx.post(url + "/setup", json=SETUP, headers=AUTH)
-    assert r.status_code == 200 and r.json() == {"model_version": RUN}
+    assert r.status_code == 200 and r.json() == {"model_version": CAPTURED_RUN}
     assert time.perf_counter() - started < 1.0   # Label Studio gives /setup 3 s
 
 
@@ -83,7 +62,7 @@ def test_predict_answers_one_element_per_task_in_order(server):
     assert third == []      # no Labelbox data: nothing stored, Label Studio asks again later
     for n, (pred, label, score) in enumerate([(first, "cat", 0.9), (second, "dog", 0.7)], 1):
         assert set(pred) == {"result", "score", "model_version"}
-        assert pred["model_version"] == RUN and pred["score"] == score
+        assert pred["model_version"] == CAPTURED_RUN and pred["score"] == score
         box, quality, scene = pred["result"]
         fid = f"cfeat{n:020d}"
         assert box == {"id": fid, "from_name": "label", "to_name": "image",
@@ -106,7 +85,7 @@ def test_other_captured_predict_triggers(server):
 
 def test_versions_status_and_metrics(server):
     url, _ = server
-    assert httpx.get(url + "/versions", headers=AUTH).json() == {"versions": [RUN]}
+    assert httpx.get(url + "/versions", headers=AUTH).json() == {"versions": [CAPTURED_RUN]}
     status = httpx.get(url + "/status", headers=AUTH).json()
     assert status["index_rows"] == 2 and "outbox" in status
     assert httpx.get(url + "/metrics?format=json", headers=AUTH).json()["index_rows"] == 2

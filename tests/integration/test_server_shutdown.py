@@ -12,9 +12,10 @@ import httpx
 import orjson
 import pytest
 
+from tests.helpers import annotation_body as annotation
 from tests.helpers import wait_for
-from tests.integration.test_delivery_labelbox import (PROJECT, annotation, lines_per_uuid,  # noqa: F401
-                                                      service, standin, u5)
+from tests.integration.lbservice import (PROJECT, lines_per_uuid, service,  # noqa: F401
+                                         standin, u5)
 
 SHUTDOWN_TIMEOUT = 3.0
 

@@ -92,7 +92,14 @@ def test_video_prediction_then_annotation_reaches_labelbox(service):
     objects = {line["uuid"]: line for line in imp["lines"] if "segments" in line}
     assert set(objects) == {u5(fid) for fid in ANN["segments"]}   # two Car tracks stay two
     for fid, spans in ANN["segments"].items():
-        line = objects[u5(fid)]
+        sent = objects[u5(fid)]   # features by schemaId, as every other ground truth line
+        assert "schemaId" in sent and "name" not in sent
+        assert all("schemaId" in c and "name" not in c and set(c["answer"]) == {"schemaId"}
+                   for seg in sent["segments"] for k in seg["keyframes"]
+                   for c in k["classifications"])
+        line = standin.named(PROJECT, sent)
+        assert line["name"] == next(f["objects"][fid]["name"] for f in ANN["frames"].values()
+                                    if fid in f["objects"])
         frames = [[k["frame"] for k in s["keyframes"]] for s in line["segments"]]
         want = [[int(f) for f in ANN["key_frame_feature_map"][fid] if s <= int(f) <= e]
                 for s, e in spans]

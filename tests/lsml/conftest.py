@@ -1,22 +1,12 @@
-"""Fixtures for the label-studio-ml framework tests: every test under tests/lsml is marked
-``lsml``; ``lsml_env`` FAILS (never skips) when ``.venv-lsml`` is missing."""
+"""Fixtures for the label-studio-ml framework tests (every test under tests/lsml is marked
+``lsml``: ``tests/conftest.py``): ``lsml_env`` FAILS (never skips) when ``.venv-lsml`` is
+missing."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from tests.lsml import harness
-
-_HERE = Path(__file__).resolve().parent
-
-
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselection
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if _HERE in Path(str(item.path)).resolve().parents:
-            item.add_marker(pytest.mark.lsml)
 
 
 @pytest.fixture(scope="session")

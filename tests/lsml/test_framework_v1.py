@@ -15,8 +15,7 @@ import pytest
 
 from labelbridge.settings import env_names, load_settings
 
-from tests.helpers import capture, wait_for
-from tests.integration.test_server_process import RUN, captured_task_export
+from tests.helpers import CAPTURED_RUN, capture, captured_task_export, wait_for
 from tests.lsml.captures import FLOW, PREDICTS, SETUP, assert_labelbridge_results, canonical
 from tests.procs import free_port, start_process, stop_process
 
@@ -53,7 +52,7 @@ def test_setup_answers_the_frameworks_own_model_version(servers):
     # 1.0.9 answers the version of its model wrapper, never the model's (see the README)
     assert r.status_code == 200 and r.json() == {"model_version": "INITIAL"}
     assert httpx.post(bridge + "/setup", json=capture(SETUP)
-                      ).json() == {"model_version": RUN}
+                      ).json() == {"model_version": CAPTURED_RUN}
 
 
 @pytest.mark.parametrize("name", PREDICTS)
@@ -66,7 +65,7 @@ def test_predictions_equal_labelbridges_own(servers, name):
     theirs = httpx.post(lsml + "/predict", json=body)
     assert ours.status_code == 200 and theirs.status_code == 200, theirs.text
     assert canonical(theirs.json()["results"]) == canonical(ours.json()["results"])
-    assert_labelbridge_results(body, ours.json()["results"], RUN)
+    assert_labelbridge_results(body, ours.json()["results"], CAPTURED_RUN)
 
 
 def test_every_event_reaches_the_outbox_and_is_delivered_once(servers):

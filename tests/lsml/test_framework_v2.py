@@ -27,8 +27,7 @@ from fastapi.testclient import TestClient
 from labelbridge.service.server import create_app
 from labelbridge.settings import env_names, load_settings
 
-from tests.helpers import capture
-from tests.integration.test_server_process import RUN, captured_task_export
+from tests.helpers import CAPTURED_RUN, capture, captured_task_export
 from tests.lsml.captures import FLOW, PREDICTS, SETUP, assert_labelbridge_results, canonical
 
 TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED",
@@ -143,9 +142,9 @@ def bridge(env):
 
 def test_setup_answers_labelbridges_model_version(mlbackend):
     server = V2Server(mlbackend.LabelboxModel)
-    assert server.setup(capture(SETUP)) == {"model_version": RUN}
+    assert server.setup(capture(SETUP)) == {"model_version": CAPTURED_RUN}
     other = dict(capture(SETUP), project="7.1795349409")
-    assert server.setup(other) == {"model_version": RUN}
+    assert server.setup(other) == {"model_version": CAPTURED_RUN}
 
 
 @pytest.mark.parametrize("name", PREDICTS)
@@ -154,7 +153,7 @@ def test_predictions_equal_labelbridges_own(mlbackend, bridge, name):
     ours = bridge.post("/predict", json=body).json()["results"]
     theirs = V2Server(mlbackend.LabelboxModel).predict(body)["results"]
     assert canonical(theirs) == canonical(ours)
-    assert_labelbridge_results(body, ours, RUN)
+    assert_labelbridge_results(body, ours, CAPTURED_RUN)
 
 
 def test_predict_uses_the_label_config_its_setup_stored(mlbackend, bridge):
@@ -229,3 +228,32 @@ def test_without_the_framework_the_import_says_what_is_missing(monkeypatch):
     with pytest.raises(ImportError, match="label-studio-ml framework.*README"):
         importlib.import_module("labelbridge.mlbackend")
     sys.modules.pop("labelbridge.mlbackend", None)
+
+
+def test_fit_keeps_a_refused_body_as_the_webhook_does(mlbackend, monkeypatch):
+    """The route's scrubbing (``redact.rejected_copy``): the service's own secret values go
+    wherever they appear, and a body too deep to write is kept cut, never an exception."""
+    secret = "tok-s3cret-9876"
+    monkeypatch.setenv("LABELBRIDGE_WEBHOOK_TOKEN", secret)
+    body = capture(FLOW + "ml-auto-webhook_ANNOTATION_CREATED.json")
+    body = {**body, "annotation": {**body["annotation"], "id": "one"},
+            "task": {**body["task"], "data": {**body["task"]["data"], "note": f"is {secret}"}}}
+    with TestClient(create_app(load_settings())) as bridge:
+        r = bridge.post("/webhook", json=body, headers={"X-Labelbridge-Token": secret})
+        assert r.status_code == 422
+    status, answer = V2Server(mlbackend.LabelboxModel).webhook(body)
+    assert answer["result"]["status"] == "rejected"
+    deep: list = []
+    for _ in range(400):            # deeper than orjson writes (and than /webhook stores)
+        deep = [deep]
+    nested = {**body, "task": {**body["task"], "data": {"image": "x", "deep": deep}}}
+    status, answer = V2Server(mlbackend.LabelboxModel).webhook(nested)
+    assert answer["result"]["status"] == "rejected"
+
+    (cut, fit, route) = mlbackend.runtime().outbox.rejected()   # newest first
+    assert json.loads(fit["body"]) == json.loads(route["body"])
+    assert secret.encode() not in fit["body"]
+    assert b"<redacted>" in fit["body"] and b"is <redacted>" in fit["body"]
+    kept = json.loads(cut["body"])
+    assert kept["task"]["data"]["image"] == "x" and kept["annotation"]["id"] == "one"
+    assert "nested deeper than 200 levels: cut there" in cut["reason"]

@@ -336,22 +336,59 @@ def test_a_delete_of_a_shared_task_removes_labels_within_its_import_windows(ob):
     assert sink.removals()[0].removed == ["ours"]
 
 
+def update_delivered(ob: Outbox, sink: FakeSink, imports, labels: list[str]) -> SinkCall:
+    """Annotation 1 updated and delivered (``imports`` answers the import), its data row then
+    holding ``labels`` (oldest first: the last is the update's); the removal that made."""
+    queue(ob, body(1, 100, x=50, updated_at="2026-11-22T13:00:00Z"))
+    now = time.time()
+    offered = [LabelRef(label, now - len(labels) + i) for i, label in enumerate(labels, 1)]
+    sink.handler = lambda call: imports(call) if call.op == "import_lines" else offered
+    deliverer(ob, sink).drain()
+    (removal,) = sink.removals()
+    return removal
+
+
 def test_an_update_removes_the_earlier_label_when_the_sink_does_not_replace(ob):
     queue(ob, body(1, 100))
     sink = FakeSink(replaces_by_uuid=False)
     deliverer(ob, sink).drain()
     assert sink.removals() == []                           # first delivery: nothing to remove
-    queue(ob, body(1, 100, x=50, updated_at="2026-11-22T13:00:00Z"))
-    now = time.time()
-    offered = [LabelRef("first", now - 1), LabelRef("second", now)]
-    sink.handler = lambda call: accept_all(call) if call.op == "import_lines" else offered
-    deliverer(ob, sink).drain()
-    (removal,) = sink.removals()
+    removal = update_delivered(ob, sink, accept_all, ["first", "second"])
     assert removal.removed == ["first"]                    # the newest is the new import's
     assert (removal.annotation_id, sorted(removal.uuids)) == (1, sorted(u5(f"r1{s}")
                                                                         for s in "abw"))
     assert counts(ob) == {"delivered": 2}
     assert len(ob.delivered_info(1)["imports"]) == 2
+
+
+def test_what_labelbox_took_of_a_refused_annotation_is_recorded_and_replaced_later(ob):
+    """Line r1b refused, r1a and r1w taken (Labelbox made a label of them): the annotation is a
+    dead letter whose delivery is recorded, so its update removes that label, and so does its
+    delete."""
+    queue(ob, body(1, 100))
+
+    def refuse_b(call: SinkCall):
+        out = accept_all(call)
+        if call.op == "import_lines":
+            out.statuses[u5("r1b")] = LineStatus(u5("r1b"), False, ("FeatureNotFound: x",))
+        return out
+
+    sink = FakeSink(refuse_b, replaces_by_uuid=False)
+    deliverer(ob, sink).drain()
+    (dead,) = ob.items("failed")
+    assert "FeatureNotFound: x" in dead["last_error"]
+    info = ob.delivered_info(1)
+    assert sorted(info["uuids"]) == sorted([u5("r1a"), u5("r1w")])
+    assert {r["uuid"] for r in info["regions"]} == {u5("r1a"), u5("r1w")}
+
+    removal = update_delivered(ob, sink, refuse_b, ["partial", "update"])
+    assert removal.removed == ["partial"]            # the update's label stays
+    assert counts(ob) == {"failed": 2}                 # each version a dead letter
+
+    delete(ob, 1)
+    sink.handler = lambda call: [LabelRef("update", time.time())]
+    deliverer(ob, sink).drain()
+    assert sink.removals()[-1].removed == ["update"]
 
 
 def test_an_update_whose_removal_fails_is_retried(ob):

@@ -205,3 +205,61 @@ def test_demo_export_masks_are_read_offline_from_beside_it():
     # street 2's mask is a Labelbox URL: without LABELBOX_API_KEY a loss, never a fetch
     assert [("need the Labelbox API key" in e.reason, e.feature) for e in report.examples] == [
         (True, "vegetation")]
+
+
+def demo_video_annotations() -> tuple[dict, dict]:
+    row = next(r for line in DEMO_EXPORT.read_bytes().splitlines()
+               if (r := orjson.loads(line))["data_row"]["global_key"] == "demo-video-1.mp4")
+    ann = next(iter(next(iter(row["experiments"].values()))["runs"].values()))["predictions"][0][
+        "annotations"]
+    return row, ann
+
+
+def split_by_feature(ann: dict, groups: list[set[str]]) -> list[dict]:
+    """``ann`` as several predictions, each holding the features of one group."""
+    parts = []
+    for fids in groups:
+        frames = {k: {"objects": {f: o for f, o in v["objects"].items() if f in fids},
+                      "classifications": []} for k, v in ann["frames"].items()}
+        parts.append({"frames": {k: v for k, v in frames.items() if v["objects"]},
+                      "segments": {f: s for f, s in ann["segments"].items() if f in fids},
+                      "key_frame_feature_map": {f: m for f, m in
+                                                ann["key_frame_feature_map"].items() if f in fids}})
+    return parts
+
+
+def with_predictions(row: dict, predictions: list[dict]) -> dict:
+    row = orjson.loads(orjson.dumps(row))
+    (model,) = row["experiments"].values()
+    (run,) = model["runs"].values()
+    run["predictions"] = [{"annotations": a} for a in predictions]
+    return row
+
+
+def test_several_video_predictions_of_a_row_are_one_label_with_every_track():
+    row, ann = demo_video_annotations()
+    one = regions_of(row)
+    fids = list(ann["segments"])
+    parts = split_by_feature(ann, [{fids[0]}, set(fids[1:])])
+    parts[1]["frames"]["1"] = {"objects": {}, "classifications": [
+        radio("cscene0000000000000000001", "daytime", "day")]}
+    report = ConversionReport()
+    merged = regions_of(with_predictions(row, parts), report=report)
+    assert [r.id for r in merged.regions] == [r.id for r in one.regions] == fids
+    assert merged.regions == one.regions                 # the same tracks, keyframe for keyframe
+    assert [c.name for c in merged.classifications] == ["daytime"]
+    assert report.lost == 0
+
+
+def test_a_feature_in_two_video_predictions_keeps_the_first_and_says_so():
+    row, ann = demo_video_annotations()
+    fids = list(ann["segments"])
+    first, second = split_by_feature(ann, [{fids[0]}, {fids[0], fids[1]}])
+    second["frames"]["1"]["objects"][fids[0]]["bounding_box"]["left"] = 5
+    report = ConversionReport()
+    merged = regions_of(with_predictions(row, [first, second]), report=report)
+    assert [r.id for r in merged.regions] == fids[:2]
+    assert merged.regions[0] == regions_of(with_predictions(row, [first])).regions[0]
+    (loss,) = report.examples
+    assert (loss.kind, loss.feature, loss.data_row) == ("video", "Car", row["data_row"]["id"])
+    assert f"feature {fids[0]} is in more than one prediction" in loss.reason

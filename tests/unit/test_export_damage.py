@@ -16,7 +16,7 @@ from labelbridge.labelbox.shapes import utf16_to_code_points
 from labelbridge.model.regions import Box, KeyPoint, Polygon, Span
 from labelbridge.model.report import ConversionReport
 
-from tests.helpers import DATA_ROW, bbox, export_row, radio
+from tests.helpers import DATA_ROW, bbox, export_row, json_places, radio
 
 BAD_VALUES = {"missing": ..., "null": None, "a string": "12", "NaN": math.nan,
               "infinite": math.inf, "a boolean": True, "an object": {"x": 1}}
@@ -103,18 +103,6 @@ def test_a_malformed_row_costs_only_itself():
 
 # ----- random damage ------------------------------------------------------------------------
 
-def _paths(node, path=()):
-    """Every (container, key) place inside a JSON value."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield path + (k,)
-            yield from _paths(v, path + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield path + (i,)
-            yield from _paths(v, path + (i,))
-
-
 def _row(i):
     return export_row([bbox(f"cbox{i}", "Car", 1.5, 2, 30, 40, confidence=0.5,
                             classifications=[radio(f"cocc{i}", "occluded", "yes")]),
@@ -140,7 +128,7 @@ JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
 def test_random_damage_never_raises_names_the_row_and_never_costs_another_row(data):
     rows = [_row(i) for i in range(3)]
     victim = rows[1]
-    places = list(_paths({"experiments": victim["experiments"],
+    places = list(json_places({"experiments": victim["experiments"],
                           "media_attributes": victim["media_attributes"]}))
     for _ in range(data.draw(st.integers(1, 3))):
         path = data.draw(st.sampled_from(places))

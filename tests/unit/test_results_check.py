@@ -12,7 +12,7 @@ from label_studio_sdk.label_interface import LabelInterface
 
 from labelbridge.labelstudio.results import PredictionCheck
 
-from tests.helpers import IMAGE_CONFIG, TEXT_CONFIG
+from tests.helpers import IMAGE_CONFIG, TEXT_CONFIG, json_places
 
 MERGED_CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -82,20 +82,9 @@ JUNK = st.one_of(st.none(), st.booleans(), st.integers(-5, 500),
                  st.just(...))
 
 
-def _places(node, path=()):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield path + (k,)
-            yield from _places(v, path + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield path + (i,)
-            yield from _places(v, path + (i,))
-
-
 def _damage(result, data):
     result = copy.deepcopy(result)
-    places = list(_places(result))
+    places = list(json_places(result))
     for _ in range(data.draw(st.integers(0, 3))):
         path = data.draw(st.sampled_from(places))
         parent = result

@@ -163,3 +163,21 @@ def test_json_figures_stay_at_status_and_metrics_format_json(app):
     status = app.get("/status").json()
     assert status == app.get("/metrics?format=json").json() | {"outbox": status["outbox"]}
     assert status["counters"]["predictions_served"] == 1 and status["index_rows"] == 1
+
+
+def test_the_metered_sink_is_the_sink_it_wraps(tmp_path):
+    """Every method of the ``Sink`` protocol, with its signature, passed on (a removal with the
+    protocol's arguments reached the wrapped sink only if the wrapper takes them)."""
+    import inspect
+
+    from labelbridge.groundtruth.file_sink import FileSink
+    from labelbridge.model.sink import Sink
+    from labelbridge.service.sink_metrics import MeteredSink
+
+    for name in ("import_lines", "remove_labels"):
+        ours, protocol = (inspect.signature(getattr(c, name)).parameters.values()
+                          for c in (MeteredSink, Sink))
+        assert [(p.kind, p.default) for p in ours] == [(p.kind, p.default) for p in protocol]
+    sink = MeteredSink(FileSink(tmp_path))
+    assert sink.remove_labels({"globalKey": "a.jpg"}, lambda labels: [], 7, ["u1"]) == []
+    assert orjson.loads((tmp_path / "removals.ndjson").read_bytes())["annotationId"] == 7

@@ -113,3 +113,20 @@ def test_strip_secrets_reaches_any_depth_and_keeps_the_rest():
             "deep": [[{"access_token": "a", "keep": [1, {"x": 2}]}]]}
     assert redact.strip_secrets(body) == {"project": {"id": 1}, "params": {},
                                           "deep": [[{"keep": [1, {"x": 2}]}]]}
+
+
+def test_a_body_handed_over_parsed_is_kept_however_deep_or_large_its_numbers():
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    body = {"project": {"token": "t"}, "big": 2 ** 70, "note": "key k3y-v4lue", "deep": deep}
+    kept, note = redact.rejected_copy(None, body, ["k3y-v4lue"])
+    doc = json.loads(kept)
+    assert doc["big"] == 2 ** 70 and doc["note"] == "key <redacted>" and "project" in doc
+    assert doc["project"] == {} and b"k3y-v4lue" not in kept
+    depth, node = 0, doc["deep"]
+    while isinstance(node, list):
+        depth, node = depth + 1, node[0]
+    assert node == redact.CUT and depth == redact.KEPT_DEPTH - 1
+    assert note == f" [secrets scrubbed; nested deeper than {redact.KEPT_DEPTH} levels: cut there]"
+    assert redact.rejected_copy(None, {"a": 1, "token": "t"}, []) == (b'{"a":1}', "")

@@ -8,6 +8,7 @@ from labelbox.data.serialization import NDJsonConverter
 from labelbridge.labelbox.annotations import _RowReader
 from labelbridge.labelbox.shapes import RowContext
 from labelbridge.labelbox.video import VideoLineWriter, VideoReader, runs, video_info
+from labelbridge.model.features import FeatureTable
 from labelbridge.model.ids import ndjson_uuid
 from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, Keyframe, Region,
                                        VideoSegment, VideoTrack)
@@ -215,3 +216,34 @@ def test_frame_classification_lines():
         name="desc", frame=f, segment_index=i, value=lb.Text(answer=t.text))
         for i, t in enumerate((t1, t2)) for s, e in t.frames for f in range(s, e + 1)])
     assert sdk_text == [lines[3]]
+
+
+def ids(n: int) -> str:
+    return f"csch{n:021d}"
+
+
+def test_video_lines_name_features_by_schema_id_as_the_sdk_does():
+    """The ontology's schema ids (``FeatureTable``), found by the case-insensitive name: the
+    same keys as the SDK writes for ``feature_schema_id``."""
+    features = FeatureTable()
+    for n, path in enumerate([("object", "Car"), ("object", "Car", "color"),
+                              ("object", "Car", "color", "red"),
+                              ("classification", "scene"), ("classification", "scene", "day")]):
+        features.add(path, path[-1], ids(n))
+    w = VideoLineWriter({"globalKey": "vid.mp4"}, "vid.mp4", ConversionReport(), features)
+    track = VideoTrack((VideoSegment((kf(1, 1.0, (COLOR,)), kf(3, 3.0, (COLOR,)))),))
+    ours = w.track_line(Region(id=F1, name="car", shape=track))
+    sdk = sdk_lines([lb.VideoObjectAnnotation(
+        feature_schema_id=ids(0), frame=k.frame, keyframe=True, segment_index=0,
+        value=lb.Rectangle(start=lb.Point(x=k.box.left, y=k.box.top),
+                           end=lb.Point(x=k.box.left + k.box.width, y=k.box.top + k.box.height)),
+        classifications=[lb.ClassificationAnnotation(
+            feature_schema_id=ids(1),
+            value=lb.Radio(answer=lb.ClassificationAnswer(feature_schema_id=ids(2))))],
+        extra={"uuid": ndjson_uuid(F1)}) for k in track.segments[0].keyframes])
+    assert sdk == [ours] and "name" not in ours
+    day = Classification("Scene", "radio", (Answer("DAY"),), id="r1", frames=((1, 3),))
+    unknown = Classification("mood", "radio", (Answer("calm"),), id="r2", frames=((1, 1),))
+    scene, mood = w.classification_lines([day, unknown])
+    assert (scene["schemaId"], scene["answer"]) == (ids(3), {"schemaId": ids(4)})
+    assert (mood["name"], mood["answer"]) == ("mood", {"name": "calm"})   # not in the table

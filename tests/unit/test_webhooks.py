@@ -4,11 +4,11 @@ import copy
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from labelbridge.groundtruth.outbox import parse_timestamp
-from labelbridge.labelstudio import webhooks
+from labelbridge.labelstudio import redact, webhooks
+from labelbridge.model.times import parse_timestamp
 
 from tests.helpers import capture
 
@@ -90,7 +90,7 @@ def test_malformed_bodies_name_the_field(mutate, loc):
 
 
 def test_strip_secrets_keeps_the_rest():
-    clean = webhooks.strip_secrets(CREATED)
+    clean = redact.strip_secrets(CREATED)
     assert "token" not in clean["project"] and "task_data_password" not in clean["project"]
     assert clean["annotation"] == CREATED["annotation"]
     assert b"<redacted>" not in orjson.dumps(clean)
@@ -101,14 +101,24 @@ def test_strip_secrets_keeps_the_rest():
                  st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
                  st.datetimes().map(lambda d: d.isoformat(timespec="microseconds") + "Z"),
                  st.from_regex(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)?\Z")))
-def test_every_time_the_webhook_accepts_the_outbox_can_order(value):
-    """The webhook refuses what the outbox could not turn into a version (no 500 after a 200)."""
+@example("9999-12-31T23:59:59-01:00")   # after year 9999 in UTC
+@example("0001-01-01T00:30:00+01:00")   # before year 1 in UTC
+@example("9999-12-31T23:59:59+01:00")
+@example(" 2026-11-22T12:00:00.1234567z ")
+@example("2026-11-22")
+def test_the_webhook_accepts_exactly_the_times_the_outbox_can_order(value):
+    """One rule (``model.times``): no 500 after a 200, and no 422 for a time the outbox reads."""
+    try:
+        instant = parse_timestamp(value)
+    except ValueError:
+        instant = None
     body = copy.deepcopy(CREATED)
     body["annotation"]["updated_at"] = body["annotation"]["created_at"] = value
     try:
         (change,) = webhooks.parse(body).changes
     except webhooks.WebhookError as exc:
         assert exc.loc[-1] in ("created_at", "updated_at")
+        assert instant is None, f"{value!r} is refused, yet the outbox orders it"
         return
-    parse_timestamp(change.updated_at)
-    parse_timestamp(change.created_at)
+    assert instant is not None
+    assert parse_timestamp(change.updated_at) == parse_timestamp(change.created_at) == instant

@@ -79,7 +79,8 @@ class GroundTruthConverter:
         report = ConversionReport(announce=False)
         tr = ResultReader(mapping, report).read(stored.annotation.get("result") or [], ref,
                                                 size=self._media_size(ref),
-                                                task_text=task_text(data, mapping))
+                                                task_text=task_text(data, mapping),
+                                                task_data=data)
         try:
             lines = to_ndjson(tr, report, rotated_boxes=mapping.overrides.rotated_boxes,
                               include_relations=self._include_relations,

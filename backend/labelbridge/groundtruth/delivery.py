@@ -9,9 +9,13 @@ duplicates. Labelbox may keep an older label when an annotation is imported agai
 update the annotation's earlier labels are removed (``removal.py``).
 
 Whatever goes wrong with one annotation (it cannot be converted, Labelbox refuses a line)
-dead-letters that annotation alone, with the reason; its batch-mates go on. A claimed batch is
-leased (``leases.py``); whatever goes wrong with the batch gives it back, and if even that
-fails (disk full) its lease runs out and it is taken over. Retention runs between batches.
+dead-letters that annotation alone, with the reason; its batch-mates go on. When Labelbox
+refused only some of its lines, it holds a label with the others: that delivery is recorded
+all the same (and an earlier label of the annotation removed), so a later delivery (an update,
+``outbox retry``) replaces that label and a delete removes it, as for any delivered annotation.
+A claimed batch is leased (``leases.py``); whatever goes wrong with the batch gives it back, and
+if even that fails (disk full) its lease runs out and it is taken over. Retention runs between
+batches.
 """
 
 from __future__ import annotations
@@ -57,11 +61,13 @@ class DeliveryPolicy:
 class Deliverer:
     def __init__(self, outbox: Outbox, sink: Sink, converter: GroundTruthConverter,
                  policy: DeliveryPolicy, wake: threading.Event | None = None,
-                 on_delivered: Callable[[list[tuple[Delivery, GroundTruth]]], None] | None = None
-                 ) -> None:
-        """``on_delivered``: told of every delivered annotation (the edit report)."""
+                 on_delivered: Callable[[list[tuple[Delivery, GroundTruth]]], None] | None = None,
+                 on_deleted: Callable[[list[int]], None] | None = None) -> None:
+        """``on_delivered``: told of every delivered annotation, an emptied one too (the edit
+        report); ``on_deleted``: of every annotation whose deletion reached Labelbox."""
         self.outbox = outbox
         self.on_delivered = on_delivered
+        self.on_deleted = on_deleted
         self.sink = sink
         self.converter = converter
         self.policy = policy
@@ -184,13 +190,15 @@ class Deliverer:
         for item in batch.items:
             try:
                 if item.kind == "delete":
-                    self.removal.delete(item, batch.id)
+                    if self.removal.delete(item, batch.id):
+                        self._tell(self.on_deleted, [item.annotation_id])
                 elif (gt := self._convert(item)) is None:
                     continue
                 elif gt.lines:
                     converted[item.id] = gt
-                else:
-                    self.removal.emptied(item, gt)
+                elif self.removal.emptied(item, gt):
+                    self._tell(self.on_delivered, [(Delivery(
+                        item.id, item.annotation_id, gt.data_row, [], gt.regions), gt)])
             except OutboxError:
                 raise
             except Exception as exc:
@@ -260,9 +268,13 @@ class Deliverer:
         for item in sending:
             gt = converted[item.id]
             uuids = [line["uuid"] for line in gt.lines]
-            if self._refused(item, uuids, outcome):
+            accepted, refused = self._accepted(uuids, outcome)
+            if not accepted:   # nothing of it reached Labelbox
+                self.outbox.mark_failed([item.id], refused or "")
                 continue
-            done = Delivery(item.id, item.annotation_id, gt.data_row, uuids, gt.regions)
+            regions = gt.regions if refused is None else [
+                r for r in gt.regions if r[1] in set(accepted)]
+            done = Delivery(item.id, item.annotation_id, gt.data_row, accepted, regions, refused)
             earlier = (None if self.sink.replaces_by_uuid
                        else self.outbox.delivered_info(item.annotation_id))
             if earlier is None:
@@ -287,23 +299,30 @@ class Deliverer:
     def _recorded(self, batch: Batch, outcome: ImportOutcome, done: list[Delivery],
                   converted: dict[int, GroundTruth]) -> None:
         self.outbox.record_deliveries(batch.id, outcome.name, done)
-        if self.on_delivered is not None:
-            try:   # the edit report is not delivery: a failure there must not redo the import
-                self.on_delivered([(d, converted[d.item_id]) for d in done])
-            except Exception:
-                log.exception("batch %d: the delivery hook failed", batch.id)
+        self._tell(self.on_delivered, [(d, converted[d.item_id]) for d in done
+                                       if d.refused is None])
 
-    def _refused(self, item: WorkItem, uuids: list[str], outcome: ImportOutcome) -> bool:
-        """Dead-letters the item (True) unless Labelbox accepted every line of it."""
+    @staticmethod
+    def _tell(hook: Callable[[list], None] | None, what: list) -> None:
+        """A hook (the edit report) is not delivery: its failure must not redo the work."""
+        if hook is not None:
+            try:
+                hook(what)
+            except Exception:
+                log.exception("the delivery hook failed")
+
+    @staticmethod
+    def _accepted(uuids: list[str], outcome: ImportOutcome) -> tuple[list[str], str | None]:
+        """The uuids of an item's lines Labelbox accepted, and why the others were not (None
+        when none was refused)."""
         statuses = [outcome.statuses.get(u) for u in uuids]
-        missing = [u for u, s in zip(uuids, statuses) if s is None]
-        failed = [s for s in statuses if s is not None and not s.ok]
-        if not (failed or missing):
-            return False
-        reasons = [f"{s.uuid}: {'; '.join(s.errors) or 'FAILURE'}" for s in failed]
-        reasons += [f"{u}: no status from Labelbox" for u in missing]
-        self.outbox.mark_failed([item.id], "Labelbox refused lines: " + " | ".join(reasons))
-        return True
+        accepted = [u for u, s in zip(uuids, statuses) if s is not None and s.ok]
+        if len(accepted) == len(uuids):
+            return accepted, None
+        reasons = [f"{s.uuid}: {'; '.join(s.errors) or 'FAILURE'}" for s in statuses
+                   if s is not None and not s.ok]
+        reasons += [f"{u}: no status from Labelbox" for u, s in zip(uuids, statuses) if s is None]
+        return accepted, "Labelbox refused lines: " + " | ".join(reasons)
 
     def _retry(self, items: list[WorkItem], error: str) -> None:
         """Items never sent (or whose follow-up failed) -> pending again, with backoff."""

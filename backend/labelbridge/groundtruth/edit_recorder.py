@@ -42,6 +42,10 @@ class EditRecorder:
             except Exception:  # the report must never stop delivery
                 log.exception("annotation %s: not added to the edit report", done.annotation_id)
 
+    def deleted(self, annotation_ids: list[int]) -> None:
+        """Deleted annotations (their deletion reached Labelbox) leave the report."""
+        self.store.forget(annotation_ids)
+
     def record(self, annotation_id: int, gt: GroundTruth) -> bool:
         """True when the comparison was stored."""
         if gt.task_regions is None or gt.mapping is None or gt.stored is None:

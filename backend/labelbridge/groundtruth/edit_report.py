@@ -3,8 +3,9 @@ the prediction it was made from (``edits.compare``), and the figures drawn from 
 
 The prediction an annotation is compared with is kept with its first comparison, so an update
 delivered later is compared with the same prediction even after a newer model run is served.
-A second delivery of the same annotation replaces its regions. ``loop`` tracks closing the loop
-in Labelbox (``close_loop.py``): NULL when off, then ``pending``, ``done`` or the failure.
+A second delivery of the same annotation replaces its regions (an emptied one: all deleted);
+a deleted annotation leaves the report. ``loop`` tracks closing the loop in Labelbox
+(``close_loop.py``): NULL when off, then ``pending``, ``done`` or the failure.
 """
 
 from __future__ import annotations
@@ -106,6 +107,21 @@ class EditStore:
                      served.run_id, served.payload, time.time(), "pending" if loop else None))
                 db.execute("DELETE FROM regions WHERE annotation_id = ?", (annotation_id,))
                 db.executemany("INSERT INTO regions VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def forget(self, annotation_ids: Iterable[int]) -> None:
+        """Deleted annotations leave the report (their figures, the prediction kept for them,
+        their pending loop)."""
+        ids = [(a,) for a in annotation_ids]
+        with self._lock:
+            db = self._conn
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM regions WHERE annotation_id = ?", ids)
+                db.executemany("DELETE FROM annotations WHERE annotation_id = ?", ids)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

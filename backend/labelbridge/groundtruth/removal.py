@@ -50,27 +50,33 @@ class Removal:
         if removed:
             log.info("annotation %s: removed earlier labels %s", item.annotation_id, removed)
 
-    def delete(self, item: WorkItem, batch_id: int) -> None:
+    def delete(self, item: WorkItem, batch_id: int) -> bool:
+        """True when nothing of the deleted annotation is left in Labelbox (False: retried or
+        dead)."""
         info = self.outbox.delivered_info(item.annotation_id)
         if info is None or not info.get("data_row"):
             self.outbox.mark_skipped([item.id], "nothing of this annotation reached Labelbox")
-            return
+            return True
         removed = self._remove_owned(item, info["data_row"], info["all_uuids"])
         if removed is None:
-            return
+            return False
         self.outbox.set_label_ids(item.annotation_id, removed)
         self.outbox.mark_delivered([item.id], batch_id)
         log.info("annotation %s deleted: removed labels %s", item.annotation_id, removed)
+        return True
 
-    def emptied(self, item: WorkItem, gt: GroundTruth) -> None:
-        """An annotation with nothing to import: remove what an earlier version put there."""
+    def emptied(self, item: WorkItem, gt: GroundTruth) -> bool:
+        """An annotation with nothing to import: remove what an earlier version put there.
+        True when that is done (False: retried or dead)."""
         info = self.outbox.delivered_info(item.annotation_id)
         if info is None:
             self.outbox.mark_skipped([item.id], "the annotation has no regions Labelbox can "
                                      "import")
-            return
-        if self._remove_owned(item, gt.data_row, info["all_uuids"]) is not None:
-            self.outbox.mark_skipped([item.id], "emptied: earlier labels removed")
+            return True
+        if self._remove_owned(item, gt.data_row, info["all_uuids"]) is None:
+            return False
+        self.outbox.mark_skipped([item.id], "emptied: earlier labels removed")
+        return True
 
     def _remove_owned(self, item: WorkItem, data_row: dict, uuids: list[str]) -> list[str] | None:
         """Remove the labels this annotation's imports created (their ids); None when that

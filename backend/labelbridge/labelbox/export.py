@@ -19,6 +19,7 @@ from typing import Any, Iterator, Literal
 
 import orjson
 
+from labelbridge.labelbox import video, video_merge
 from labelbridge.labelbox.annotations import task_regions
 from labelbridge.labelbox.errors import ExportError
 
@@ -156,15 +157,14 @@ def select_annotations(row: dict, sel: Selection) -> tuple[str | None, Any]:
         return run_id, None
     if len(items) == 1:
         return run_id, items[0].get("annotations") or {}
-    merged: dict[str, list] = {"objects": [], "classifications": [], "relationships": []}
-    for item in items:
-        ann = _obj(item.get("annotations"))
-        for part in merged:
+    merged: dict[str, Any] = {"objects": [], "classifications": [], "relationships": []}
+    parts = [_obj(item.get("annotations")) for item in items]
+    for ann in parts:
+        for part in ("objects", "classifications", "relationships"):
             value = ann.get(part)
             merged[part].extend(value if isinstance(value, list) else [])
-        for part, value in ann.items():  # e.g. video "frames": keep so it is reported
-            if part not in merged:
-                merged[part] = value
+    if any(video.is_video(ann) for ann in parts):   # frames merged feature by feature
+        merged.update(video_merge.merge([ann for ann in parts if video.is_video(ann)]))
     return run_id, merged
 
 

@@ -59,9 +59,7 @@ class LabelWriter:
     def _names(self, path: Path, name: str, schema_id: str | None) -> tuple[dict, str]:
         """The SDK keywords naming a feature, and its name as Labelbox spells it (the path of
         what is nested under it)."""
-        ref = self.features.find(path)
-        exact = ref.name if ref is not None else name
-        sid = schema_id or (ref.schema_id if ref is not None else None)
+        sid, exact = self.features.naming(path, name, schema_id)
         return ({"feature_schema_id": sid} if sid else {"name": exact}), exact
 
     def label(self, tr: TaskRegions) -> lb.Label:
@@ -229,7 +227,7 @@ def to_ndjson(tr: TaskRegions, report: Reporter | None = None, *,
         data = writer._data_row(tr.data_row)
         row = tr.data_row.id or tr.data_row.global_key or "?"
         lines = VideoLineWriter({"id": data.uid} if data.uid else {"globalKey": data.global_key},
-                                row, report)  # type: ignore[arg-type]
+                                row, report, writer.features)  # type: ignore[arg-type]
         video_lines = [line for r in tracks if (line := lines.track_line(r)) is not None]
         video_lines += lines.classification_lines(framed)
         tr = replace(tr, regions=tuple(r for r in tr.regions

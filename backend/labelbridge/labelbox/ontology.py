@@ -81,8 +81,8 @@ class Ontology:
         return tuple(r.name for r in self.relationships)
 
     def names(self) -> list[str]:
-        """Every feature and option name, for ``Mapping(labelbox_names=...)``. Later entries win
-        a case-insensitive clash there, so features come after options."""
+        """Every feature and option name, for ``Mapping(labelbox_names=...)`` (which resolves
+        case variants by its own rule, whatever the order)."""
         options: list[str] = []
         questions: list[str] = []
 

@@ -23,6 +23,7 @@ import orjson
 
 from labelbridge.labelbox.errors import ExportError
 from labelbridge.labelbox.shapes import RowContext, read_box
+from labelbridge.model.features import FeatureTable, Path
 from labelbridge.model.ids import ndjson_uuid, region_id_for_feature
 from labelbridge.model.regions import (Box, Classification, Keyframe, Region, VideoInfo,
                                        VideoSegment, VideoTrack)
@@ -65,7 +66,10 @@ def runs(frames: Iterable[int]) -> Ranges:
 
 # ===== export rows -> neutral =================================================================
 
-def _frame_number(key: Any) -> int | None:
+MERGE_LOSSES = "labelbridge_merge_losses"   # what ``video_merge.merge`` could not keep
+
+
+def frame_number(key: Any) -> int | None:
     try:
         n = int(key)
     except (TypeError, ValueError):
@@ -80,7 +84,7 @@ def _ranges(raw: Any) -> Ranges | None:
     for r in raw:
         if not (isinstance(r, (list, tuple)) and len(r) == 2):
             return None
-        s, e = _frame_number(r[0]), _frame_number(r[1])
+        s, e = frame_number(r[0]), frame_number(r[1])
         if s is None or e is None or e < s:
             return None
         out.append((s, e))
@@ -89,9 +93,9 @@ def _ranges(raw: Any) -> Ranges | None:
 
 def _keyframe_set(raw: Any) -> set[int] | None:
     if isinstance(raw, dict):
-        return {n for k, v in raw.items() if v and (n := _frame_number(k)) is not None}
+        return {n for k, v in raw.items() if v and (n := frame_number(k)) is not None}
     if isinstance(raw, list):
-        return {n for k in raw if (n := _frame_number(k)) is not None}
+        return {n for k in raw if (n := frame_number(k)) is not None}
     return None
 
 
@@ -111,9 +115,11 @@ class VideoReader:
         return {}
 
     def read(self, ann: dict) -> tuple[list[Region], list[Classification]]:
+        for reason, feature in ann.get(MERGE_LOSSES) or ():
+            self.report.loss("video", reason, feature, self.row)
         frames: dict[int, dict] = {}
         for key, frame in self._dict(ann.get("frames"), "frames").items():
-            n = _frame_number(key)
+            n = frame_number(key)
             if n is None or not isinstance(frame, dict):
                 self.report.loss("video", f"frame key {key!r} is not a frame number >= 1",
                                  None, self.row)
@@ -249,35 +255,55 @@ def _bbox(box: Box) -> dict:
 
 class VideoLineWriter:
     """Writes the NDJSON lines of video tracks and frame classifications of one task;
-    ``data_row`` is the lines' ``dataRow`` (``{"id"}`` or ``{"globalKey"}``)."""
+    ``data_row`` is the lines' ``dataRow`` (``{"id"}`` or ``{"globalKey"}``). Features are
+    named as in the rest of the ground truth (``ndjson.py``): by ``schemaId`` when the neutral
+    object or ``features`` knows it, else by Labelbox's exact name."""
 
-    def __init__(self, data_row: dict, row_name: str, report: ConversionReport) -> None:
+    def __init__(self, data_row: dict, row_name: str, report: ConversionReport,
+                 features: FeatureTable | None = None) -> None:
         self.data_row = data_row
         self.row = row_name
         self.report = report
+        self.features = features if features is not None else FeatureTable()
 
-    def nested(self, items: Iterable[Classification]) -> list[dict]:
-        """Nested classifications as NDJSON dicts (the shape of a bbox line's)."""
+    def _named(self, path: Path, name: str, schema_id: str | None) -> tuple[dict, str]:
+        """The keys naming a feature in a line, and its exact name (the path below it)."""
+        sid, exact = self.features.naming(path, name, schema_id)
+        return ({"schemaId": sid} if sid else {"name": exact}), exact
+
+    def _answers(self, c: Classification, here: Path) -> list[dict]:
+        out = []
+        for a in c.answers:
+            keys, exact = self._named(here + (a.name,), a.name, a.schema_id)
+            nested = self.nested(a.classifications, here + (exact,)) if a.classifications \
+                else None
+            out.append({**keys, **({"classifications": nested} if nested else {})})
+        return out
+
+    def nested(self, items: Iterable[Classification], parent: Path) -> list[dict]:
+        """Nested classifications as NDJSON dicts (the shape of a bbox line's); ``parent``:
+        the place of what they are nested under (``("object", "Car")``)."""
         out = []
         for c in items:
+            keys, exact = self._named(parent + (c.name,), c.name, c.schema_id)
             if c.kind == "text":
                 if c.text:
-                    out.append({"name": c.name, "answer": c.text})
+                    out.append({**keys, "answer": c.text})
                 else:
                     self.report.loss("text", "empty text answer", c.name, self.row)
                 continue
-            answers = [{"name": a.name, **({"classifications": self.nested(a.classifications)}
-                                           if a.classifications else {})} for a in c.answers]
+            answers = self._answers(c, parent + (exact,))
             if not answers:
                 self.report.loss(c.kind, "no answer selected", c.name, self.row)
                 continue
-            out.append({"name": c.name, "answer": answers[0] if c.kind == "radio" else answers})
+            out.append({**keys, "answer": answers[0] if c.kind == "radio" else answers})
         return out
 
     def track_line(self, region: Region) -> dict | None:
         track = region.shape
         if not isinstance(track, VideoTrack):
             raise TypeError(f"region {region.id} is not a video track")
+        keys, exact = self._named(("object", region.name), region.name, region.schema_id)
         segments = []
         nested: dict[int, list[dict]] = {}  # keyframes of a track share one classification tuple
         for seg in track.segments:
@@ -293,7 +319,7 @@ class VideoLineWriter:
                     box = Box(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
                 key = id(kf.classifications)
                 if key not in nested:
-                    nested[key] = self.nested(kf.classifications)
+                    nested[key] = self.nested(kf.classifications, ("object", exact))
                 keyframes.append({"frame": kf.frame, "bbox": _bbox(box),
                                   "classifications": nested[key]})
             segments.append({"keyframes": keyframes})
@@ -301,7 +327,7 @@ class VideoLineWriter:
             self.report.loss("videobox", "track without keyframes", region.name, self.row)
             return None
         self.report.ok("videobox")
-        return {"uuid": ndjson_uuid(region.id), "dataRow": self.data_row, "name": region.name,
+        return {"uuid": ndjson_uuid(region.id), "dataRow": self.data_row, **keys,
                 "classifications": [], "segments": segments}
 
     def classification_lines(self, items: Iterable[Classification]) -> list[dict]:
@@ -311,21 +337,19 @@ class VideoLineWriter:
         texts: dict[str, dict] = {}
         for c in items:
             frames = [{"start": s, "end": e} for s, e in c.frames]
+            keys, exact = self._named(("classification", c.name), c.name, c.schema_id)
             if c.kind == "text":
                 if not c.text:
                     self.report.loss("text", "empty text answer", c.name, self.row)
                     continue
-                line = texts.setdefault(c.name, {"name": c.name, "answer": [],
-                                                 "dataRow": self.data_row})
+                line = texts.setdefault(exact, {**keys, "answer": [], "dataRow": self.data_row})
                 line["answer"].append({"value": c.text, "frames": frames})
             else:
-                answers = [{"name": a.name, **({"classifications": self.nested(a.classifications)}
-                                               if a.classifications else {})}
-                           for a in c.answers]
+                answers = self._answers(c, ("classification", exact))
                 if not answers:
                     self.report.loss(c.kind, "no answer selected", c.name, self.row)
                     continue
-                line = {"frames": frames, "name": c.name,
+                line = {"frames": frames, **keys,
                         "answer": answers[0] if c.kind == "radio" else answers,
                         "dataRow": self.data_row}
                 if c.id:

@@ -4,6 +4,13 @@ Derived from the project's label config (through label-studio-sdk ``LabelInterfa
 matching names case-insensitively, and overridable by a YAML mapping file (see
 ``configs/mapping.example.yaml``). Neutral names are Labelbox feature names; only the Label
 Studio adapter uses this module to translate them.
+
+A Label Studio name takes Labelbox's spelling (when Labelbox's names are known) by one rule,
+the same in every process whatever order the names come in: a Labelbox name spelled exactly
+like it wins; else its only case variant among Labelbox's names; else, when Labelbox has
+several case variants of it (``Car`` and ``car`` for a label ``CAR``), the first of them in
+code point order (``Car``), and ``problems`` says so (rename the label, or map it in the
+mapping file).
 """
 
 from __future__ import annotations
@@ -184,7 +191,11 @@ class Mapping:
             raise MappingError(f"label config: cannot parse: {exc}") from None
         self.label_config = label_config
         self.overrides = overrides or Overrides()
-        self._lb_names = {n.casefold(): n for n in labelbox_names}
+        self._lb_exact = frozenset(labelbox_names)
+        self._lb_variants: dict[str, list[str]] = {}   # casefolded -> spellings, sorted
+        for name in sorted(self._lb_exact):
+            self._lb_variants.setdefault(name.casefold(), []).append(name)
+        self._ambiguous: dict[str, list[str]] = {}     # LS name -> Labelbox case variants
         self.objects: list[ObjectTarget] = []
         self.classifications: list[ClassificationTarget] = []
         self.relation_labels: list[str] = []
@@ -243,7 +254,10 @@ class Mapping:
         # LabelInterface does not expose <Relations>; read their <Relation value> directly.
         root = ElementTree.fromstring(self.label_config)
         self.relation_labels = [el.get("value") for el in root.iter("Relation") if el.get("value")]
+        for label in self.relation_labels:
+            self._lb(label)   # notes an ambiguous spelling (relations are named at lookup)
         self._apply_overrides()
+        self._report_ambiguous()
 
     def _classification_target(self, c: Any, to_name: str) -> ClassificationTarget:
         attr = c.attr or {}
@@ -261,8 +275,32 @@ class Mapping:
                                     max_rating)
 
     def _lb(self, ls_name: str) -> str:
-        """Labelbox spelling of a Label Studio name (exact when Labelbox's names are known)."""
-        return self._lb_names.get(ls_name.casefold(), ls_name)
+        """Labelbox spelling of a Label Studio name (the module docstring gives the rule)."""
+        if ls_name in self._lb_exact:
+            return ls_name
+        variants = self._lb_variants.get(ls_name.casefold())
+        if not variants:
+            return ls_name
+        if len(variants) > 1:
+            self._ambiguous[ls_name] = variants
+        return variants[0]
+
+    def _report_ambiguous(self) -> None:
+        """A problem for each ambiguous spelling still in use (the mapping file may have
+        named the feature)."""
+        for ls_name, variants in sorted(self._ambiguous.items()):
+            chosen = variants[0]
+            if not (any(o.label == ls_name and o.labelbox == chosen for o in self.objects)
+                    or any((t.control == ls_name and t.labelbox == chosen)
+                           or t.answers.get(chosen) == ls_name for t in self.classifications)
+                    or (ls_name in self.relation_labels
+                        and ls_name not in self._relation_overrides.values())):
+                continue
+            self.problems.append(
+                f"label config name {ls_name!r} matches Labelbox names "
+                f"{', '.join(map(repr, variants))}, which differ only in case: {chosen!r} is "
+                "used (the first in code point order); rename the label, or map it in the "
+                "mapping file")
 
     def _apply_overrides(self) -> None:
         ov = self.overrides
@@ -402,7 +440,7 @@ class Mapping:
         h = hashlib.sha1(self.label_config.encode("utf-8"))
         h.update(repr((self.overrides.objects, self.overrides.classifications,
                        self.overrides.relations, self.overrides.rotated_boxes,
-                       sorted(self._lb_names.values()))).encode("utf-8"))
+                       sorted(self._lb_exact))).encode("utf-8"))
         return h.hexdigest()
 
 

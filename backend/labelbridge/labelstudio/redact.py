@@ -11,6 +11,7 @@ Headers are kept by an allow-list, never by a deny-list.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -25,6 +26,9 @@ KEPT_HEADERS = frozenset({"content-type", "content-length", "content-encoding",
                           "transfer-encoding", "user-agent", "x-request-id", "x-forwarded-for",
                           "x-real-ip"})
 MAX_HEADER_VALUE = 256
+RAW_PREFIX = 64 << 10   # of a refused body that is not JSON, at most this much is kept
+KEPT_DEPTH = 200        # a refused body handed over parsed is kept to this depth (orjson: 254)
+CUT = "<cut: nested too deep>"
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\Z)', re.S)
 _SPACE = re.compile(rb"\s*")
@@ -41,25 +45,58 @@ def is_secret_key(key: Any) -> bool:
 
 def strip_secrets(value: Any) -> Any:
     """A copy without secret keys at any depth (iterative: nesting depth is the client's)."""
+    return _stripped(value)[0]
+
+
+def _stripped(value: Any, max_depth: int | None = None) -> tuple[Any, bool]:
+    """``strip_secrets``, with containers deeper than ``max_depth`` replaced by ``CUT``; and
+    whether any was."""
     if not isinstance(value, (dict, list)):
-        return value
+        return value, False
     root: Any = {} if isinstance(value, dict) else []
-    stack = [(value, root)]
+    stack = [(value, root, 1)]
+    cut = False
     while stack:
-        src, dst = stack.pop()
+        src, dst, depth = stack.pop()
         items = src.items() if isinstance(src, dict) else enumerate(src)
         for k, v in items:
             if isinstance(src, dict) and is_secret_key(k):
                 continue
             if isinstance(v, (dict, list)):
-                child: Any = {} if isinstance(v, dict) else []
-                stack.append((v, child))
-                v = child
+                if max_depth is not None and depth >= max_depth:
+                    v, cut = CUT, True
+                else:
+                    child: Any = {} if isinstance(v, dict) else []
+                    stack.append((v, child, depth + 1))
+                    v = child
             if isinstance(dst, dict):
                 dst[k] = v
             else:
                 dst.append(v)
-    return root
+    return root, cut
+
+
+def rejected_copy(raw: bytes | None, parsed: Any, secrets: list[str]) -> tuple[bytes, str]:
+    """What is kept of a refused body, and a note saying how: the parsed body without secrets
+    when orjson writes it; else a scrubbed prefix of the body's bytes ``raw``; else (a body
+    handed over parsed, as the ML framework's ``fit`` gets it) the parsed body without secrets,
+    cut below ``KEPT_DEPTH`` levels and written by the standard library (which takes integers
+    past 64 bits). ``secrets``: values (the service's own) replaced wherever they appear."""
+    if parsed is not None:
+        try:
+            return scrub_values(orjson.dumps(strip_secrets(parsed)), secrets), ""
+        except orjson.JSONEncodeError:   # nested deeper than orjson writes, a huge integer
+            if raw is None:
+                copy, cut = _stripped(parsed, KEPT_DEPTH)
+                text = json.dumps(copy, ensure_ascii=False, skipkeys=True, default=repr)
+                return scrub_values(text.encode("utf-8", "replace"), secrets), (
+                    f" [secrets scrubbed; nested deeper than {KEPT_DEPTH} levels: cut there]"
+                    if cut else " [secrets scrubbed]")
+    raw = raw or b""
+    kept, cut = scrub_raw(raw[:RAW_PREFIX])
+    note = " [secrets scrubbed" + (f"; the first {len(kept)} of {len(raw)} bytes kept]"
+                                   if cut or len(raw) > RAW_PREFIX else "]")
+    return scrub_values(kept, secrets), note
 
 
 def _key(token: bytes) -> str | None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import orjson
+
 from labelbridge.labelstudio.mapping import Mapping, ObjectTarget
 from labelbridge.model.regions import (Box, Classification, Keyframe, Region, TaskRegions,
                                        VideoInfo, VideoSegment, VideoTrack)
@@ -163,16 +165,62 @@ def read_track(value: Any, width: float, height: float, t: Timing,
 
 # ===== hooks of the result writer and reader ==================================================
 
-def tag_frame_rate(mapping: Mapping, to_name: str, known: float | None) -> float:
-    """The frame rate of the config's Video tag ``to_name``; a ``$field`` rate is the task's,
-    which is the data row's (``known``) for tasks made from Labelbox."""
+def _rate_attr(mapping: Mapping, to_name: str) -> Any:
     try:
-        attr = mapping.interface.get_object(to_name).attr.get("frameRate")
+        return mapping.interface.get_object(to_name).attr.get("frameRate")
     except Exception:  # no such object: the label config was checked elsewhere
-        attr = None
+        return None
+
+
+def tag_frame_rate(mapping: Mapping, to_name: str, known: float | None,
+                   task_data: dict | None = None) -> float:
+    """The frame rate of the config's Video tag ``to_name``. A ``$field`` rate is the task's
+    (``task_data``); without the task (predictions prepared per data row) the data row's
+    (``known``), which ``task_retimer`` corrects per task."""
+    attr = _rate_attr(mapping, to_name)
     if isinstance(attr, str) and attr.startswith("$"):
-        return frame_rate(known)
+        return frame_rate(attr, task_data) if task_data is not None else frame_rate(known)
     return frame_rate(attr if attr is not None else DEFAULT_FRAME_RATE)
+
+
+def rate_fields(mapping: Mapping) -> dict[str, str]:
+    """Video tag name -> the task field its ``frameRate`` names (``frameRate="$fps"``)."""
+    out = {}
+    for obj in mapping.interface.objects:
+        attr = (obj.attr or {}).get("frameRate") if obj.tag == "Video" else None
+        if isinstance(attr, str) and attr.startswith("$") and len(attr) > 1:
+            out[obj.name] = attr[1:]
+    return out
+
+
+def task_retimer(mapping: Mapping) -> Callable[[bytes, dict], bytes] | None:
+    """For a config whose Video ``frameRate`` names a task field: a function giving a prepared
+    prediction (JSON bytes) the task's frame rate (every keyframe's ``time`` = frame / rate, as
+    the editor reads it); None when predictions need nothing from the task."""
+    fields = rate_fields(mapping)
+    if not fields:
+        return None
+
+    def retime(prediction: bytes, task_data: dict) -> bytes:
+        doc = orjson.loads(prediction)
+        changed = False
+        for item in doc.get("result", ()) if isinstance(doc, dict) else ():
+            if item.get("type") != "videorectangle" or item.get("to_name") not in fields:
+                continue
+            rate = frame_rate("$" + fields[item["to_name"]], task_data)
+            for kf in item["value"]["sequence"]:
+                if kf["time"] != (t := kf["frame"] / rate):
+                    kf["time"], changed = t, True
+        return orjson.dumps(doc) if changed else prediction
+    return retime
+
+
+def rate_data(mapping: Mapping, info: VideoInfo | None) -> dict[str, float]:
+    """The task data a task made from a data row needs for a ``$field`` frame rate: the data
+    row's rate under that field (nothing when it is unknown: the editor then counts 24)."""
+    if info is None or not info.frame_rate:
+        return {}
+    return {field: info.frame_rate for field in rate_fields(mapping).values()}
 
 
 def write_region(region: Region, target: ObjectTarget, tr: TaskRegions, mapping: Mapping,
@@ -224,7 +272,7 @@ def _ranges_text(frames: tuple[tuple[int, int], ...]) -> str:
 
 
 def read_result(item: dict, sizes: list, mapping: Mapping, report: ConversionReport, name: str,
-                row: str) -> VideoTrack | None:
+                row: str, task_data: dict | None = None) -> VideoTrack | None:
     """The track of a videorectangle result, or None (the loss reported)."""
     w = item.get("original_width") or (sizes[0][0] if sizes else None)
     h = item.get("original_height") or (sizes[0][1] if sizes else None)
@@ -232,7 +280,7 @@ def read_result(item: dict, sizes: list, mapping: Mapping, report: ConversionRep
         report.loss("videobox", "video frame size unknown (no original_width/height)", name,
                     row)
         return None
-    t = Timing(tag_frame_rate(mapping, item.get("to_name", ""), None))
+    t = Timing(tag_frame_rate(mapping, item.get("to_name", ""), None, task_data or {}))
     try:
         track, cut_short = read_track(item.get("value"), float(w), float(h), t)
     except VideoValueError as exc:

@@ -3,23 +3,22 @@
 Label Studio facts handled here: the envelope is ``{"action", <object or list>, "project"}``;
 ``ANNOTATIONS_CREATED`` carries lists of annotations and tasks; ``ANNOTATIONS_DELETED`` carries
 ids only; a skipped task is an annotation with ``was_cancelled: true``; the embedded project
-holds secrets (``token``, ``task_data_password``) that must never be stored or logged
-(``redact``). Everything a client can get wrong is a ``WebhookError`` naming the field: ids
-outside ``1..MAX_ID``, timestamps that are not ISO 8601, JSON nested deeper than ``MAX_DEPTH``
-where it is stored, more result items than the caller allows.
+holds secrets (``token``, ``task_data_password``) that must never be stored or logged (only
+the annotation and its task are kept; a refused body is scrubbed by ``redact``). Everything a
+client can get wrong is a ``WebhookError`` naming the field: ids outside ``1..MAX_ID``,
+timestamps that are not ISO 8601, JSON nested deeper than ``MAX_DEPTH`` where it is stored,
+more result items than the caller allows.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
-from labelbridge.labelstudio import redact
+from labelbridge.model.times import parse_timestamp
 
 UPSERT_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"}
 DELETE_ACTIONS = {"ANNOTATIONS_DELETED"}
@@ -34,7 +33,6 @@ KNOWN_ACTIONS = frozenset({"PROJECT_CREATED", "PROJECT_UPDATED", "PROJECT_DELETE
 MAX_ID = (1 << 40) - 1
 # Nesting kept in what is stored (task data, results): real bodies stay below 10 levels.
 MAX_DEPTH = 64
-_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
 # What we keep of an annotation: enough to convert it and to trace it back.
 ANNOTATION_FIELDS = ("id", "result", "was_cancelled", "ground_truth", "created_at", "updated_at",
                      "task", "project", "completed_by", "updated_by", "parent_prediction",
@@ -88,11 +86,6 @@ class ParsedWebhook:
     ignored_reason: str | None = None
 
 
-def strip_secrets(body: Any) -> Any:
-    """A copy of a webhook body safe to store or log: secrets removed at any depth."""
-    return redact.strip_secrets(body)
-
-
 def _int(value: Any, loc: list) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise WebhookError(loc, "must be an integer id")
@@ -102,15 +95,13 @@ def _int(value: Any, loc: list) -> int:
 
 
 def _timestamp(value: Any, loc: list) -> str:
-    """An ISO 8601 time as Label Studio writes it (``2026-11-22T12:10:10.978865Z``)."""
+    """An ISO 8601 time as Label Studio writes it (``2026-11-22T12:10:10.978865Z``): what the
+    outbox can order (the same rule, ``model.times``)."""
     if not isinstance(value, str) or not value.strip():
         raise WebhookError(loc, "must be an ISO 8601 time")
-    s = value.strip()
-    s = _LONG_FRACTION.sub(r"\1", s[:-1] + "+00:00" if s[-1] in "zZ" else s)
     try:
-        dt = datetime.fromisoformat(s)
-        (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
-    except (ValueError, OverflowError):
+        parse_timestamp(value)
+    except ValueError:
         raise WebhookError(loc, f"must be an ISO 8601 time, got {value[:40]!r}") from None
     return value
 

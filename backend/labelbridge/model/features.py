@@ -38,11 +38,20 @@ class FeatureTable:
             hit = self._folded.get(tuple(p.casefold() for p in path))
         return hit
 
+    def naming(self, path: Path, name: str, schema_id: str | None = None
+               ) -> tuple[str | None, str]:
+        """How a feature is named in NDJSON: (its schema id, when given or known here, else
+        None: then by name; Labelbox's exact spelling of ``name``, the path of what is nested
+        under it)."""
+        ref = self.find(path)
+        if ref is None:
+            return schema_id, name
+        return schema_id or ref.schema_id, ref.name
+
     def names(self) -> list[str]:
-        """Every exact name (for ``Mapping(labelbox_names=...)``): options first, features last,
-        so a feature wins a case-insensitive clash with an option there."""
-        return sorted({ref.name for ref in self.exact.values()},
-                      key=lambda n: n in {p[1] for p in self.exact if len(p) == 2})
+        """Every exact name, sorted (for ``Mapping(labelbox_names=...)``, where order does not
+        matter)."""
+        return sorted({ref.name for ref in self.exact.values()})
 
     def __len__(self) -> int:
         return len(self.exact)

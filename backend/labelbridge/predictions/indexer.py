@@ -241,6 +241,27 @@ def read_message(proc: subprocess.Popen, what: str) -> tuple[str, Any]:
                            "log above)") from None
 
 
+def start_worker(module: str, setup: object) -> subprocess.Popen:
+    """A worker process (``python -m module``) on unbuffered pipes (so that ``select`` sees
+    every byte not yet read), given its setup."""
+    proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, bufsize=0)
+    send_object(proc, setup)
+    return proc
+
+
+def worker_messages(busy: dict[subprocess.Popen, int], what: str
+                    ) -> Iterator[tuple[subprocess.Popen, str, Any]]:
+    """(worker, kind, body) of each message, from whichever worker is ready, while any is
+    busy (the caller counts a worker down when it has answered)."""
+    with selectors.DefaultSelector() as ready:
+        for proc in busy:
+            ready.register(proc.stdout, selectors.EVENT_READ, proc)  # type: ignore[arg-type]
+        while any(busy.values()):
+            for key, _ in ready.select():
+                yield key.data, *read_message(key.data, what)
+
+
 class _ReaderPool:
     """Worker processes reading chunks; each is given the next chunk as it finishes one, and
     their messages are taken from whichever is ready (unbuffered pipes, so that ``select``
@@ -251,10 +272,9 @@ class _ReaderPool:
         self.busy: dict[subprocess.Popen, int] = {}
         self.parts = parts
         for part in parts:
-            proc = subprocess.Popen([sys.executable, "-m", "labelbridge.predictions.index_worker"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+            proc = start_worker("labelbridge.predictions.index_worker",
+                                (reader.selection, str(part), reader.masks, reader.base_dir))
             self.busy[proc] = 0
-            send_object(proc, (reader.selection, str(part), reader.masks, reader.base_dir))
             for _ in range(CHUNKS_PER_WORKER):
                 self._give(proc)
 
@@ -265,19 +285,13 @@ class _ReaderPool:
 
     def messages(self) -> Iterator[tuple[str, Any]]:
         """("rows", [...]) and ("done", Tally) messages until every chunk is read."""
-        with selectors.DefaultSelector() as ready:
-            for proc in self.busy:
-                ready.register(proc.stdout, selectors.EVENT_READ, proc)  # type: ignore[arg-type]
-            while any(self.busy.values()):
-                for key, _ in ready.select():
-                    proc = key.data
-                    kind, body = read_message(proc, "index worker")
-                    if kind == "error":
-                        raise body
-                    if kind == "done":
-                        self.busy[proc] -= 1
-                        self._give(proc)
-                    yield kind, body
+        for proc, kind, body in worker_messages(self.busy, "index worker"):
+            if kind == "error":
+                raise body
+            if kind == "done":
+                self.busy[proc] -= 1
+                self._give(proc)
+            yield kind, body
 
     def close(self, abort: bool) -> None:
         """Let the workers commit their parts and exit (they do when stdin closes), or kill

@@ -6,6 +6,11 @@ Studio result), validated against the label config (``PredictionCheck``: the ver
 label-studio-sdk's ``LabelInterface``, from a table compiled once; Label Studio itself does not
 validate predictions), and stored as JSON bytes, with the row's losses beside it
 (``labelbridge losses``); ``/predict`` then only looks them up.
+
+Any client may send a label config, so contexts are bounded: ``MAX_CONTEXTS`` in the index
+(the least recently used goes, with its predictions and losses, when a new one comes; one
+being prepared here stays), and 32 in memory. A context in use marks itself used at most once
+a minute (``TOUCH_S``), so the one a project works with is never the one that goes.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 
+from labelbridge.labelstudio import video
 from labelbridge.labelstudio.mapping import Mapping, Overrides
 from labelbridge.labelstudio.results import RESULTS_VERSION
 from labelbridge.labelstudio.tasks import TaskKeys, object_fields, task_keys
@@ -28,6 +35,9 @@ from labelbridge.predictions.prepare_worker import PreparePool, worker_count
 from labelbridge.predictions.store import PredictionStore
 
 log = logging.getLogger(__name__)
+MAX_CONTEXTS = 16   # conversion contexts kept in the index (each may hold a prediction a row)
+MEMORY_CONTEXTS = 32
+TOUCH_S = 60.0      # how often a context in use renews its place
 
 
 @dataclass
@@ -38,14 +48,19 @@ class Context:
     converter: RowConverter
     report: ConversionReport = field(default_factory=ConversionReport)
     invalid: int = 0
+    used_at: float = field(default_factory=time.monotonic)   # last marked used in the index
+    # a prepared prediction -> the one for a task (the adapter's: a video frame rate read
+    # from task data); None when predictions do not depend on the task
+    for_task: Callable[[bytes, dict], bytes] | None = None
 
 
 class Predictor:
     def __init__(self, store: PredictionStore, overrides: Overrides, model_version: str,
                  match_keys: Sequence[str] = ("global_key", "data_row_id", "url"),
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, max_contexts: int = MAX_CONTEXTS) -> None:
         """``workers``: processes that prepare (None: one per CPU for a large index)."""
         self.store = store
+        self.max_contexts = max_contexts
         self.workers = workers
         self.overrides = overrides
         self.model_version = model_version
@@ -61,16 +76,31 @@ class Predictor:
             ctx = self._contexts.get(raw)
             if ctx is not None:
                 self._contexts.move_to_end(raw)
-                return ctx
+                touch = time.monotonic() - ctx.used_at > TOUCH_S
+                if touch:
+                    ctx.used_at = time.monotonic()
+        if ctx is not None:
+            if touch:
+                self.store.register_context(ctx.key, label_config)
+            return ctx
         mapping = Mapping(label_config, self.overrides, self.store.feature_names())
         key = hashlib.sha1(f"{mapping.fingerprint}:{RESULTS_VERSION}:{self.model_version}"
                            .encode()).hexdigest()
         ctx = Context(key, mapping, object_fields(mapping),
-                      RowConverter(mapping, self.model_version))
+                      RowConverter(mapping, self.model_version),
+                      for_task=video.task_retimer(mapping))
         self.store.register_context(key, label_config)
         with self._lock:
+            spare = self._preparing | {key}
+        dropped = set(self.store.drop_contexts(self.max_contexts, spare))
+        if dropped:
+            log.info("prediction contexts %s dropped (at most %d are kept)",
+                     ", ".join(sorted(k[:12] for k in dropped)), self.max_contexts)
+        with self._lock:
+            for k in [k for k, c in self._contexts.items() if c.key in dropped]:
+                del self._contexts[k]
             self._contexts[raw] = ctx
-            while len(self._contexts) > 32:
+            while len(self._contexts) > MEMORY_CONTEXTS:
                 self._contexts.popitem(last=False)
         return ctx
 
@@ -174,4 +204,8 @@ class Predictor:
         if missing:
             self._convert_rows(ctx, self.store.rows(missing), missing)
             ready.update(self.store.prepared(ctx.key, missing))
-        return [ready.get(pk, NO_PREDICTION) if pk is not None else NO_PREDICTION for pk in pks]
+        out = [ready.get(pk, NO_PREDICTION) if pk is not None else NO_PREDICTION for pk in pks]
+        if ctx.for_task is not None:
+            out = [b if b == NO_PREDICTION else ctx.for_task(b, t.get("data") or {})
+                   for b, t in zip(out, tasks)]
+        return out

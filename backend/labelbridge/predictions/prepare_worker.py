@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import selectors
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Iterable, Iterator
 
 from labelbridge.labelstudio.mapping import Mapping
 from labelbridge.predictions.converting import Converted, RowConverter
-from labelbridge.predictions.indexer import gc_paused, read_message, send_message, send_object
+from labelbridge.predictions.indexer import (gc_paused, send_message, send_object, start_worker,
+                                             worker_messages)
 from labelbridge.predictions.store import PredictionStore
 
 PARALLEL_MIN_ROWS = 10_000  # below this, starting workers costs more than it saves
@@ -42,11 +42,8 @@ class PreparePool:
         self.todo = iter(batches)
         self.busy: dict[subprocess.Popen, int] = {}
         for _ in range(workers):
-            proc = subprocess.Popen([sys.executable, "-m",
-                                     "labelbridge.predictions.prepare_worker"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+            proc = start_worker("labelbridge.predictions.prepare_worker", setup)
             self.busy[proc] = 0
-            send_object(proc, setup)
             for _ in range(BATCHES_PER_WORKER):
                 self._give(proc)
 
@@ -57,16 +54,10 @@ class PreparePool:
             self.busy[proc] += 1
 
     def results(self) -> Iterator[Converted]:
-        with selectors.DefaultSelector() as ready:
-            for proc in self.busy:
-                ready.register(proc.stdout, selectors.EVENT_READ, proc)  # type: ignore[arg-type]
-            while any(self.busy.values()):
-                for key, _ in ready.select():
-                    proc = key.data
-                    _, done = read_message(proc, "prepare worker")
-                    self.busy[proc] -= 1
-                    self._give(proc)
-                    yield done
+        for proc, _, done in worker_messages(self.busy, "prepare worker"):
+            self.busy[proc] -= 1
+            self._give(proc)
+            yield done
 
     def close(self) -> None:
         for proc in self.busy:

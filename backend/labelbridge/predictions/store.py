@@ -398,9 +398,29 @@ class PredictionStore:
             last = chunk[-1][0]
 
     def register_context(self, context: str, label_config: str) -> None:
+        """A context in use now (``updated_at``: when last used or prepared)."""
         with self._lock:
-            self._db().execute("INSERT OR IGNORE INTO contexts(context, label_config, updated_at) "
-                               "VALUES (?, ?, ?)", (context, label_config, time.time()))
+            self._db().execute("INSERT INTO contexts(context, label_config, updated_at) VALUES "
+                               "(?, ?, ?) ON CONFLICT(context) DO UPDATE SET updated_at = "
+                               "excluded.updated_at", (context, label_config, time.time()))
+
+    def drop_contexts(self, keep: int, spare: Iterable[str] = ()) -> list[str]:
+        """All but the ``keep`` most recently used contexts (and those in ``spare``) go, with
+        their predictions and losses. Returns the keys dropped."""
+        with self._lock:
+            db, spared = self._db(), set(spare)
+            old = [c for (c,) in db.execute("SELECT context FROM contexts ORDER BY updated_at "
+                                            "DESC, context LIMIT -1 OFFSET ?", (keep,))
+                   if c not in spared]
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("prepared", "losses", "contexts"):
+                    db.executemany(f"DELETE FROM {table} WHERE context = ?", [(c,) for c in old])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return old
 
     def finish_context(self, context: str, report: dict) -> None:
         with self._lock:

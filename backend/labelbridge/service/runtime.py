@@ -124,7 +124,8 @@ def make_deliverer(settings: Settings, outbox: Outbox, store: PredictionStore | 
                             served_lookup(store, settings.model_version),
                             close_loop=settings.labelbox_attach_labels or
                             settings.labelbox_edit_metrics)
-    return Deliverer(outbox, make_sink(settings), converter, policy, wake, recorder)
+    return Deliverer(outbox, make_sink(settings), converter, policy, wake, recorder,
+                     recorder.deleted)
 
 
 def make_loop_closer(settings: Settings) -> LoopCloser | None:

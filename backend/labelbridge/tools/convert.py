@@ -12,6 +12,7 @@ import orjson
 from labelbridge.labelbox import export
 from labelbridge.labelbox.masks import MaskSource, resolve_row
 from labelbridge.labelbox.ndjson import DataRowMissing, to_ndjson
+from labelbridge.labelstudio import video
 from labelbridge.labelstudio.mapping import Mapping
 from labelbridge.labelstudio.results import (PredictionCheck, ResultReader, ResultWriter,
                                              prediction_score)
@@ -66,8 +67,9 @@ def lb_to_ls(export_path: Path, mapping: Mapping, selection: export.Selection, o
             row.loss("prediction", "rejected by LabelInterface validation",
                      data_row=tr.data_row.id, detail=err)
         out.write(b"\n" if count == 0 else b",\n")
-        out.write(orjson.dumps(ls_task(tr.data_row, fields[0],
-                                       [prediction] if result and not errors else [])))
+        task = ls_task(tr.data_row, fields[0], [prediction] if result and not errors else [])
+        task["data"].update(video.rate_data(mapping, tr.video))   # a frameRate="$fps" field
+        out.write(orjson.dumps(task))
         count += 1
     out.write(b"\n]\n")
     return count
@@ -133,7 +135,8 @@ def ls_to_lb(tasks_path: Path, mapping: Mapping, out: IO[bytes], report: Convers
         scope = scope.scope(annotation=str(ann.get("id")))
         data = task["data"]
         tr = ResultReader(mapping, scope).read(ann.get("result") or [], data_row_ref(data),
-                                               task_text=task_text(data, mapping))
+                                               task_text=task_text(data, mapping),
+                                               task_data=data)
         try:
             ndjson = to_ndjson(tr, scope, rotated_boxes=mapping.overrides.rotated_boxes,
                                include_relations=include_relations, features=features)

@@ -7,13 +7,13 @@ of Label Studio or Labelbox formats.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, Literal, Mapping
 
 import orjson
+
+from labelbridge.model.times import parse_timestamp  # noqa: F401 (versions are ordered by it)
 
 
 class State(StrEnum):
@@ -52,31 +52,6 @@ INCARNATION_STEP = 1 << 40
 def ls_annotation_id(key: int) -> int:
     """Label Studio's annotation id of an outbox annotation key."""
     return key % INCARNATION_STEP
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-def parse_timestamp(value: str) -> int:
-    """ISO 8601 -> integer microseconds since the epoch (UTC; naive means UTC).
-
-    Exact integers, so two spellings of one instant ("...Z", "+00:00", another offset) are
-    the same version, and ordering never depends on string comparison.
-    """
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"updated_at must be an ISO 8601 string, got {value!r}")
-    s = value.strip()
-    if s[-1] in "zZ":
-        s = s[:-1] + "+00:00"
-    s = _LONG_FRACTION.sub(r"\1", s)
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        raise ValueError(f"updated_at is not ISO 8601: {value!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return (dt - _EPOCH) // timedelta(microseconds=1)
 
 
 def loads(text: str | bytes | None) -> Any:
@@ -144,9 +119,12 @@ class Batch:
 
 @dataclass(frozen=True)
 class Delivery:
-    """What one import delivered for one in-flight item (``Outbox.record_deliveries``)."""
+    """What one import delivered for one in-flight item (``Outbox.record_deliveries``);
+    ``refused``: why the rest of its lines were not (the item is then a dead letter, though
+    what was delivered is recorded)."""
     item_id: int
     annotation_id: int
     data_row: dict
     uuids: list[str]
     regions: list[tuple[str, str, str | None]]  # (ls_region_id, uuid, lb_feature_id)
+    refused: str | None = None

@@ -232,13 +232,21 @@ class Queue:
                           deliveries: Sequence[Delivery]) -> int:
         """Items of this batch that ``import_name`` delivered: what each delivered
         (``record_delivered``), its region ids (``record_region_ids``) and the items ->
-        delivered, in one transaction: one lock and one fsync for a whole batch, not three per
-        annotation (the webhook's commits wait for that lock). Returns how many changed state."""
+        delivered (or failed, with the reason, when part was ``refused``), in one transaction:
+        one lock and one fsync for a whole batch, not three per annotation (the webhook's
+        commits wait for that lock). Returns how many changed state."""
         with self._db.transaction() as tx:
             for d in deliveries:
                 index.record_delivered_tx(tx, d.annotation_id, d.data_row, import_name, d.uuids)
                 index.record_region_ids_tx(tx, d.annotation_id, d.regions)
-            return mark_delivered_tx(tx, [d.item_id for d in deliveries], batch_id)
+            n = 0
+            for d in deliveries:
+                if d.refused is not None:
+                    n += release(tx, tx.all("in_flight_among", ids=[d.item_id],
+                                            batch_id=batch_id, in_flight=State.IN_FLIGHT),
+                                 State.FAILED, None, d.refused, time.time())
+            return n + mark_delivered_tx(tx, [d.item_id for d in deliveries
+                                              if d.refused is None], batch_id)
 
     def mark_retry(self, item_ids: Sequence[int], error: str, delay_s: float,
                    now: float | None = None) -> int:

@@ -54,7 +54,7 @@ class ResultKind:
     write_region: Callable[..., list[dict]] | None = None  # (writer, region, target, tr,
                                                             # report) -> result items
     read_item: Callable[..., Shape | None] | None = None   # (item, sizes, mapping, report,
-                                                            # feature) -> shape or None
+                                                            # feature, task data) -> shape
     nest: Callable[[Shape, tuple], tuple[Shape, tuple]] | None = None  # where the region's
                                                             # answers go (video: each keyframe)
     style: Callable[[Any, Size], dict] | None = None  # (target, size) -> value fields the
@@ -236,8 +236,9 @@ def _write_track(writer: Any, region: Any, target: Any, tr: Any, report: Any) ->
     return video.write_region(region, target, tr, writer.mapping, report, _row(tr), nested)
 
 
-def _read_track(item: dict, sizes: list, mapping: Any, report: Any, name: str) -> Shape | None:
-    return video.read_result(item, sizes, mapping, report, name, None)
+def _read_track(item: dict, sizes: list, mapping: Any, report: Any, name: str,
+                task_data: dict | None = None) -> Shape | None:
+    return video.read_result(item, sizes, mapping, report, name, None, task_data)
 
 
 def _nest_track(shape: Shape, nested: tuple) -> tuple[Shape, tuple]:

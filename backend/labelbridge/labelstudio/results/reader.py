@@ -47,7 +47,8 @@ class ResultReader:
         self.report = report
 
     def read(self, result: Any, data_row: DataRowRef, size: tuple[int, int] | None = None,
-             task_text: str | None = None) -> TaskRegions:
+             task_text: str | None = None, task_data: dict | None = None) -> TaskRegions:
+        """``task_data``: the task's data (a video's ``frameRate="$fps"`` reads its field)."""
         row = data_row.id or data_row.global_key or data_row.external_id or "?"
         report = self.report.scope(data_row=row)
         groups: dict[str, list[dict]] = {}
@@ -77,7 +78,7 @@ class ResultReader:
                 global_items.extend((rid, it) for it in items)
                 continue
             region = self._region(rid, geometry, others, report.scope(region=rid), task_size,
-                                  task_text)
+                                  task_text, task_data)
             if region is not None:
                 regions.append(region)
         classifications = self._assemble(global_items, report, per_region=False)
@@ -90,7 +91,8 @@ class ResultReader:
 
     # -- regions
     def _region(self, rid: str, geometry: list[dict], others: list[dict], report: Reporter,
-                task_size, task_text: str | None) -> Region | None:
+                task_size, task_text: str | None, task_data: dict | None = None
+                ) -> Region | None:
         main = next((g for g in geometry if g["type"] in LABEL_KEYS), geometry[0])
         rtype = main["type"]
         kind = BY_TYPE[rtype]
@@ -118,7 +120,7 @@ class ResultReader:
                         label, detail=f"dropped {labels[1:]}")
         if kind.read_item is not None:
             shape = kind.read_item(main, [s for s in (task_size,) if s], self.mapping, report,
-                                   target.labelbox)
+                                   target.labelbox, task_data)
             if shape is None:
                 return None
         else:

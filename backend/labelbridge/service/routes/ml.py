@@ -71,14 +71,19 @@ def register(app: FastAPI, rt: Runtime, settings: Settings, auth: BasicAuth,
                         "model_version": rt.model_version, "index_rows": await index_rows.get(),
                         "outbox": await asyncio.to_thread(rt.outbox.health)})
 
-    @app.post("/setup", tags=["ML backend"], response_model=SetupResponse,
-              openapi_extra=body("SetupRequest"), responses=errors(400, 401, 408, 413, 422),
-              summary="Label Studio connects: answers the model version at once")
-    async def setup(request: Request) -> Response:
+    async def json_object(request: Request) -> dict:
+        """The body of an authorized request, which must be a JSON object."""
         auth.check(request.scope)
         payload = parse_json(await request.body())
         if not isinstance(payload, dict):
             raise field_error([], "must be a JSON object")
+        return payload
+
+    @app.post("/setup", tags=["ML backend"], response_model=SetupResponse,
+              openapi_extra=body("SetupRequest"), responses=errors(400, 401, 408, 413, 422),
+              summary="Label Studio connects: answers the model version at once")
+    async def setup(request: Request) -> Response:
+        payload = await json_object(request)
         logs.bind(project=_project_id(payload.get("project")))
         schema = payload.get("schema")
         if schema is not None and not isinstance(schema, str):
@@ -94,10 +99,7 @@ def register(app: FastAPI, rt: Runtime, settings: Settings, auth: BasicAuth,
               openapi_extra=body("PredictRequest"), responses=errors(400, 401, 408, 413, 422),
               summary="One prediction (or []) per task, in order")
     async def predict(request: Request) -> Response:
-        auth.check(request.scope)
-        payload = parse_json(await request.body())
-        if not isinstance(payload, dict):
-            raise field_error([], "must be a JSON object")
+        payload = await json_object(request)
         tasks = payload.get("tasks")
         if not isinstance(tasks, list):
             raise field_error(["tasks"], "required: a list of Label Studio tasks")

@@ -29,22 +29,7 @@ from labelbridge.service.schemas import WebhookResponse
 from labelbridge.settings import Settings
 
 log = logging.getLogger(__name__)
-RAW_PREFIX = 64 << 10      # of a body that is not JSON, at most this much is kept (scrubbed)
 _SEEN_LOCK = threading.Lock()
-
-
-def rejected_copy(raw: bytes, parsed: Any, secrets: list[str]) -> tuple[bytes, str]:
-    """What is kept of a refused body, and a note saying how: the parsed body without secrets
-    when it re-serialises, else a scrubbed prefix of the bytes."""
-    if parsed is not None:
-        try:
-            return redact.scrub_values(orjson.dumps(redact.strip_secrets(parsed)), secrets), ""
-        except orjson.JSONEncodeError:   # nested deeper than orjson writes
-            pass
-    kept, cut = redact.scrub_raw(raw[:RAW_PREFIX])
-    note = " [secrets scrubbed" + (f"; the first {len(kept)} of {len(raw)} bytes kept]"
-                                   if cut or len(raw) > RAW_PREFIX else "]")
-    return redact.scrub_values(kept, secrets), note
 
 
 def record_refusal(outbox: Any, why: str, project: int | None, reason: str,
@@ -69,7 +54,7 @@ def register(app: FastAPI, rt: Runtime, settings: Settings, metrics: Metrics,
         headers = redact.kept_headers(request.scope["headers"])
 
         def keep() -> None:    # scrubbing a large body takes time: off the event loop
-            kept, note = rejected_copy(raw, parsed, secrets)
+            kept, note = redact.rejected_copy(raw, parsed, secrets)
             try:
                 rt.outbox.reject(kept, reason + note, headers)
             except OutboxUnavailable as exc:   # the client still gets its 4xx, not a 503
