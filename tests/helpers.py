@@ -144,3 +144,24 @@ def run_rows(run_id: str, n: int, *, tag: str = "a", left: float = 10.0, model_i
         row["experiments"] = {model_id: row["experiments"][MODEL]}
         rows.append(row)
     return rows
+
+
+def create_bridge_tables(url: str) -> None:
+    """What a first start does to a new PostgreSQL database: every component's tables."""
+    from labelbridge.groundtruth.outbox import Outbox
+    Outbox(url).close()
+
+
+def raw_rows(outbox, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a statement read beside the outbox, on a connection of the test's own (SQLite
+    ``?`` placeholders; PostgreSQL gets them as ``%s``)."""
+    if outbox.path is not None:
+        import sqlite3
+        raw = sqlite3.connect(outbox.path)
+        try:
+            return raw.execute(sql, params).fetchall()
+        finally:
+            raw.close()
+    import psycopg
+    with psycopg.connect(outbox.url) as conn:
+        return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), params or None)]
