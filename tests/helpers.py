@@ -163,5 +163,14 @@ def raw_rows(outbox, sql: str, params: tuple = ()) -> list[tuple]:
         finally:
             raw.close()
     import psycopg
-    with psycopg.connect(outbox.url) as conn:
+    conn = _raw_connections.get(outbox.url)
+    if conn is None or conn.closed:
+        conn = _raw_connections[outbox.url] = psycopg.connect(outbox.url, autocommit=True)
+    try:
         return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), params or None)]
+    except psycopg.OperationalError:   # its database was dropped and made again
+        _raw_connections.pop(outbox.url).close()
+        raise
+
+
+_raw_connections: dict = {}   # url -> a connection raw_rows keeps (tests read a lot)
