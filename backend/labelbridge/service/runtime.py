@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -29,7 +31,11 @@ from labelbridge.labelstudio.api import LabelStudioApi
 from labelbridge.labelstudio.mapping import Overrides
 from labelbridge.labelstudio.webhooks import ParsedWebhook, label_config_hash
 from labelbridge.model.sink import Sink
+from labelbridge.postgres import Database, Once, Solo
+from labelbridge.postgres.once import Jobs
+from labelbridge.predictions.homes import SharedHome
 from labelbridge.predictions.live import EMPTY_MODEL_VERSION, LiveIndex, Served
+from labelbridge.predictions.pg_store import PgIndex, PgPredictionStore
 from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
 from labelbridge.predictions.served import served_lookup
 from labelbridge.predictions.sources import ExportFileSource, RunSource, Source, ensure
@@ -88,7 +94,28 @@ def ensure_index(settings: Settings, progress: Callable[[int], None] | None = No
     source = index_source(settings)
     if source is None:
         return False
-    return ensure(source, settings.predictions_db, progress, on_total) is not None
+    home = index_home(settings, make_jobs(settings))
+    if isinstance(home, Path):
+        return ensure(source, home, progress, on_total) is not None
+    return home.ensure(source, progress, on_total) is not None
+
+
+def index_home(settings: Settings, jobs: Jobs) -> Path | SharedHome:
+    """The SQLite file of the index, or the database every replica shares."""
+    if not settings.shared_database:
+        return settings.predictions_db
+    return SharedHome(PgIndex(Database(settings.shared_database, name="labelbridge-index"),
+                              settings.data_dir), jobs)
+
+
+def index_store(settings: Settings) -> PredictionStore | PgPredictionStore | None:
+    """A store that follows the current index (the delivery worker's), None: no index yet."""
+    if not settings.shared_database:
+        return PredictionStore(settings.predictions_db) \
+            if settings.predictions_db.exists() else None
+    index = PgIndex(Database(settings.shared_database, max_size=2, name="labelbridge-index"),
+                    settings.data_dir)
+    return index.open() if index.current() is not None else None
 
 
 def make_sink(settings: Settings) -> Sink:
@@ -138,11 +165,22 @@ def make_loop_closer(settings: Settings) -> LoopCloser | None:
                       metrics=settings.labelbox_edit_metrics)
 
 
-def make_reconciler(settings: Settings, outbox: Outbox) -> Reconciler | None:
+def make_reconciler(settings: Settings, outbox: Outbox, jobs: Jobs | None = None
+                    ) -> Reconciler | None:
     if not (settings.label_studio_url and settings.label_studio_api_key):
         return None
     return Reconciler(outbox, LabelStudioApi(settings.label_studio_url,
-                                             settings.label_studio_api_key.get_secret_value()))
+                                             settings.label_studio_api_key.get_secret_value()),
+                      jobs)
+
+
+def make_jobs(settings: Settings) -> Jobs:
+    """Who runs the work that must run once: this process alone (SQLite), or whichever
+    replica holds its advisory lock (the shared PostgreSQL database)."""
+    if not settings.shared_database:
+        return Solo()
+    return Once(Database(settings.shared_database, max_size=4, name="labelbridge-jobs"),
+                f"{socket.gethostname()}:{os.getpid()}")
 
 
 def edit_totals(settings: Settings) -> dict:
@@ -159,7 +197,8 @@ class Runtime:
         self.store: PredictionStore | None = None
         self.predictor: Predictor | None = None
         self.model_version = settings.model_version or EMPTY_MODEL_VERSION
-        self.outbox = Outbox(settings.outbox_db)
+        self.outbox = Outbox(settings.outbox_location)
+        self.jobs = make_jobs(settings)
         self._known_configs: set[str] = set()
         self._wake = threading.Event()
         self.live = self._open_index()
@@ -172,17 +211,17 @@ class Runtime:
             self.deliverer = DeliveryProcess({**as_env(settings), "PROMETHEUS_MULTIPROC_DIR":
                                               str(self.worker_metrics_dir)})
         elif settings.delivery_worker == "thread":
-            store = PredictionStore(settings.predictions_db) if self.store is not None else None
+            store = index_store(settings) if self.store is not None else None
             self.deliverer = make_deliverer(settings, self.outbox, store, self.overrides,
                                             self._wake)
-        self.reconciler = make_reconciler(settings, self.outbox)
+        self.reconciler = make_reconciler(settings, self.outbox, self.jobs)
         self.loop_closer = make_loop_closer(settings)
 
     # ----- predictions --------------------------------------------------------------------
     def _open_index(self) -> LiveIndex:
         """Serve the index of the configured source (built first if it moved on); a newer one
         replaces it later (``predictions.live``)."""
-        live = LiveIndex(self.settings.predictions_db, index_source(self.settings),
+        live = LiveIndex(index_home(self.settings, self.jobs), index_source(self.settings),
                          lambda store, version: Predictor(store, self.overrides, version,
                                                           self.settings.match_keys),
                          self.settings.model_version, self.settings.refresh_interval)

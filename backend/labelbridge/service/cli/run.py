@@ -134,18 +134,17 @@ def deliver(once: bool = typer.Option(False, "--once", help="Deliver what is due
 
     from labelbridge.groundtruth.outbox import Outbox
     from labelbridge.labelstudio.mapping import Overrides
-    from labelbridge.predictions.store import PredictionStore
-    from labelbridge.service.runtime import make_deliverer
+    from labelbridge.service.runtime import index_store, make_deliverer
 
     settings = settings_or_exit()
     setup_logging(settings.log_level, settings)
-    store = PredictionStore(settings.predictions_db) if settings.predictions_db.exists() else None
+    store = index_store(settings)
     try:
         overrides = Overrides.load(settings.mapping)
     except MappingError as exc:
         fail(str(exc))
         return
-    outbox = Outbox(settings.outbox_db)
+    outbox = Outbox(settings.outbox_location)
     worker = make_deliverer(settings, outbox, store, overrides)
     if once:
         worker.drain()
