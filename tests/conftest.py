@@ -59,3 +59,28 @@ def outbox_location(engine, tmp_path, request):
     if engine == "sqlite":
         return tmp_path / "data" / "outbox.sqlite3"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def index_home(engine, request):
+    """``index_home(path)``: where a prediction index lives, for one more process: the SQLite
+    file ``path`` itself, or (PostgreSQL) a replica's home in the shared database, building
+    in ``path``'s folder. Pools are closed afterwards."""
+    if engine == "sqlite":
+        yield lambda path: path
+        return
+    from labelbridge.postgres import Database, Once
+    from labelbridge.predictions.homes import SharedHome
+    from labelbridge.predictions.pg_store import PgIndex
+
+    url, pools = request.getfixturevalue("pg_url"), []
+
+    def home(path):
+        db = Database(url, max_size=4)
+        pools.append(db)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SharedHome(PgIndex(db, path.parent), Once(db, f"test-replica-{len(pools)}"))
+
+    yield home
+    for db in pools:
+        db.close()

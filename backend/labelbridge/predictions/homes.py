@@ -19,7 +19,7 @@ from labelbridge.postgres.once import Jobs
 from labelbridge.predictions import store as sqlite_store
 from labelbridge.predictions.indexer import IndexResult
 from labelbridge.predictions.pg_store import PgIndex, PgPredictionStore
-from labelbridge.predictions.sources import Progress, Source, ensure
+from labelbridge.predictions.sources import Progress, Source, ensure, indexed_fingerprint
 from labelbridge.predictions.store import PredictionStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ class Home(Protocol):
                on_total: Callable[[int | None], None] | None = None) -> IndexResult | None: ...
 
     def exists(self) -> bool: ...
+
+    def fingerprint(self) -> str | None:
+        """Of what the current index was built from (None: no index)."""
 
     def current_id(self) -> int | None: ...
 
@@ -52,6 +55,9 @@ class FileHome:
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    def fingerprint(self) -> str | None:
+        return indexed_fingerprint(self.path)
 
     def current_id(self) -> int | None:
         return self.path.stat().st_ino if self.path.exists() else None
@@ -91,6 +97,9 @@ class SharedHome:
 
     def exists(self) -> bool:
         return self.index.current() is not None
+
+    def fingerprint(self) -> str | None:
+        return self.index.fingerprint()
 
     def current_id(self) -> int | None:
         return self.index.current()
