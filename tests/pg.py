@@ -118,6 +118,10 @@ class PgServer:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
                   "--locale=C.UTF-8", "--no-sync", "--no-instructions")
         self.port = free_port()
+        return self.restart()
+
+    def restart(self) -> PgServer:
+        """Start the cluster (again, after ``crash``) on the same port."""
         options = [f"-p {self.port}", "-c listen_addresses=127.0.0.1",
                    f"-c unix_socket_directories={self.dir}",
                    f"-c max_connections={self.max_connections}", "-c shared_buffers=128MB"]
@@ -127,6 +131,11 @@ class PgServer:
                   "-t", "60", "-o", " ".join(options), "start")
         self.started = True
         return self
+
+    def crash(self) -> None:
+        """Stop the server at once, as a crash would (clients lose their connections)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self.started = False
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

@@ -34,14 +34,14 @@ KEEP_RUNS_S = 7 * 86400.0
 
 
 class Jobs(Protocol):
-    def attempt(self, job: str) -> ContextManager[bool]: ...
+    def attempt(self, job: str, wait: bool = False) -> ContextManager[bool]: ...
 
 
 class Solo:
     """One process, one store: every attempt is this process's."""
 
     @contextmanager
-    def attempt(self, job: str) -> Iterator[bool]:
+    def attempt(self, job: str, wait: bool = False) -> Iterator[bool]:
         yield True
 
 
@@ -51,11 +51,15 @@ class Once:
         db.migrate("jobs", VERSION, lambda conn, found: conn.execute(SCHEMA))
 
     @contextmanager
-    def attempt(self, job: str) -> Iterator[bool]:
-        """True inside while this replica holds ``job``; False: another one does."""
+    def attempt(self, job: str, wait: bool = False) -> Iterator[bool]:
+        """True inside while this replica holds ``job``; False: another one does (with
+        ``wait``: wait until it is done, then hold it)."""
         key = lock_key(f"job:{job}")
         with self.db.connection() as conn:
-            if not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", [key]).fetchone()["ok"]:
+            if wait:
+                conn.execute("SELECT pg_advisory_lock(%s)", [key])
+            elif not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok",
+                                  [key]).fetchone()["ok"]:
                 yield False
                 return
             ok, run = False, None

@@ -31,7 +31,9 @@ class Home(Protocol):
     poll_s: float | None   # how often to look for an index another process made; None: never
 
     def ensure(self, source: Source, progress: Progress | None = None,
-               on_total: Callable[[int | None], None] | None = None) -> IndexResult | None: ...
+               on_total: Callable[[int | None], None] | None = None,
+               wait: bool = False) -> IndexResult | None:
+        """Build if the source moved on; ``wait``: for another process's build to end."""
 
     def exists(self) -> bool: ...
 
@@ -50,7 +52,7 @@ class FileHome:
         self.path = Path(path)
         self.data_dir = self.path.parent
 
-    def ensure(self, source, progress=None, on_total=None) -> IndexResult | None:
+    def ensure(self, source, progress=None, on_total=None, wait=False) -> IndexResult | None:
         return ensure(source, self.path, progress, on_total)
 
     def exists(self) -> bool:
@@ -73,10 +75,11 @@ class SharedHome:
         self.index, self.jobs = index, jobs
         self.data_dir = index.work_dir
 
-    def ensure(self, source, progress=None, on_total=None) -> IndexResult | None:
-        """Build and publish a new generation, unless another replica is building one now or
-        the current one holds what the source offers."""
-        with self.jobs.attempt("index") as mine:
+    def ensure(self, source, progress=None, on_total=None, wait=False) -> IndexResult | None:
+        """Build and publish a new generation, unless another replica is building one now (with
+        ``wait``: wait for it, at start, then look again) or the current one holds what the
+        source offers."""
+        with self.jobs.attempt("index", wait=wait) as mine:
             if not mine:
                 log.info("prediction index: another replica is building it")
                 return None

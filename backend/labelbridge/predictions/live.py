@@ -68,7 +68,7 @@ class LiveIndex:
         cannot be read raises ``ExportError`` (a bad input, not a passing failure)."""
         if self.source is not None:
             try:
-                self.home.ensure(self.source, progress, on_total)
+                self.home.ensure(self.source, progress, on_total, wait=True)
             except ExportError:
                 raise
             except FAILURES as exc:
