@@ -196,7 +196,7 @@ def run_config(name: str, replicas: int, store: str | None, backend: Path | None
                "lost": lost, "failed": counts["failed"]}
         log(f"[{name}] ack p50 {out['ack_p50_ms']:.1f} ms p99 {out['ack_p99_ms']:.1f} ms; "
             f"{delivered} delivered in {elapsed:.1f} s = {out['throughput_per_s']:.1f}/s; "
-            f"stand-in CPU {out["standin_cpu_share"]:.1%} of a core; duplicates {duplicates}, "
+            f"stand-in CPU {out['standin_cpu_share']:.1%} of a core; duplicates {duplicates}, "
             f"lost {lost}")
         return out
     finally:
@@ -250,7 +250,7 @@ def main() -> int:
           f"{'dup':>5}{'lost':>5}")
     for r in results:
         print(f"{r['config']:<20}{r['ack_p50_ms']:>11.1f}{r['ack_p99_ms']:>11.1f}"
-              f"{r['throughput_per_s']:>9.1f}{r["standin_cpu_share"]:>8.1%} {r['duplicates']:>4}"
+              f"{r['throughput_per_s']:>9.1f}{r['standin_cpu_share']:>8.1%} {r['duplicates']:>4}"
               f"{r['lost']:>5}")
     print(json.dumps(summary, indent=2))
     OUT.mkdir(exist_ok=True)
