@@ -33,7 +33,7 @@ from labelbridge.labelstudio.webhooks import ParsedWebhook, label_config_hash
 from labelbridge.model.sink import Sink
 from labelbridge.postgres import Database, Once, Solo
 from labelbridge.postgres.once import Jobs
-from labelbridge.predictions.homes import SharedHome
+from labelbridge.predictions.homes import SharedHome, remove_built
 from labelbridge.predictions.live import EMPTY_MODEL_VERSION, LiveIndex, Served
 from labelbridge.predictions.pg_store import PgIndex, PgPredictionStore
 from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
@@ -108,14 +108,32 @@ def index_home(settings: Settings, jobs: Jobs) -> Path | SharedHome:
                               settings.data_dir), jobs)
 
 
-def index_store(settings: Settings) -> PredictionStore | PgPredictionStore | None:
-    """A store that follows the current index (the delivery worker's), None: no index yet."""
+def index_store(settings: Settings, pinned: bool = False
+                ) -> PredictionStore | PgPredictionStore | None:
+    """A store that follows the current index (the delivery worker's), or that keeps reading
+    the one current now (``pinned``); None: no index yet."""
     if not settings.shared_database:
-        return PredictionStore(settings.predictions_db) \
+        return PredictionStore(settings.predictions_db, follow=not pinned) \
             if settings.predictions_db.exists() else None
     index = PgIndex(Database(settings.shared_database, max_size=2, name="labelbridge-index"),
                     settings.data_dir)
-    return index.open() if index.current() is not None else None
+    current = index.current()
+    return None if current is None else index.open(current if pinned else None)
+
+
+def publish_built(settings: Settings) -> int | None:
+    """With a shared database: the index ``labelbridge index`` just built in the data dir
+    becomes the current generation of every replica (and the local file goes). Its number."""
+    if not settings.shared_database:
+        return None
+    db = Database(settings.shared_database, max_size=2, name="labelbridge-index")
+    try:
+        gen = PgIndex(db, settings.data_dir).publish(
+            settings.predictions_db, f"labelbridge index@{socket.gethostname()}")
+    finally:
+        db.close()
+    remove_built(settings.predictions_db)
+    return gen
 
 
 def make_sink(settings: Settings) -> Sink:

@@ -75,16 +75,26 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
         return
     err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
               f"{settings.export_source}); model version {result.model_version}")
+    _publish(settings)
     if mapping is not None:
         _prepare(settings, mapping, result, report)
+
+
+def _publish(settings) -> None:
+    from labelbridge.service.runtime import publish_built
+
+    gen = publish_built(settings)
+    if gen is not None:
+        err.print(f"published to LABELBRIDGE_DATABASE_URL as generation {gen}: every replica "
+                  "serves it within seconds")
 
 
 def _prepare(settings, mapping, result, report: Path | None) -> None:
     """Convert and validate every indexed row for a label config now (and list its losses)."""
     from labelbridge.predictions.predictor import Predictor
-    from labelbridge.predictions.store import PredictionStore
+    from labelbridge.service.runtime import index_store
 
-    store = PredictionStore(settings.predictions_db)
+    store = index_store(settings)
     predictor = Predictor(store, mapping.overrides,
                           settings.model_version or result.model_version, settings.match_keys)
     with counting_progress("preparing predictions", result.rows) as progress:
@@ -122,6 +132,7 @@ def _index_model_run(run_id: str, label_config: Path | None, report: Path | None
     versions.remember(settings.data_dir, settings.model_version or result.model_version)
     err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
               f"{settings.export_source}); model version {result.model_version}")
+    _publish(settings)
     if mapping is not None:
         _prepare(settings, mapping, result, report)
 
