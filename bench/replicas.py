@@ -19,7 +19,9 @@ on PostgreSQL and with one on SQLite, in the same run (issue 18).
    one core), and an import stays RUNNING for a fixed time whatever the load, so two replicas
    can only be faster if their imports overlap.
 5. The SQLite default is measured twice: this checkout and ``--baseline`` (default: the main
-   worktree's ``backend``, the code before this branch), with the same load.
+   worktree's ``backend``, the code before this branch), with the same load. Ack latency on
+   this shared VM swings between minutes, so it is also compared with both servers up at once
+   and the requests alternating between them in chunks of 100 (``sqlite_acks_alternating``).
 
 Targets: two replicas >= 1.7x one replica's delivery throughput (PostgreSQL); SQLite's ack
 latency and throughput within noise of the baseline. Writes ``bench/out/replicas.json``.
@@ -218,6 +220,35 @@ def run_config(name: str, replicas: int, store: str | None, backend: Path | None
         standin.stop()
 
 
+def sqlite_acks_alternating(args, work: Path, rounds: int) -> dict:
+    """Ack latency of this checkout and the baseline on SQLite, both servers running, chunks
+    of 100 webhooks sent to one then the other (the same moment's load for both)."""
+    standin = Standin(work, 1, args.import_seconds)   # delivery is off: Labelbox is not called
+    procs, urls = [], {}
+    try:
+        for name, backend in (("this checkout", None), ("baseline", args.baseline)):
+            env = replica_env(work / name.replace(" ", "-"), standin, None, backend, args.batch)
+            port = free_port()
+            env["LABELBRIDGE_PORT"] = str(port)
+            urls[name] = f"http://127.0.0.1:{port}"
+            procs.append(start_process([sys.executable, "-m", "labelbridge", "serve"], env,
+                                       urls[name] + "/health", work / f"{port}.log", timeout=60))
+        got: dict[str, list[float]] = {name: [] for name in urls}
+        for r in range(rounds):
+            for name, url in (urls.items() if r % 2 == 0 else reversed(urls.items())):
+                got[name] += post_all([url], 100, args.senders, first=r * 100)
+        out = {name: {"p50_ms": percentile(sorted(v), 50) * 1000,
+                      "p99_ms": percentile(sorted(v), 99) * 1000} for name, v in got.items()}
+        out["ratio_p50"] = out["this checkout"]["p50_ms"] / out["baseline"]["p50_ms"]
+        out["ratio_p99"] = out["this checkout"]["p99_ms"] / out["baseline"]["p99_ms"]
+        log(f"[sqlite acks, alternating] {out}")
+        return out
+    finally:
+        for proc in procs:
+            stop_process(proc)
+        standin.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="600 events (default 2000)")
@@ -241,6 +272,11 @@ def main() -> int:
             folder = work / name
             folder.mkdir()
             results.append(run_config(name, replicas, store, backend, args, folder))
+        alternating = None
+        if args.baseline:
+            (work / "alternating").mkdir()
+            alternating = sqlite_acks_alternating(args, work / "alternating",
+                                                  6 if args.quick else 20)
     by = {r["config"]: r for r in results}
     ratio = by["pg-2"]["throughput_per_s"] / by["pg-1"]["throughput_per_s"]
     summary = {"two_replicas_vs_one": ratio, "target_1_7x": verdict(ratio >= 1.7),
@@ -251,7 +287,8 @@ def main() -> int:
         summary["sqlite_vs_baseline"] = {
             "throughput": new["throughput_per_s"] / old["throughput_per_s"],
             "ack_p50": new["ack_p50_ms"] / old["ack_p50_ms"],
-            "ack_p99": new["ack_p99_ms"] / old["ack_p99_ms"]}
+            "ack_p99": new["ack_p99_ms"] / old["ack_p99_ms"],
+            "acks_alternating": alternating}
     print(f"{'config':<20}{'ack p50 ms':>11}{'ack p99 ms':>11}{'deliv/s':>9}{'stand-in':>9}"
           f"{'dup':>5}{'lost':>5}")
     for r in results:

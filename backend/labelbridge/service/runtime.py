@@ -33,12 +33,12 @@ from labelbridge.labelstudio.webhooks import ParsedWebhook, label_config_hash
 from labelbridge.model.sink import Sink
 from labelbridge.postgres import Database, Once, Solo
 from labelbridge.postgres.once import Jobs
-from labelbridge.predictions.homes import SharedHome, remove_built
+from labelbridge.predictions.homes import FileHome, Home, SharedHome, remove_built
 from labelbridge.predictions.live import EMPTY_MODEL_VERSION, LiveIndex, Served
 from labelbridge.predictions.pg_store import PgIndex, PgPredictionStore
 from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
 from labelbridge.predictions.served import served_lookup
-from labelbridge.predictions.sources import ExportFileSource, RunSource, Source, ensure
+from labelbridge.predictions.sources import ExportFileSource, RunSource, Source
 from labelbridge.predictions.store import PredictionStore
 from labelbridge.service.sink_metrics import MeteredSink
 from labelbridge.settings import Settings, as_env
@@ -94,18 +94,16 @@ def ensure_index(settings: Settings, progress: Callable[[int], None] | None = No
     source = index_source(settings)
     if source is None:
         return False
-    home = index_home(settings, make_jobs(settings))
-    if isinstance(home, Path):
-        return ensure(source, home, progress, on_total) is not None
-    return home.ensure(source, progress, on_total) is not None
+    return index_home(settings, make_jobs(settings)).ensure(source, progress,
+                                                            on_total) is not None
 
 
-def index_home(settings: Settings, jobs: Jobs) -> Path | SharedHome:
+def index_home(settings: Settings, jobs: Jobs) -> Home:
     """The SQLite file of the index, or the database every replica shares."""
     if not settings.shared_database:
-        return settings.predictions_db
-    return SharedHome(PgIndex(Database(settings.shared_database, name="labelbridge-index"),
-                              settings.data_dir), jobs)
+        return FileHome(settings.predictions_db)
+    return SharedHome(PgIndex(Database(settings.shared_database, max_size=4,
+                                       name="labelbridge-index"), settings.data_dir), jobs)
 
 
 def index_store(settings: Settings, pinned: bool = False
@@ -197,7 +195,7 @@ def make_jobs(settings: Settings) -> Jobs:
     replica holds its advisory lock (the shared PostgreSQL database)."""
     if not settings.shared_database:
         return Solo()
-    return Once(Database(settings.shared_database, max_size=4, name="labelbridge-jobs"),
+    return Once(Database(settings.shared_database, max_size=3, name="labelbridge-jobs"),
                 f"{socket.gethostname()}:{os.getpid()}")
 
 

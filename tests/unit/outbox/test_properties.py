@@ -322,4 +322,4 @@ def test_the_same_properties_on_postgresql(pg_server, pg_template):
 
     machine = type("PgOutboxMachine", (OutboxMachine,),
                    {"new_location": staticmethod(new_location)})
-    run_state_machine_as_test(machine, settings=settings(SETTINGS, max_examples=50))
+    run_state_machine_as_test(machine, settings=settings(SETTINGS, max_examples=30))

@@ -101,7 +101,7 @@ class _Tx:
 
 
 class PostgresStorage:
-    def __init__(self, url: str, busy_timeout_s: float = 10.0, pool_size: int = 8) -> None:
+    def __init__(self, url: str, busy_timeout_s: float = 10.0, pool_size: int = 6) -> None:
         self.location = redact(url)
         self._queries = load_queries(HERE / "pg_queries.sql")
         self._closed = False
