@@ -72,4 +72,4 @@ def test_sigterm_answers_in_flight_and_exits_in_bounded_time(service, standin, i
     counts = lines_per_uuid(standin)
     assert all(counts[u5(f"r{a}{s}")] == 1 for a in (31, 32) for s in "abw"), counts
     if resumed:
-        assert "resuming batch" in service.log.read_text()
+        assert ": taken over (import labelbridge-" in service.log.read_text()

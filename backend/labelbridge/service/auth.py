@@ -133,7 +133,7 @@ class Refusals:
                 self._logged[key] = t
                 n, self.held_back[key] = self.held_back[key], 0
                 log.warning("webhook refused: %s; %d refusal(s) since the last line. Fix: "
-                            "`labelbridge connect --project %s` puts the header on its "
+                            "`labelbridge connect --ls-project %s` puts the header on its "
                             "webhook", self.reason(why, project), n, project or "N")
             while self._recent and t - self._recent[0] >= 60.0:
                 self._recent.popleft()
@@ -162,7 +162,7 @@ def warn_at_start(seen: dict[str, Any], header_name: str) -> None:
     wrong = sorted((k for k, v in seen.items() if WRONG in v.get("reasons", ())), key=str)
     if missing:
         log.warning("webhooks without the %s header were refused for Label Studio project(s) %s: "
-                    "their annotations do not arrive. Run `labelbridge connect --project N` for "
+                    "their annotations do not arrive. Run `labelbridge connect --ls-project N` for "
                     "each (it puts the header on the webhook), then `labelbridge reconcile`",
                     header_name, ", ".join(missing))
     if wrong:

@@ -66,10 +66,10 @@ class MeteredSink:
         lines.labels("failed").inc(len(outcome.statuses) - ok)
         return outcome
 
-    def remove_labels(self, data_row: dict,
-                      choose: Callable[[list[LabelRef]], Iterable[str]]) -> list[str]:
+    def remove_labels(self, data_row: dict, choose: Callable[[list[LabelRef]], Iterable[str]],
+                      annotation_id: int, uuids: list[str]) -> list[str]:
         try:
-            removed = self._sink.remove_labels(data_row, choose)
+            removed = self._sink.remove_labels(data_row, choose, annotation_id, uuids)
         except (TransientError, PermanentError) as exc:
             _error("remove", exc)
             raise
