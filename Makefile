@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_EXPORT := configs/demo/labelbox-export.ndjson
 
-.PHONY: run demo test unit e2e ls-env lsml-env browser-env bench clean
+.PHONY: run demo test unit e2e ls-env lsml-env browser-env pg-env bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,10 @@ demo: $(STAMP) ls-env
 	$(BIN)/python -m labelbridge.tools.demo
 
 ## Everything: unit, property, integration and end-to-end tests against a real Label Studio.
-test: $(STAMP) ls-env lsml-env browser-env
+test: $(STAMP) ls-env lsml-env browser-env pg-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-unit: $(STAMP)
+unit: $(STAMP) pg-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not lsml"
 
 e2e: $(STAMP) ls-env lsml-env browser-env
@@ -41,6 +41,10 @@ ls-env: $(STAMP)
 browser-env: $(STAMP)
 	$(BIN)/python tests/e2e/browser.py install
 
+## Debian's postgresql (apt-get, once): the tests start a private cluster of it (tests/pg.py).
+pg-env: $(STAMP)
+	$(BIN)/python tests/pg.py install
+
 ## label-studio-ml 1.0.9 in its own virtualenv (.venv-lsml), for LabelboxModel in the official server.
 lsml-env: $(STAMP)
 	$(BIN)/python tests/lsml/harness.py install
@@ -53,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/modelrun.py
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/soak.py
+	$(BIN)/python bench/replicas.py
 
 clean:
 	rm -rf $(VENV) .venv-ls .venv-lsml var .cache

@@ -12,7 +12,8 @@ every keyframe, frame classifications) is converted:
   the tracks back, write the NDJSON lines (what delivery does for a video annotation).
 
 The floor is ``orjson.loads`` of the same export row, in the same run; figures are the best of
-``--repeat`` rounds, each round timing the floor and both directions in turn. Prints a table and writes ``bench/out/video.json``.
+``--repeat`` rounds, each round timing the floor and both directions in turn.
+Prints a table and writes ``bench/out/video.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ CONFIG = """<View><Video name="video" value="$video" frameRate="29.97"/>
 </Choices></View>"""
 MAPPING = Mapping(CONFIG)
 DATA_ROW = DataRowRef(id="cbenchvideo00000000000001")
+
+
 def synthetic_row(frames: int, tracks: int, every: int, seed: int = 15) -> tuple[bytes, int]:
     """An export-v2 video row and its number of keyframes."""
     rnd = random.Random(seed)
@@ -83,33 +86,6 @@ def synthetic_row(frames: int, tracks: int, every: int, seed: int = 15) -> tuple
                 "annotations": {"frames": out, "segments": segments,
                                 "key_frame_feature_map": keys, "classifications": []}}]}}}
     return orjson.dumps(row), count
-
-
-def _reader(report: ConversionReport) -> VideoReader:
-    rows = _RowReader(DataRowRef(id="cbenchvideo00000000000001"), report)
-    return VideoReader("bench", lambda items, path: rows.classifications(items, path, True), report)
-
-
-def lb_to_ls(raw: bytes) -> list[dict]:
-    row = orjson.loads(raw)
-    report = ConversionReport()
-    ann = next(iter(row["projects"].values()))["labels"][0]["annotations"]
-    regions, _ = _reader(report).read(ann)
-    t = timing(RATE, video_info(row["media_attributes"]))
-    return [{"id": r.id, "from_name": "box", "to_name": "video", "type": "videorectangle",
-             "value": {**track_value(r.shape, W, H, t), "labels": [r.name]}} for r in regions]
-
-
-def ls_to_lb(stored: bytes) -> list[dict]:
-    report = ConversionReport()
-    writer = VideoLineWriter({"id": "cbenchvideo00000000000001"}, "bench", report)
-    t = Timing(RATE)
-    lines = []
-    for item in orjson.loads(stored):
-        track, _ = read_track(item["value"], W, H, t)
-        lines.append(writer.track_line(Region(id=item["id"], name=item["value"]["labels"][0],
-                                              shape=track)))
-    return lines
 
 
 def lb_to_ls(raw: bytes) -> list[dict]:

@@ -178,3 +178,33 @@ def json_places(node, path=()):
         for i, v in enumerate(node):
             yield path + (i,)
             yield from json_places(v, path + (i,))
+
+
+def create_bridge_tables(url: str) -> None:
+    """What a first start does to a new PostgreSQL database: every component's tables."""
+    from labelbridge.groundtruth.outbox import Outbox
+    Outbox(url).close()
+
+
+def raw_rows(outbox, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a statement read beside the outbox, on a connection of the test's own (SQLite
+    ``?`` placeholders; PostgreSQL gets them as ``%s``)."""
+    if outbox.path is not None:
+        import sqlite3
+        raw = sqlite3.connect(outbox.path)
+        try:
+            return raw.execute(sql, params).fetchall()
+        finally:
+            raw.close()
+    import psycopg
+    conn = _raw_connections.get(outbox.url)
+    if conn is None or conn.closed:
+        conn = _raw_connections[outbox.url] = psycopg.connect(outbox.url, autocommit=True)
+    try:
+        return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), params or None)]
+    except psycopg.OperationalError:   # its database was dropped and made again
+        _raw_connections.pop(outbox.url).close()
+        raise
+
+
+_raw_connections: dict = {}   # url -> a connection raw_rows keeps (tests read a lot)

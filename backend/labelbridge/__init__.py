@@ -12,6 +12,9 @@ Rooms (each a subpackage; its ``__init__`` says what the others may use):
 ``labelstudio/``   the Label Studio adapter: regions <-> result JSON (driven by the label
                    config through ``LabelInterface``), the name mapping, webhook bodies, task <->
                    data row identity, the REST client.
+``postgres/``      PostgreSQL, the store several replicas share (``LABELBRIDGE_DATABASE_URL``):
+                   the pool, versioned schemas, work run on one replica at a time. An adapter
+                   for a database; the flows' drivers bring their own tables and queries.
 ``predictions/``   the Labelbox -> Label Studio flow: the prediction index (build, store) and
                    the predictor that answers ``/predict`` from it.
 ``groundtruth/``   the Label Studio -> Labelbox flow: the durable outbox, delivery to a sink,
@@ -25,7 +28,7 @@ Rooms (each a subpackage; its ``__init__`` says what the others may use):
 ``settings``       every environment variable, read and validated once.
 
 Imports point one way: the edge (service, mlbackend) -> flows (predictions, groundtruth) and
-tools -> adapters (labelbox, labelstudio) -> model. The two adapters never import each other; flows never import
+tools -> adapters (labelbox, labelstudio, postgres) -> model. The two adapters never import each other; flows never import
 each other; ``settings`` is read by flows, tools and the edge, never by adapters or the model.
 ``tests/unit/test_layout.py`` enforces this.
 """

@@ -74,7 +74,7 @@ def runtime() -> Runtime:
                 rt = Runtime(load_settings())
                 log.info("labelbridge model: %d indexed rows, model version %s; ground truth "
                          "goes to %s (`labelbridge serve` or `labelbridge deliver` delivers "
-                         "it)", rt.index_rows, rt.model_version, rt.settings.outbox_db)
+                         "it)", rt.index_rows, rt.model_version, rt.outbox.location)
                 _runtime = rt
     return _runtime
 

@@ -107,6 +107,18 @@ class Settings(BaseSettings):
     label_studio_project_id: int | None = _env("LABEL_STUDIO_PROJECT_ID", default=None, ge=1)
     reconcile_interval: float = _env("LABELBRIDGE_RECONCILE_INTERVAL", default=300.0, ge=0)
 
+    # Several replicas (README "Running more than one replica")
+    database_url: SecretStr | None = _env("LABELBRIDGE_DATABASE_URL", default=None)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith(("postgresql://",
+                                                                   "postgres://")):
+            raise ValueError("must be a PostgreSQL URL: postgresql://USER:PASSWORD@HOST:PORT/"
+                             "DATABASE")
+        return v
+
     @field_validator("export", "label_config", "mapping", "ontology")
     @classmethod
     def _must_exist(cls, v: Path | None) -> Path | None:
@@ -200,6 +212,16 @@ class Settings(BaseSettings):
         return self.data_dir / "outbox.sqlite3"
 
     @property
+    def shared_database(self) -> str | None:
+        """The PostgreSQL URL several replicas share, or None (SQLite files in the data dir)."""
+        return self.database_url.get_secret_value() if self.database_url else None
+
+    @property
+    def outbox_location(self) -> Path | str:
+        """The outbox: in the shared database, else the SQLite file."""
+        return self.shared_database or self.outbox_db
+
+    @property
     def file_sink_dir(self) -> Path:
         return self.data_dir / "outbox"
 
@@ -242,7 +264,8 @@ def load_settings(**overrides) -> Settings:
             name = _ALIASES.get(field, field) or "settings"
             msg = err["msg"].removeprefix("Value error, ")
             value = err.get("input")
-            shown = "" if name.endswith(("KEY", "PASS", "TOKEN")) or isinstance(value, dict) \
+            shown = "" if name.endswith(("KEY", "PASS", "TOKEN", "DATABASE_URL")) or \
+                isinstance(value, dict) \
                 else f" (got {value!r})"
             lines.append(f"{name}: {msg}{shown}")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

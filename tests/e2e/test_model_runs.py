@@ -197,7 +197,7 @@ def test_run_2_appears_and_refresh_predictions_leaves_one_prediction_per_unannot
     dry = bridge.cli("refresh-predictions", "--project", str(pid), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     said = " ".join(dry.stdout.split())
-    assert f"would set the project's model version" in said
+    assert "would set the project's model version" in said
     assert "7 tasks: would remove 1 and write 2 predictions" in said, said
     assert [p["model_version"] for p in predictions(ls, tasks[5])] == [R1]   # unchanged
     assert predictions(ls, new_task) == []

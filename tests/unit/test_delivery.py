@@ -1,5 +1,5 @@
-"""Delivery (groundtruth/delivery.py) over a real SQLite outbox in tmp_path, with a
-handler-driven fake Sink: batches, the import name stored before the call, per-line refusals,
+"""Delivery (groundtruth/delivery.py) over a real outbox (SQLite in tmp_path, and PostgreSQL),
+with a handler-driven fake Sink: batches, the import name stored before the call, per-line refusals,
 dead letters, retries, deletes and updates that remove earlier labels, resume after a crash."""
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def delete(ob: Outbox, ann_id: int) -> None:
 
 
 @pytest.fixture
-def ob(tmp_path):
-    box = Outbox(tmp_path / "outbox.sqlite3")
+def ob(outbox_location):
+    box = Outbox(outbox_location)
     yield box
     box.close()
 
@@ -74,7 +74,8 @@ def test_a_batch_is_one_import_named_before_the_call(ob):
 
     def handler(call: SinkCall):
         # the import name is on disk when the sink is called (a crash now resumes by name)
-        names_at_call.append(Outbox(ob.path).status()["in_doubt"])
+        with Outbox(ob.path or ob.url) as beside:
+            names_at_call.append(beside.status()["in_doubt"])
         return accept_all(call)
 
     sink = FakeSink(handler)

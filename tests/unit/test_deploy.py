@@ -3,7 +3,9 @@
 - ``.env.example`` lists exactly the variables ``labelbridge.settings`` reads, plus the ones
   ``docker-compose.yml`` interpolates for Label Studio and PostgreSQL;
 - ``docker-compose.yml`` wires postgres -> label-studio -> labelbridge by service name, with
-  health-gated start order, the SSRF switches off, and the settings' default port;
+  health-gated start order, the SSRF switches off, and the settings' default port; its "ha"
+  profile runs two replicas on a database of their own (made by ``deploy/bridge-db.sh``, run
+  here against a real PostgreSQL) behind an nginx proxy;
 - ``Dockerfile`` runs ``labelbridge serve`` as a non-root user with a health check and a data
   volume;
 - ``configs/*.xml`` parse with label-studio-sdk's ``LabelInterface`` and every mapping YAML
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -370,6 +373,9 @@ def test_compose_depends_on_waits_for_health(compose):
         assert isinstance(deps, dict), f"{name}: depends_on needs conditions (long syntax)"
         for dep, spec in deps.items():
             assert dep in services, f"{name} depends on unknown service {dep}"
+            if services[dep].get("restart") == "no":    # a one-shot job: wait for it to end
+                assert (spec or {}).get("condition") == "service_completed_successfully"
+                continue
             assert (spec or {}).get("condition") == "service_healthy", (
                 f"{name} -> {dep}: condition must be service_healthy")
             assert services[dep].get("healthcheck"), f"{dep} needs a healthcheck ({name} waits for it)"
@@ -477,6 +483,75 @@ def test_compose_labelbridge_environment_is_a_valid_configuration(compose, env_e
     assert settings.label_studio_url == "http://label-studio:8080"
     assert settings.label_studio_api_key is not None
     assert settings.label_studio_api_key.get_secret_value() == dotenv["LABEL_STUDIO_USER_TOKEN"]
+
+
+REPLICAS = ("labelbridge-a", "labelbridge-b")
+NGINX_CONF = ROOT / "deploy" / "nginx-replicas.conf"
+BRIDGE_DB = ROOT / "deploy" / "bridge-db.sh"
+
+
+def test_compose_ha_profile_runs_replicas_on_a_shared_database_behind_a_proxy(compose):
+    services = compose["services"]
+    ha = {name for name, svc in services.items() if "ha" in (svc.get("profiles") or [])}
+    assert ha == {"bridge-db", *REPLICAS, "labelbridge-proxy"}
+    assert not any(svc.get("profiles") for name, svc in services.items() if name in SERVICES)
+    urls = set()
+    for name in REPLICAS:
+        svc = services[name]
+        assert command_argv(svc["command"]) == ["labelbridge", "serve"]
+        assert svc["depends_on"]["bridge-db"]["condition"] == "service_completed_successfully"
+        env = render(service_env(svc), {"LABELBRIDGE_DB_PASSWORD": "pw"})
+        url = urlparse(env["LABELBRIDGE_DATABASE_URL"])
+        assert (url.scheme, url.hostname, url.port, url.username, url.password) == (
+            "postgresql", "postgres", 5432, "labelbridge", "pw")
+        urls.add(url.path)
+        assert env["LABELBRIDGE_PORT"] == str(DEFAULT_PORT)
+        assert env["LABELBRIDGE_DATA_DIR"] in {t for _, t in named_volumes(svc)}
+    assert urls == {"/labelbridge"}                       # one database, not Label Studio's
+    assert services["postgres"]["environment"]["POSTGRES_DB"] != "labelbridge"
+    assert len({v for name in REPLICAS for v, _ in named_volumes(services[name])}) == 2
+    db = services["bridge-db"]
+    assert db["image"] == services["postgres"]["image"]
+    assert command_argv(db["command"]) == ["sh", "/bridge-db.sh"]
+    assert "./deploy/bridge-db.sh:/bridge-db.sh:ro" in db["volumes"]
+
+
+def test_the_proxy_forwards_to_every_replica_and_retries_a_refused_webhook(compose):
+    proxy = compose["services"]["labelbridge-proxy"]
+    assert "./deploy/nginx-replicas.conf:/etc/nginx/conf.d/default.conf:ro" in proxy["volumes"]
+    assert {d for d in proxy["depends_on"]} == set(REPLICAS)
+    conf = NGINX_CONF.read_text()
+    upstream = re.search(r"upstream labelbridge \{(.*?)\}", conf, re.S).group(1)
+    assert re.findall(r"server ([\w-]+):(\d+)", upstream) == [(r, str(DEFAULT_PORT))
+                                                             for r in REPLICAS]
+    assert re.search(rf"listen {DEFAULT_PORT};", conf)
+    assert [parse_port(p) for p in proxy["ports"]] == [("9091", DEFAULT_PORT)]
+    retry = re.search(r"proxy_next_upstream ([^;]+);", conf).group(1).split()
+    assert {"error", "http_503", "non_idempotent"} <= set(retry)
+    assert "proxy_read_timeout 110s;" in conf              # Label Studio waits 100 s
+
+
+def test_bridge_db_makes_the_replicas_database_once_and_labelbridge_migrates_it(pg_server):
+    """deploy/bridge-db.sh against a real server, twice (idempotent); then the outbox opens
+    there as the role it made."""
+    from labelbridge.groundtruth.outbox import Outbox
+    from tests.pg import bindir
+
+    env = {"PATH": f"{bindir()}:/usr/bin:/bin", "PGHOST": "127.0.0.1",
+           "PGPORT": str(pg_server.port), "PGUSER": "postgres", "PGPASSWORD": "x",
+           "PGDATABASE": "postgres", "BRIDGE_PASSWORD": "s3cret-pw"}
+    for _ in range(2):
+        done = subprocess.run(["sh", str(BRIDGE_DB)], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert "database labelbridge (role labelbridge) is ready" in done.stdout
+    url = f"postgresql://labelbridge:s3cret-pw@127.0.0.1:{pg_server.port}/labelbridge"
+    with Outbox(url) as box:
+        assert box.status()["counts"]["pending"] == 0
+    pg_server.drop_database("labelbridge")
+    pg_server.admin("DROP ROLE labelbridge")
+    missing = subprocess.run(["sh", str(BRIDGE_DB)], env={**env, "BRIDGE_PASSWORD": ""},
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "LABELBRIDGE_DB_PASSWORD" in missing.stderr
 
 
 # ============================================================================ Dockerfile

@@ -184,6 +184,35 @@ def test_cli_index_with_workers(tmp_path, monkeypatch):
     assert "c.ndjson:2: not an export-v2 row (no 'data_row' object)" in bad.output
 
 
+def test_cli_index_publishes_into_the_shared_database(tmp_path, monkeypatch, pg_url):
+    """With LABELBRIDGE_DATABASE_URL the index built (by worker processes, in part files) goes
+    into the database as the current generation, every row and payload; nothing stays local."""
+    from labelbridge.postgres import Database
+    from labelbridge.predictions.pg_store import PgIndex
+
+    export = _mixed_export(tmp_path / "export")
+    for name in list(os.environ):
+        if name.startswith(("LABELBRIDGE_", "LABELBOX_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LABELBRIDGE_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("LABELBRIDGE_DATABASE_URL", pg_url)
+    ok = CliRunner().invoke(app, ["index", "--export", str(export), "--workers", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert "published to LABELBRIDGE_DATABASE_URL as generation 1" in ok.output
+    assert list((tmp_path / "var").glob("predictions*")) == []
+    local = tmp_path / "local.sqlite3"
+    index_export(export, local, Selection(), workers=0)
+    db = Database(pg_url)
+    try:
+        shared = PgIndex(db, tmp_path).open()
+        assert shared.count() == 225 and shared.feature_names() == \
+            PredictionStore(local).feature_names()
+        pks = [pk for batch in shared.iter_pks() for pk in batch]
+        assert shared.rows(pks) == PredictionStore(local).rows(pks)
+    finally:
+        db.close()
+
+
 def test_a_build_removes_parts_of_dead_builds_but_not_of_a_running_one(tmp_path):
     export = _mixed_export(tmp_path / "export")
     index = tmp_path / "ix.sqlite3"

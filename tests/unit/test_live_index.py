@@ -1,10 +1,12 @@
 """Which run is served and how a newer index replaces the served one (predictions/sources.py,
-predictions/live.py), with the real SDK against an in-process Labelbox stand-in."""
+predictions/live.py), with the real SDK against an in-process Labelbox stand-in; the serving
+tests on both homes of the index (a SQLite file, the database replicas share)."""
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,10 +15,11 @@ from labelbridge.labelbox.model_runs import ModelRunClient
 from labelbridge.labelstudio.mapping import Overrides
 from labelbridge.model.sink import PermanentError
 from labelbridge.predictions import live, versions
+from labelbridge.predictions.homes import FileHome
 from labelbridge.predictions.live import LiveIndex
 from labelbridge.predictions.predictor import Predictor
 from labelbridge.predictions.run_index import index_rows
-from labelbridge.predictions.sources import RunSource, ensure, indexed_fingerprint
+from labelbridge.predictions.sources import RunSource, ensure
 from labelbridge.predictions.store import PredictionStore
 from labelbridge.settings import SettingsError, load_settings
 
@@ -79,20 +82,21 @@ def test_an_unchanged_run_is_not_exported_again_and_a_changed_one_is(client, sta
     assert ensure(by_name, path).model_version == "prod-1"              # another fingerprint
 
 
-def test_the_model_version_is_the_run_id_or_its_name(client, tmp_path):
+def test_the_model_version_is_the_run_id_or_its_name(client, tmp_path, index_home):
     for version_from, expected in (("id", R2), ("name", "prod-2")):
-        index = LiveIndex(tmp_path / version_from / "p.sqlite3",
+        index = LiveIndex(index_home(tmp_path / version_from / "p.sqlite3"),
                           RunSource(client, model_id=MODEL, pattern="prod",
                                     version_from=version_from), predictor)
-        (tmp_path / version_from).mkdir()
+        (tmp_path / version_from).mkdir(exist_ok=True)
         assert index.open().model_version == expected
         assert f'"model_version":"{expected}"' in served_json(index)
         assert versions.known(tmp_path / version_from) == [expected]
         index.stop()
 
 
-def test_check_swaps_in_a_newer_run_and_keeps_the_old_store_readable(client, standin, tmp_path):
-    path = tmp_path / "predictions.sqlite3"
+def test_check_swaps_in_a_newer_run_and_keeps_the_old_store_readable(client, standin, tmp_path,
+                                                                      index_home):
+    path = index_home(tmp_path / "predictions.sqlite3")
     index = LiveIndex(path, RunSource(client, model_id=MODEL, pattern="^prod-"), predictor)
     assert index.open().model_version == R2
     swapped = []
@@ -103,36 +107,39 @@ def test_check_swaps_in_a_newer_run_and_keeps_the_old_store_readable(client, sta
                           run_rows("crunlive00000000000000004", 3, tag="d"))
     assert index.check() is True
     assert [s.model_version for s in swapped] == ["crunlive00000000000000004"]
-    assert old.store.count() == 20                     # pinned to the file it opened
+    assert old.store.count() == 20                     # pinned to the index it opened
     assert index.served.store.count() == 3 and index.swaps == 1
     index.stop()
 
 
-def test_an_index_rebuilt_by_another_process_is_picked_up(client, tmp_path):
-    path = tmp_path / "predictions.sqlite3"
-    index = LiveIndex(path, None, predictor, interval=300)
+def test_an_index_rebuilt_by_another_process_is_picked_up(client, tmp_path, index_home):
+    index = LiveIndex(index_home(tmp_path / "predictions.sqlite3"), None, predictor,
+                      interval=300)
     assert index.open() is None                        # nothing there yet
-    ensure(RunSource(client, run_id=R1), path)
+    other = index_home(tmp_path / "other" / "predictions.sqlite3")   # another replica's
+    if isinstance(other, Path):
+        other = FileHome(tmp_path / "predictions.sqlite3")        # the same file
+    other.ensure(RunSource(client, run_id=R1))
     assert index.check() is True and index.served.model_version == R1
     assert index.check() is False
     index.stop()
 
 
-def test_a_failed_build_keeps_serving_and_is_reported(client, standin, tmp_path):
-    path = tmp_path / "predictions.sqlite3"
-    index = LiveIndex(path, RunSource(client, run_id=R2), predictor)
+def test_a_failed_build_keeps_serving_and_is_reported(client, standin, tmp_path, index_home):
+    index = LiveIndex(index_home(tmp_path / "predictions.sqlite3"), RunSource(client, run_id=R2), predictor)
     index.open()
     standin.set_model_run_rows(R2, run_rows(R2, 20, tag="b", left=31.0))
     standin.fail_export(R2, after_chunks=0, kind="503")
     assert index.check() is False
     assert "503" in index.last_error and index.served.model_version == R2
-    assert indexed_fingerprint(path) == index.served.fingerprint   # the file was not replaced
+    assert index.home.fingerprint() == index.served.fingerprint   # the index was not replaced
     assert index.check() is True and index.last_error is None
     index.stop()
 
 
-def test_poke_looks_in_the_background_at_most_every_few_seconds(client, standin, tmp_path):
-    index = LiveIndex(tmp_path / "p.sqlite3", RunSource(client, run_id=R1), predictor,
+def test_poke_looks_in_the_background_at_most_every_few_seconds(client, standin, tmp_path,
+                                                                index_home):
+    index = LiveIndex(index_home(tmp_path / "p.sqlite3"), RunSource(client, run_id=R1), predictor,
                       interval=300)
     index.open()
     looks = standin.calls["modelRun"]

@@ -24,7 +24,7 @@ from labelbridge.model.regions import DataRowRef, Mask
 from labelbridge.model.report import ConversionReport
 
 from tests.helpers import ROOT, export_row
-from tests.maskgen import composite, from_mask, single_png
+from tests.maskgen import composite, single_png
 
 SEG = Mapping((ROOT / "configs" / "segmentation.xml").read_text())
 cuids = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=24, max_size=24).map(

@@ -1,5 +1,6 @@
 """Prepared predictions: every row (the first included), each row's losses stored and listed,
-the same bytes whether prepared in this process or in workers."""
+the same bytes whether prepared in this process or in workers; on a SQLite index and on one
+published into the database replicas share."""
 
 from __future__ import annotations
 
@@ -29,10 +30,20 @@ def _export(tmp_path, rows=3):
     return path
 
 
+def _open(index_home, built):
+    """The store of the index built at ``built``: that file, or a generation it was
+    published into."""
+    home = index_home(built)
+    if home == built:
+        return PredictionStore(built)
+    home.index.publish(built, "test")
+    return home.open_pinned()
+
+
 @pytest.fixture()
-def store(tmp_path):
+def store(tmp_path, index_home):
     index_export(_export(tmp_path), tmp_path / "predictions.sqlite3", Selection(), workers=0)
-    s = PredictionStore(tmp_path / "predictions.sqlite3")
+    s = _open(index_home, tmp_path / "predictions.sqlite3")
     yield s
     s.close()
 
@@ -55,13 +66,13 @@ def test_prepare_converts_every_row_and_stores_its_losses(store):
     assert ctx.report.lost == 3
 
 
-def test_workers_prepare_the_same_bytes(tmp_path):
+def test_workers_prepare_the_same_bytes(tmp_path, index_home):
     export = _export(tmp_path, rows=7)
     out = {}
     for workers in (1, 2):
         index = tmp_path / f"w{workers}.sqlite3"
         index_export(export, index, Selection(), workers=0)
-        s = PredictionStore(index)
+        s = _open(index_home, index)
         ctx = Predictor(s, Overrides(), "v1", workers=workers).prepare(IMAGE_CONFIG)
         pks = [pk for b in s.iter_pks() for pk in b]
         out[workers] = (s.prepared(ctx.key, pks), b"".join(s.iter_losses(ctx.key)),
@@ -73,6 +84,8 @@ def test_workers_prepare_the_same_bytes(tmp_path):
 def test_the_losses_command_lists_every_loss(tmp_path, monkeypatch, store):
     ctx = Predictor(store, Overrides(), "v1", workers=1).prepare(IMAGE_CONFIG)
     monkeypatch.setenv("LABELBRIDGE_DATA_DIR", str(tmp_path))
+    if not isinstance(store, PredictionStore):
+        monkeypatch.setenv("LABELBRIDGE_DATABASE_URL", store.db.url)
     result = CliRunner().invoke(app, ["losses", "--context", ctx.key[:12]])
     assert result.exit_code == 0, result.output
     lines = [orjson.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]

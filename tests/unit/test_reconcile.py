@@ -1,4 +1,5 @@
-"""Reconciliation over a real SQLite outbox, Label Studio's API replaced at its network seam.
+"""Reconciliation over a real outbox (SQLite and PostgreSQL), Label Studio's API replaced at
+its network seam.
 
 The fake answers the three calls ``Reconciler`` makes with bodies shaped like Label Studio
 1.23's (taken from ``tests/fixtures/ls-captures``); the real thing runs in tests/e2e.
@@ -43,11 +44,11 @@ class FakeLabelStudio:
         return set(self.by_task)
 
 
-def test_a_second_run_counts_what_it_already_knew(tmp_path):
+def test_a_second_run_counts_what_it_already_knew(outbox_location):
     ls = FakeLabelStudio({1: [annotation(11, 1, "2026-11-22T12:10:10.000001Z")],
                           2: [annotation(12, 2, "2026-11-22T12:10:11.000001Z"),
                               annotation(13, 2, "2026-11-22T12:10:12.000001Z")]})
-    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+    with Outbox(outbox_location) as outbox:
         reconciler = Reconciler(outbox, ls)  # type: ignore[arg-type]
         first = reconciler.run(7)
         assert (first.tasks_read, first.upserts, first.deletes, first.duplicates) == (2, 3, 0, 0)
@@ -56,10 +57,10 @@ def test_a_second_run_counts_what_it_already_knew(tmp_path):
         assert (again.upserts, again.deletes, again.duplicates) == (0, 0, 3)
 
 
-def test_a_changed_annotation_is_queued_and_the_rest_counted_as_known(tmp_path):
+def test_a_changed_annotation_is_queued_and_the_rest_counted_as_known(outbox_location):
     ls = FakeLabelStudio({1: [annotation(11, 1, "2026-11-22T12:10:10.000001Z")],
                           2: [annotation(12, 2, "2026-11-22T12:10:11.000001Z")]})
-    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+    with Outbox(outbox_location) as outbox:
         reconciler = Reconciler(outbox, ls)  # type: ignore[arg-type]
         reconciler.run(7)
         ls.by_task[2] = [annotation(12, 2, "2026-11-22T12:20:00.000001Z")]

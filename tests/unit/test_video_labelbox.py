@@ -10,7 +10,7 @@ from labelbridge.labelbox.shapes import RowContext
 from labelbridge.labelbox.video import VideoLineWriter, VideoReader, runs, video_info
 from labelbridge.model.features import FeatureTable
 from labelbridge.model.ids import ndjson_uuid
-from labelbridge.model.regions import (Answer, Box, Classification, DataRowRef, Keyframe, Region,
+from labelbridge.model.regions import (Answer, Box, Classification, Keyframe, Region,
                                        VideoSegment, VideoTrack)
 from labelbridge.model.report import ConversionReport
 

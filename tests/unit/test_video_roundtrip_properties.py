@@ -17,7 +17,7 @@ from labelbridge.labelbox.shapes import RowContext
 from labelbridge.labelbox.video import VideoLineWriter, VideoReader, video_info
 from labelbridge.labelstudio.video import Timing, read_track, timing, track_value
 from labelbridge.model.ids import ndjson_uuid
-from labelbridge.model.regions import PIXEL_DIGITS, DataRowRef, Region
+from labelbridge.model.regions import PIXEL_DIGITS, Region
 from labelbridge.model.report import ConversionReport
 
 from tests.videorows import video_annotations, video_row

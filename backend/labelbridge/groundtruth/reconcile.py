@@ -5,6 +5,7 @@ Label Studio. Every annotation change (create, update, delete, bulk create) upda
 ``updated_at``, so paging through tasks updated since a stored cursor finds new and changed
 annotations, and annotations that vanished from a task that was seen. Deleted tasks take their
 annotations with them without any event; a scan of the project's task ids finds those.
+With several replicas the periodic pass runs on one at a time (``jobs``, an advisory lock).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 from labelbridge.groundtruth.outbox import IncomingEvent, Outbox, parse_timestamp
 from labelbridge.labelstudio import webhooks
 from labelbridge.labelstudio.api import LabelStudioApi, LabelStudioUnavailable
+from labelbridge.postgres import Solo
+from labelbridge.postgres.once import Jobs
 
 log = logging.getLogger(__name__)
 SLACK = timedelta(minutes=2)  # re-read a little before the cursor: clocks and open transactions
@@ -47,9 +50,10 @@ def _cursor_key(project_id: int) -> str:
 
 
 class Reconciler:
-    def __init__(self, outbox: Outbox, api: LabelStudioApi) -> None:
+    def __init__(self, outbox: Outbox, api: LabelStudioApi, jobs: Jobs | None = None) -> None:
         self.outbox = outbox
         self.api = api
+        self.jobs = jobs or Solo()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -140,15 +144,27 @@ class Reconciler:
     def start(self, interval: float, configured_project: int | None) -> None:
         def loop() -> None:
             while not self._stop.wait(interval):
-                for pid in self.projects(configured_project):
-                    try:
-                        self.run(pid)
-                    except LabelStudioUnavailable as exc:
-                        log.warning("reconciliation of project %d skipped: %s", pid, exc)
-                    except Exception:
-                        log.exception("reconciliation of project %d failed", pid)
+                try:
+                    self.run_once(configured_project)
+                except Exception:   # the shared store failed: try again next round
+                    log.exception("reconciliation failed")
         self._thread = threading.Thread(target=loop, name="reconcile", daemon=True)
         self._thread.start()
+
+    def run_once(self, configured_project: int | None) -> bool:
+        """One periodic pass over the projects, unless another replica runs one now."""
+        with self.jobs.attempt("reconcile") as mine:
+            if not mine:
+                log.debug("reconciliation: another replica is running it")
+                return False
+            for pid in self.projects(configured_project):
+                try:
+                    self.run(pid)
+                except LabelStudioUnavailable as exc:
+                    log.warning("reconciliation of project %d skipped: %s", pid, exc)
+                except Exception:
+                    log.exception("reconciliation of project %d failed", pid)
+        return True
 
     def stop(self) -> None:
         self._stop.set()

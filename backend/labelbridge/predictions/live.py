@@ -6,7 +6,9 @@ changed export file). When that differs from what is served, it builds the new i
 the served one and swaps it in at once: ``/predict`` reads the store it opened (pinned to its
 file, so the rename under it changes nothing) until the new store and predictor replace it as
 one object. A build that fails leaves the served index alone and is tried again later. An
-index rebuilt by another process (``labelbridge index``) is picked up the same way.
+index rebuilt by another process (``labelbridge index``, another replica) is picked up the
+same way. Where the index lives is the ``home`` (``homes.py``): a SQLite file, or the database
+several replicas share, where one replica builds and every replica swaps within seconds.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Callable, NamedTuple
 from labelbridge.labelbox.export import ExportError
 from labelbridge.model.sink import PermanentError, TransientError
 from labelbridge.predictions import versions
+from labelbridge.predictions.homes import FileHome, Home
 from labelbridge.predictions.predictor import Predictor
-from labelbridge.predictions.sources import Source, ensure
+from labelbridge.predictions.sources import Source
 from labelbridge.predictions.store import IndexMissing, PredictionStore
 
 log = logging.getLogger(__name__)
@@ -38,12 +41,14 @@ class Served(NamedTuple):
 
 
 class LiveIndex:
-    def __init__(self, path: Path, source: Source | None,
+    def __init__(self, home: Path | Home, source: Source | None,
                  predictor: Callable[[PredictionStore, str], Predictor],
                  model_version: str | None = None, interval: float = 300.0) -> None:
-        """``predictor(store, model_version)`` makes the predictor of a store; ``model_version``
-        overrides the index's own; ``interval`` 0: never look for a newer index."""
-        self.path, self.source, self.interval = Path(path), source, interval
+        """``home``: the index file, or a ``homes.Home``; ``predictor(store, model_version)``
+        makes the predictor of a store; ``model_version`` overrides the index's own;
+        ``interval`` 0: never look for a newer index."""
+        self.home = FileHome(home) if isinstance(home, (str, Path)) else home
+        self.source, self.interval = source, interval
         self._make_predictor, self._override = predictor, model_version
         self.served: Served | None = None
         self.on_swap: Callable[[Served], None] | None = None
@@ -63,20 +68,20 @@ class LiveIndex:
         cannot be read raises ``ExportError`` (a bad input, not a passing failure)."""
         if self.source is not None:
             try:
-                ensure(self.source, self.path, progress, on_total)
+                self.home.ensure(self.source, progress, on_total, wait=True)
             except ExportError:
                 raise
             except FAILURES as exc:
                 self.last_error = str(exc)
                 log.warning("could not build the prediction index (%s); %s", exc,
-                            "serving the one built before" if self.path.exists() else
+                            "serving the one built before" if self.home.exists() else
                             "no predictions until a later attempt works")
-        if self.path.exists():
+        if self.home.exists():
             self._swap(self._load())
         return self.served
 
     def _load(self) -> Served:
-        store = PredictionStore(self.path, follow=False)
+        store = self.home.open_pinned()
         try:
             meta = store.meta()  # opens the file: this store reads it from now on
         except BaseException:
@@ -88,7 +93,7 @@ class LiveIndex:
 
     def _swap(self, new: Served) -> None:
         old, self.served = self.served, new
-        versions.remember(self.path.parent, new.model_version)
+        versions.remember(self.home.data_dir, new.model_version)
         if self.on_swap is not None:
             self.on_swap(new)
         for config in list(self.label_configs):  # so that /predict stays a lookup
@@ -102,13 +107,15 @@ class LiveIndex:
             self._retired = old
 
     # ----- looking for a newer index ------------------------------------------------------
-    def check(self) -> bool:
-        """Swap in a newer index if there is one. True if swapped. One check at a time."""
+    def check(self, build: bool = True) -> bool:
+        """Swap in a newer index if there is one (built first when the source moved on and
+        ``build``). True if swapped. One check at a time."""
         if not self._checking.acquire(blocking=False):
             return False
         try:
-            self._last_check = time.monotonic()
-            return self._check()
+            if build:
+                self._last_check = time.monotonic()
+            return self._check(build)
         except FAILURES as exc:
             self.last_error = str(exc)
             log.warning("prediction index not refreshed: %s", exc)
@@ -116,13 +123,14 @@ class LiveIndex:
         finally:
             self._checking.release()
 
-    def _check(self) -> bool:
+    def _check(self, build: bool = True) -> bool:
         served = self.served
-        if self.source is not None:
-            ensure(self.source, self.path)
-        if not self.path.exists():
+        if self.source is not None and build:
+            self.home.ensure(self.source)
+        current = self.home.current_id()
+        if current is None:
             return False
-        if served is not None and self.path.stat().st_ino == served.store.inode:
+        if served is not None and current == served.store.inode:
             self.last_error = None
             return False
         self._swap(self._load())
@@ -142,8 +150,15 @@ class LiveIndex:
             self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.check()
+        """Every ``interval``: build if the source moved on, and swap; in between, every
+        ``home.poll_s``: swap to an index another replica published."""
+        poll = min(self.home.poll_s or self.interval, self.interval)
+        self._last_check = time.monotonic()
+        while not self._stop.wait(poll):
+            try:
+                self.check(build=time.monotonic() - self._last_check >= self.interval - 0.01)
+            except Exception:   # the shared database failed: look again next round
+                log.exception("prediction index not refreshed")
 
     def stop(self) -> None:
         self._stop.set()

@@ -154,7 +154,7 @@ class Predictor:
 
     def _prepare_in_workers(self, ctx: Context, label_config: str, workers: int,
                             progress: Callable[[int], None] | None) -> None:
-        setup = (str(self.store.path), label_config, self.overrides,
+        setup = (self.store.locator, label_config, self.overrides,
                  sorted(self.store.feature_names()), self.model_version)
         pool = PreparePool(setup, self._todo(ctx), workers)
         done = 0

@@ -73,7 +73,11 @@ def main() -> int:
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     index, label_config, overrides, names, model_version = pickle.load(requests)
     converter = RowConverter(Mapping(label_config, overrides, names), model_version)
-    store = PredictionStore(Path(index))
+    if "#generation=" in index:   # the index in PostgreSQL
+        from labelbridge.predictions.pg_store import open_locator
+        store = open_locator(index)
+    else:
+        store = PredictionStore(Path(index))
     with gc_paused():
         while True:
             try:

@@ -284,6 +284,11 @@ class PredictionStore:
         return self.path.exists()
 
     @property
+    def locator(self) -> str:
+        """How a prepare worker opens this index (``prepare_worker``)."""
+        return str(self.path)
+
+    @property
     def inode(self) -> int | None:
         """Of the file this store reads (None before the first read)."""
         return self._inode
@@ -355,6 +360,16 @@ class PredictionStore:
                 return
             yield pks
             last = pks[-1]
+
+    def iter_rows(self, batch: int = 1000) -> Iterator[tuple]:
+        """Every row in pk order: ``IndexRow`` fields as a tuple (``pg_store`` copies them)."""
+        for pks in self.iter_pks(batch):
+            with self._lock:
+                keys = self._db().execute(
+                    "SELECT pk, data_row_id, global_key, external_id, row_data FROM rows WHERE "
+                    "pk BETWEEN ? AND ? ORDER BY pk", (pks[0], pks[-1])).fetchall()
+            found = self.rows(pks)
+            yield from ((*k, *found[k[0]]) for k in keys)
 
     # -- prepared predictions
     def prepared(self, context: str, pks: Sequence[int]) -> dict[int, bytes]:

@@ -76,6 +76,8 @@ class Readiness:
 
     def _storage(self) -> list[str]:
         s = self.settings
+        if s.shared_database:
+            return []   # the outbox is in PostgreSQL: its health and status say whether it works
         if not s.outbox_db.exists():
             return [f"outbox unwritable: {s.outbox_db} is missing (LABELBRIDGE_DATA_DIR="
                     f"{s.data_dir})"]

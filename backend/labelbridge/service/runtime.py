@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -17,7 +19,7 @@ from labelbridge.groundtruth.delivery import Deliverer, DeliveryPolicy
 from labelbridge.groundtruth.edit_recorder import EditRecorder
 from labelbridge.groundtruth.edit_report import EditStore, totals
 from labelbridge.groundtruth.file_sink import FileSink
-from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox, OutboxUnavailable
+from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox
 from labelbridge.groundtruth.reconcile import Reconciler
 from labelbridge.groundtruth.worker_process import DeliveryProcess
 from labelbridge.labelbox.export import Selection
@@ -29,10 +31,14 @@ from labelbridge.labelstudio.api import LabelStudioApi
 from labelbridge.labelstudio.mapping import Overrides
 from labelbridge.labelstudio.webhooks import ParsedWebhook, label_config_hash
 from labelbridge.model.sink import Sink
+from labelbridge.postgres import Database, Once, Solo
+from labelbridge.postgres.once import Jobs
+from labelbridge.predictions.homes import FileHome, Home, SharedHome, remove_built
 from labelbridge.predictions.live import EMPTY_MODEL_VERSION, LiveIndex, Served
+from labelbridge.predictions.pg_store import PgIndex, PgPredictionStore
 from labelbridge.predictions.predictor import NO_PREDICTION, Predictor
 from labelbridge.predictions.served import served_lookup
-from labelbridge.predictions.sources import ExportFileSource, RunSource, Source, ensure
+from labelbridge.predictions.sources import ExportFileSource, RunSource, Source
 from labelbridge.predictions.store import PredictionStore
 from labelbridge.service.sink_metrics import MeteredSink
 from labelbridge.settings import Settings, as_env
@@ -88,7 +94,44 @@ def ensure_index(settings: Settings, progress: Callable[[int], None] | None = No
     source = index_source(settings)
     if source is None:
         return False
-    return ensure(source, settings.predictions_db, progress, on_total) is not None
+    return index_home(settings, make_jobs(settings)).ensure(source, progress,
+                                                            on_total) is not None
+
+
+def index_home(settings: Settings, jobs: Jobs) -> Home:
+    """The SQLite file of the index, or the database every replica shares."""
+    if not settings.shared_database:
+        return FileHome(settings.predictions_db)
+    return SharedHome(PgIndex(Database(settings.shared_database, max_size=4,
+                                       name="labelbridge-index"), settings.data_dir), jobs)
+
+
+def index_store(settings: Settings, pinned: bool = False
+                ) -> PredictionStore | PgPredictionStore | None:
+    """A store that follows the current index (the delivery worker's), or that keeps reading
+    the one current now (``pinned``); None: no index yet."""
+    if not settings.shared_database:
+        return PredictionStore(settings.predictions_db, follow=not pinned) \
+            if settings.predictions_db.exists() else None
+    index = PgIndex(Database(settings.shared_database, max_size=2, name="labelbridge-index"),
+                    settings.data_dir)
+    current = index.current()
+    return None if current is None else index.open(current if pinned else None)
+
+
+def publish_built(settings: Settings) -> int | None:
+    """With a shared database: the index ``labelbridge index`` just built in the data dir
+    becomes the current generation of every replica (and the local file goes). Its number."""
+    if not settings.shared_database:
+        return None
+    db = Database(settings.shared_database, max_size=2, name="labelbridge-index")
+    try:
+        gen = PgIndex(db, settings.data_dir).publish(
+            settings.predictions_db, f"labelbridge index@{socket.gethostname()}")
+    finally:
+        db.close()
+    remove_built(settings.predictions_db)
+    return gen
 
 
 def make_sink(settings: Settings) -> Sink:
@@ -139,11 +182,22 @@ def make_loop_closer(settings: Settings) -> LoopCloser | None:
                       metrics=settings.labelbox_edit_metrics)
 
 
-def make_reconciler(settings: Settings, outbox: Outbox) -> Reconciler | None:
+def make_reconciler(settings: Settings, outbox: Outbox, jobs: Jobs | None = None
+                    ) -> Reconciler | None:
     if not (settings.label_studio_url and settings.label_studio_api_key):
         return None
     return Reconciler(outbox, LabelStudioApi(settings.label_studio_url,
-                                             settings.label_studio_api_key.get_secret_value()))
+                                             settings.label_studio_api_key.get_secret_value()),
+                      jobs)
+
+
+def make_jobs(settings: Settings) -> Jobs:
+    """Who runs the work that must run once: this process alone (SQLite), or whichever
+    replica holds its advisory lock (the shared PostgreSQL database)."""
+    if not settings.shared_database:
+        return Solo()
+    return Once(Database(settings.shared_database, max_size=3, name="labelbridge-jobs"),
+                f"{socket.gethostname()}:{os.getpid()}")
 
 
 def edit_totals(settings: Settings) -> dict:
@@ -160,7 +214,8 @@ class Runtime:
         self.store: PredictionStore | None = None
         self.predictor: Predictor | None = None
         self.model_version = settings.model_version or EMPTY_MODEL_VERSION
-        self.outbox = Outbox(settings.outbox_db)
+        self.outbox = Outbox(settings.outbox_location)
+        self.jobs = make_jobs(settings)
         self._known_configs: set[str] = set()
         self._wake = threading.Event()
         self.live = self._open_index()
@@ -173,17 +228,17 @@ class Runtime:
             self.deliverer = DeliveryProcess({**as_env(settings), "PROMETHEUS_MULTIPROC_DIR":
                                               str(self.worker_metrics_dir)})
         elif settings.delivery_worker == "thread":
-            store = PredictionStore(settings.predictions_db) if self.store is not None else None
+            store = index_store(settings) if self.store is not None else None
             self.deliverer = make_deliverer(settings, self.outbox, store, self.overrides,
                                             self._wake)
-        self.reconciler = make_reconciler(settings, self.outbox)
+        self.reconciler = make_reconciler(settings, self.outbox, self.jobs)
         self.loop_closer = make_loop_closer(settings)
 
     # ----- predictions --------------------------------------------------------------------
     def _open_index(self) -> LiveIndex:
         """Serve the index of the configured source (built first if it moved on); a newer one
         replaces it later (``predictions.live``)."""
-        live = LiveIndex(self.settings.predictions_db, index_source(self.settings),
+        live = LiveIndex(index_home(self.settings, self.jobs), index_source(self.settings),
                          lambda store, version: Predictor(store, self.overrides, version,
                                                           self.settings.match_keys),
                          self.settings.model_version, self.settings.refresh_interval)

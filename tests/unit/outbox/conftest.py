@@ -1,4 +1,5 @@
-"""The outbox fixture: a real SQLite file in tmp_path."""
+"""The outbox fixture: a real SQLite file in tmp_path, or a real PostgreSQL database (each
+test runs against both engines)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from labelbridge.groundtruth.outbox import Outbox
 
 
 @pytest.fixture
-def ob(tmp_path):
-    box = Outbox(tmp_path / "data" / "outbox.sqlite3")
+def ob(outbox_location):
+    box = Outbox(outbox_location)
     yield box
     box.close()

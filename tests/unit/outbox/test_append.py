@@ -3,18 +3,18 @@ the annotation index (5), incarnations of reused ids."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta, timezone
 
 import pytest
 
 from labelbridge.groundtruth.outbox import AppendResult, IncomingEvent, Outbox, ls_annotation_id
 
+from tests.helpers import raw_rows
 from tests.unit.outbox.builders import T0, claim_all, dele, ign, states, ts, up
 
 
-def test_reopen_keeps_everything(tmp_path):
-    path = tmp_path / "o.sqlite3"
+def test_reopen_keeps_everything(outbox_location):
+    path = outbox_location
     with Outbox(path) as box:
         box.append([up(1, 1)])
     with Outbox(path) as box:
@@ -186,10 +186,8 @@ def test_rule5_annotation_index(ob):
 def test_event_log_keeps_every_accepted_event(ob):
     ob.append([up(1, 1, source="webhook"), up(1, 1, source="cli"), up(1, 0, source="reconcile"),
                ign(2, 1), dele(1)])
-    raw = sqlite3.connect(ob.path)
-    rows = raw.execute("SELECT kind, annotation_id, source, outcome, received_at > 0"
-                       " FROM events ORDER BY id").fetchall()
-    raw.close()
+    rows = raw_rows(ob, "SELECT kind, annotation_id, source, outcome, received_at > 0"
+                        " FROM events ORDER BY id")
     assert rows == [("upsert", 1, "webhook", "queued", 1), ("upsert", 1, "reconcile",
                     "superseded", 1), ("ignored", 2, "webhook", "ignored", 1),
                     ("delete", 1, "webhook", "skipped", 1)]

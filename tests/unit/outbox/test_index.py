@@ -3,10 +3,10 @@ reconciliation and label removal ask."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import timedelta
 
+from tests.helpers import raw_rows
 from tests.unit.outbox.builders import T0, claim_all, dele, ign, states, ts, up
 
 
@@ -26,12 +26,10 @@ def test_delivery_records(ob):
     assert info["all_uuids"] == ["u1", "u2"]
     assert info["regions"] == [{"ls_region_id": "r1", "uuid": "u1", "lb_feature_id": "cfeat1"},
                                {"ls_region_id": "r2", "uuid": "u2", "lb_feature_id": None}]
-    raw = sqlite3.connect(ob.path)
-    assert raw.execute("SELECT annotation_id, ls_region_id, uuid, data_row, lb_feature_id"
-                       " FROM region_uuid ORDER BY uuid").fetchall() == [
+    assert raw_rows(ob, "SELECT annotation_id, ls_region_id, uuid, data_row, lb_feature_id"
+                        " FROM region_uuid ORDER BY uuid") == [
         (1, "r1", "u1", '{"globalKey":"k"}', "cfeat1"),
         (1, "r2", "u2", '{"globalKey":"k"}', None)]
-    raw.close()
     # next claim of this annotation carries the data row
     assert claim_all(ob).items[0].data_row == {"globalKey": "k"}
 

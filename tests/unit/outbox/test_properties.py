@@ -1,11 +1,11 @@
 """A stateful property test: random interleavings of webhook events and worker outcomes
-against a simple model."""
+against a simple model, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
-import sqlite3
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -14,10 +14,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant, precondition,
-                                 rule)
+                                 rule, run_state_machine_as_test)
 
 from labelbridge.groundtruth.outbox import (DEFAULT_LEASE_S, AppendResult, IncomingEvent, Outbox,
                                             parse_timestamp)
+
+from tests.helpers import raw_rows
 
 
 BASE = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
@@ -43,10 +45,15 @@ class OutboxMachine(RuleBasedStateMachine):
 
     batches = Bundle("batches")
 
+    @staticmethod
+    def new_location():
+        """(where a fresh outbox lives, how to remove it): a SQLite file here."""
+        folder = tempfile.mkdtemp(prefix="outbox-prop-")
+        return Path(folder) / "o.sqlite3", lambda: shutil.rmtree(folder, ignore_errors=True)
+
     @initialize()
     def setup(self):
-        self.dir = tempfile.mkdtemp(prefix="outbox-prop-")
-        self.path = Path(self.dir) / "o.sqlite3"
+        self.path, self.remove = self.new_location()
         self.ob = Outbox(self.path)
         self.keys: set = set()                    # idempotency keys sent so far
         self.history: list[IncomingEvent] = []     # every event sent (for resends)
@@ -66,8 +73,8 @@ class OutboxMachine(RuleBasedStateMachine):
                 self.drain_and_check()
                 self.ob.close()
         finally:
-            if hasattr(self, "dir"):
-                shutil.rmtree(self.dir, ignore_errors=True)
+            if hasattr(self, "remove"):
+                self.remove()
 
     # -- the model of append
     def expect(self, ev: IncomingEvent) -> str:
@@ -212,12 +219,8 @@ class OutboxMachine(RuleBasedStateMachine):
 
     # -- invariants
     def rows(self):
-        raw = sqlite3.connect(self.path)
-        try:
-            return raw.execute("SELECT id, kind, annotation_id, updated_us, state, superseded_by"
-                               " FROM items").fetchall()
-        finally:
-            raw.close()
+        return raw_rows(self.ob, "SELECT id, kind, annotation_id, updated_us, state, "
+                                 "superseded_by FROM items")
 
     @invariant()
     def one_pending_one_in_flight(self):
@@ -257,14 +260,9 @@ class OutboxMachine(RuleBasedStateMachine):
         counting the rows."""
         if not hasattr(self, "ob"):
             return
-        raw = sqlite3.connect(self.path)
-        try:
-            by_state = dict(raw.execute("SELECT state, count(*) FROM items GROUP BY state"))
-            events = raw.execute("SELECT count(*) FROM events").fetchone()[0]
-            ignored = raw.execute("SELECT count(*) FROM events WHERE outcome = 'ignored'"
-                                  ).fetchone()[0]
-        finally:
-            raw.close()
+        by_state = dict(raw_rows(self.ob, "SELECT state, count(*) FROM items GROUP BY state"))
+        (events,), = raw_rows(self.ob, "SELECT count(*) FROM events")
+        (ignored,), = raw_rows(self.ob, "SELECT count(*) FROM events WHERE outcome = 'ignored'")
         st = self.ob.status()
         assert {k: v for k, v in st["counts"].items() if v and k != "ignored"} == by_state
         assert (st["events_total"], st["counts"]["ignored"]) == (events, ignored)
@@ -307,9 +305,21 @@ class OutboxMachine(RuleBasedStateMachine):
                     "the last delivered version is not the newest")
 
 
-OutboxMachine.TestCase.settings = settings(
-    max_examples=80, stateful_step_count=40, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-
-
+SETTINGS = settings(max_examples=80, stateful_step_count=40, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+OutboxMachine.TestCase.settings = SETTINGS
 TestOutboxProperties = OutboxMachine.TestCase
+
+
+def test_the_same_properties_on_postgresql(pg_server, pg_template):
+    """Every example on a fresh database of its own."""
+    names = itertools.count()
+
+    def new_location():
+        name = f"prop{next(names)}"
+        return (pg_server.create_database(name, template=pg_template),
+                lambda: pg_server.drop_database(name))
+
+    machine = type("PgOutboxMachine", (OutboxMachine,),
+                   {"new_location": staticmethod(new_location)})
+    run_state_machine_as_test(machine, settings=settings(SETTINGS, max_examples=30))

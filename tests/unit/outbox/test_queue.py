@@ -92,8 +92,8 @@ def test_outcomes_only_touch_in_flight_items(ob):
                                      "superseded": 0, "skipped": 1, "ignored": 0}
 
 
-def test_recover(tmp_path):
-    path = tmp_path / "o.sqlite3"
+def test_recover(outbox_location):
+    path = outbox_location
     box = Outbox(path)
     box.append([up(i, 1) for i in range(1, 5)])
     a = box.claim_batch(2)

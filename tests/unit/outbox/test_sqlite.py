@@ -11,6 +11,7 @@ import pytest
 
 from labelbridge.groundtruth.outbox import Outbox, OutboxBusy, OutboxUnavailable
 from labelbridge.groundtruth.outbox import sqlite as sqlite_driver
+from labelbridge.groundtruth.outbox import storage
 
 from tests.helpers import FIXTURES as ALL_FIXTURES
 from tests.unit.outbox.builders import up
@@ -127,7 +128,7 @@ def test_health_after_a_failed_write_and_its_recovery(tmp_path, monkeypatch, cap
         assert "disk is full" in box.health()["error"]
         assert "outbox unavailable" in caplog.text
         monkeypatch.setattr(sqlite_driver._Tx, "many", many)
-        monkeypatch.setattr(sqlite_driver, "PROBE_AFTER_S", 0.0)   # health tries a write
+        monkeypatch.setattr(storage, "PROBE_AFTER_S", 0.0)   # health tries a write
         assert box.health() == {"ok": True, "error": None}
         assert "writable again" in caplog.text
     finally:

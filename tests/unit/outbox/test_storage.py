@@ -31,6 +31,11 @@ def test_queries_load_by_name_without_their_comments(tmp_path):
         load_queries(sql)
 
 
+def test_both_drivers_define_the_same_queries():
+    assert set(load_queries(PACKAGE / "pg_queries.sql")) == set(load_queries(PACKAGE /
+                                                                             "queries.sql"))
+
+
 def test_every_query_is_used_and_every_used_query_exists():
     queries = set(load_queries(PACKAGE / "queries.sql"))
     used: set[str] = set()
@@ -51,6 +56,9 @@ def test_only_the_driver_knows_sqlite3_and_no_module_builds_sql():
         imports |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         if path.name != "sqlite.py":
             assert "sqlite3" not in imports, f"{path.name} imports sqlite3"
+        if path.name != "postgres.py":
+            assert not {i for i in imports if i and i.startswith("psycopg")}, \
+                f"{path.name} imports psycopg"
         for node in ast.walk(tree):
             if isinstance(node, ast.JoinedStr):
                 text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))

@@ -9,8 +9,9 @@ Leases: a claimed batch is held by its worker (``owner``) until ``lease_until``;
 renews the lease while it delivers. A batch whose lease ended is *abandoned*: never named (the
 import was not started) its items go back to pending; named (the import may exist) the next
 worker takes it over and continues with that import, looked up by name. A worker gives a named
-batch back after a transient failure by postponing it (``lease_until`` = when to try again). On
-PostgreSQL the abandoned-batch queries are where ``FOR UPDATE SKIP LOCKED`` goes.
+batch back after a transient failure by postponing it (``lease_until`` = when to try again).
+Claims and lease updates are non-exclusive transactions: on PostgreSQL the claims of several
+replicas run at once, each choosing its items ``FOR UPDATE SKIP LOCKED`` (``postgres.py``).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class Queue:
         ``owner`` holds for ``lease_s``."""
         if limit <= 0:
             return None
-        with self._db.transaction() as tx:
+        with self._db.transaction(exclusive=False) as tx:
             t = time.time() if now is None else now
             chosen: list[int] = []
             tasks: set[int] = set()
@@ -176,14 +177,14 @@ class Queue:
 
     def renew_lease(self, batch_id: int, owner: str | None, lease_s: float) -> bool:
         """Hold the batch ``lease_s`` longer; False when it is no longer ``owner``'s."""
-        with self._db.transaction() as tx:
+        with self._db.transaction(exclusive=False) as tx:
             return tx.run("renew_lease", batch_id=batch_id, owner=owner,
                           lease_until=time.time() + lease_s) == 1
 
     def postpone(self, batch_id: int, owner: str | None, delay_s: float, error: str) -> bool:
         """Give a named batch back until now + ``delay_s`` (its items stay in flight: the import
         may exist); whoever takes it over then resumes that import by name."""
-        with self._db.transaction() as tx:
+        with self._db.transaction(exclusive=False) as tx:
             return tx.run("postpone_batch", batch_id=batch_id, owner=owner, error=error,
                           due=time.time() + max(0.0, delay_s)) == 1
 
@@ -213,7 +214,7 @@ class Queue:
         """Persist the import name before the worker calls Labelbox (resumable after a crash).
         With ``owner``, only while that worker holds the batch (else ``LeaseLost``)."""
         try:
-            with self._db.transaction() as tx:
+            with self._db.transaction(exclusive=False) as tx:
                 if tx.run("set_import_name", name=name, now=time.time(), batch_id=batch_id,
                           owner=owner) != 1:
                     if tx.one("batch", batch_id=batch_id) is None:

@@ -19,7 +19,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -30,13 +29,12 @@ import orjson
 from labelbridge.groundtruth.outbox.errors import (OutboxBusy, OutboxClosed, OutboxError,
                                                    OutboxUnavailable, StorageError,
                                                    UniqueViolation)
-from labelbridge.groundtruth.outbox.storage import Row, load_queries
+from labelbridge.groundtruth.outbox.storage import Row, Trouble, load_queries
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SCHEMA_VERSION = 2
 MIGRATIONS = {2: "migrate_2.sql"}   # version -> script run before schema.sql on older files
-PROBE_AFTER_S = 5.0                 # health() tries a write when the last one failed this long ago
 # SQLite result codes that mean "the storage cannot be used now", not "the statement is wrong".
 _UNAVAILABLE = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN",
                 "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_PROTOCOL")
@@ -108,6 +106,7 @@ class _Tx:
 class SqliteStorage:
     def __init__(self, path: Path | str, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
+        self.location = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._queries = load_queries(HERE / "queries.sql")
         self._busy_s = busy_timeout_s
@@ -116,7 +115,7 @@ class SqliteStorage:
         self._conns_lock = threading.Lock()
         self._local = threading.local()
         self._wlock = threading.Lock()
-        self._trouble: tuple[str, float] | None = None   # (why, since) while unavailable
+        self._trouble = Trouble(self.location)
         # Once a group-commit writer runs, WAL checkpoints move to a thread of their own (a
         # checkpoint inside a commit is a latency spike for every caller in that group).
         self._checkpointer: threading.Thread | None = None
@@ -196,36 +195,26 @@ class SqliteStorage:
             "`labelbridge reconcile` for what Label Studio sent meanwhile")
 
     def _troubled(self, exc: OutboxError) -> OutboxError:
-        if isinstance(exc, OutboxUnavailable) and not isinstance(exc, OutboxClosed):
-            if self._trouble is None or self._trouble[0] != str(exc):
-                log.error("outbox unavailable: %s", exc)
-            self._trouble = (str(exc), self._trouble[1] if self._trouble else time.time())
-        return exc
-
-    def _untroubled(self) -> None:
-        if self._trouble is not None:
-            log.warning("outbox %s: writable again after %.0f s (was: %s)", self.path,
-                        time.time() - self._trouble[1], self._trouble[0])
-            self._trouble = None
+        return self._trouble.saw(exc)
 
     def health(self) -> dict:
         """{"ok", "error"}: the file is still ours and the last write worked (or, when it failed
         a while ago, a write works now)."""
         try:
             self._check_file()
-            trouble = self._trouble
-            if trouble is not None and time.time() - trouble[1] >= PROBE_AFTER_S:
-                with self.transaction() as tx:
-                    tx.run("probe")
         except OutboxError as exc:
             return {"ok": False, "error": str(self._troubled(exc))}
-        return {"ok": self._trouble is None,
-                "error": None if self._trouble is None else self._trouble[0]}
+        return self._trouble.health(self._probe)
+
+    def _probe(self) -> None:
+        with self.transaction() as tx:
+            tx.run("probe")
 
     # ----- the seam ------------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[_Tx]:
-        """One short BEGIN IMMEDIATE transaction on the writer connection."""
+    def transaction(self, exclusive: bool = True) -> Iterator[_Tx]:
+        """One short BEGIN IMMEDIATE transaction on the writer connection (every write
+        transaction is exclusive here)."""
         with self._wlock:
             if self._closed:
                 raise OutboxClosed("outbox is closed")
@@ -245,7 +234,7 @@ class SqliteStorage:
                 raise self._troubled(translate(exc, self.path)) from exc
             except OutboxUnavailable as exc:
                 raise self._troubled(exc)
-            self._untroubled()
+            self._trouble.cleared()
         if self._checkpointer is not None:
             self._ckpt_wake.set()
 

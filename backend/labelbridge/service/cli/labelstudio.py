@@ -116,7 +116,7 @@ def reconcile(ls_url: Optional[str] = ls_url_option(),
     settings = ls_settings(ls_url, ls_token, ls_project)
     setup_logging(settings.log_level)
     _ls_or_exit(settings, "reconcile")
-    outbox = Outbox(settings.outbox_db)
+    outbox = Outbox(settings.outbox_location)
     reconciler = make_reconciler(settings, outbox)  # not None: _ls_or_exit checked
     projects = reconciler.projects(settings.label_studio_project_id)  # type: ignore[union-attr]
     if not projects:

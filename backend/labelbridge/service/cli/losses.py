@@ -22,12 +22,15 @@ def losses(context: Optional[str] = typer.Option(
     Each line names the context, data row, feature, region id, field and reason. Exit codes:
     0 listed; 1 no prediction index; 2 bad usage or settings (or no context matches).
     """
-    from labelbridge.predictions.store import PredictionStore
+    from labelbridge.service.runtime import index_store
 
     settings = settings_or_exit()
-    if not settings.predictions_db.exists():
-        fail(f"no prediction index at {settings.predictions_db} (run `labelbridge index`)", 1)
-    store = PredictionStore(settings.predictions_db)
+    store = index_store(settings)
+    if store is None:
+        where = "LABELBRIDGE_DATABASE_URL" if settings.shared_database else \
+            settings.predictions_db
+        fail(f"no prediction index at {where} (run `labelbridge index`)", 1)
+        return
     keys = [c["context"] for c in store.contexts()
             if context is None or c["context"].startswith(context)]
     if context is not None and not keys:

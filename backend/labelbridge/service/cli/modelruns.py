@@ -42,7 +42,7 @@ def refresh_predictions(
     from labelbridge.predictions.live import EMPTY_MODEL_VERSION
     from labelbridge.predictions.ls_refresh import PredictionRefresher
     from labelbridge.predictions.predictor import Predictor
-    from labelbridge.predictions.store import PredictionStore
+    from labelbridge.service.runtime import index_store
 
     settings = ls_settings(ls_url, ls_token, project)
     setup_logging(settings.log_level)
@@ -53,10 +53,13 @@ def refresh_predictions(
     if project is None:
         fail("refresh-predictions needs a project: pass --ls-project ID (or set "
              "LABEL_STUDIO_PROJECT_ID)")
-    if not settings.predictions_db.exists():
-        fail(f"no prediction index at {settings.predictions_db}: run `labelbridge index` "
+    store = index_store(settings, pinned=True)
+    if store is None:
+        where = "LABELBRIDGE_DATABASE_URL" if settings.shared_database else \
+            settings.predictions_db
+        fail(f"no prediction index at {where}: run `labelbridge index` "
              "(or `labelbridge serve`) first")
-    store = PredictionStore(settings.predictions_db, follow=False)
+        return
     version = settings.model_version or store.meta().get("model_version") or EMPTY_MODEL_VERSION
     try:
         predictor = Predictor(store, Overrides.load(settings.mapping), version,

@@ -17,9 +17,9 @@ app = typer.Typer(no_args_is_help=True, help="Inspect and requeue the delivery o
 def open_outbox(settings: Settings):
     from labelbridge.groundtruth.outbox import Outbox
 
-    if not settings.outbox_db.exists():
+    if not settings.shared_database and not settings.outbox_db.exists():
         fail(f"no outbox at {settings.outbox_db} (LABELBRIDGE_DATA_DIR={settings.data_dir})")
-    return Outbox(settings.outbox_db)
+    return Outbox(settings.outbox_location)
 
 
 def _age(seconds: float | None) -> str:
@@ -39,7 +39,7 @@ def outbox_status(json_out: bool = typer.Option(False, "--json", help="Print JSO
     if json_out:
         sys.stdout.write(orjson.dumps(st, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    table = Table(title=f"outbox {settings.outbox_db}")
+    table = Table(title=f"outbox {ob.location}")
     table.add_column("state")
     table.add_column("items", justify="right")
     for state, n in st["counts"].items():

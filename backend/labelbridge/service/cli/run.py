@@ -75,16 +75,26 @@ def index(export: Optional[Path] = typer.Option(None, help="Labelbox export file
         return
     err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
               f"{settings.export_source}); model version {result.model_version}")
+    _publish(settings)
     if mapping is not None:
         _prepare(settings, mapping, result, report)
+
+
+def _publish(settings) -> None:
+    from labelbridge.service.runtime import publish_built
+
+    gen = publish_built(settings)
+    if gen is not None:
+        err.print(f"published to LABELBRIDGE_DATABASE_URL as generation {gen}: every replica "
+                  "serves it within seconds")
 
 
 def _prepare(settings, mapping, result, report: Path | None) -> None:
     """Convert and validate every indexed row for a label config now (and list its losses)."""
     from labelbridge.predictions.predictor import Predictor
-    from labelbridge.predictions.store import PredictionStore
+    from labelbridge.service.runtime import index_store
 
-    store = PredictionStore(settings.predictions_db)
+    store = index_store(settings)
     predictor = Predictor(store, mapping.overrides,
                           settings.model_version or result.model_version, settings.match_keys)
     with counting_progress("preparing predictions", result.rows) as progress:
@@ -122,6 +132,7 @@ def _index_model_run(run_id: str, label_config: Path | None, report: Path | None
     versions.remember(settings.data_dir, settings.model_version or result.model_version)
     err.print(f"indexed {result.rows:,} data rows ({result.skipped_rows:,} without "
               f"{settings.export_source}); model version {result.model_version}")
+    _publish(settings)
     if mapping is not None:
         _prepare(settings, mapping, result, report)
 
@@ -134,18 +145,17 @@ def deliver(once: bool = typer.Option(False, "--once", help="Deliver what is due
 
     from labelbridge.groundtruth.outbox import Outbox
     from labelbridge.labelstudio.mapping import Overrides
-    from labelbridge.predictions.store import PredictionStore
-    from labelbridge.service.runtime import make_deliverer
+    from labelbridge.service.runtime import index_store, make_deliverer
 
     settings = settings_or_exit()
     setup_logging(settings.log_level, settings)
-    store = PredictionStore(settings.predictions_db) if settings.predictions_db.exists() else None
+    store = index_store(settings)
     try:
         overrides = Overrides.load(settings.mapping)
     except MappingError as exc:
         fail(str(exc))
         return
-    outbox = Outbox(settings.outbox_db)
+    outbox = Outbox(settings.outbox_location)
     worker = make_deliverer(settings, outbox, store, overrides)
     if once:
         worker.drain()
