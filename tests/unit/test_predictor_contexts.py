@@ -10,6 +10,7 @@ import pytest
 
 from labelbridge.labelstudio.mapping import Overrides
 from labelbridge.predictions import predictor
+from labelbridge.predictions.pg_store import PgPredictionStore
 from labelbridge.predictions.predictor import Predictor
 
 from tests.helpers import IMAGE_CONFIG
@@ -24,7 +25,13 @@ def config(n: int) -> str:
 
 
 def stored(store) -> dict[str, int]:
-    """context -> prepared predictions the index file holds for it."""
+    """context -> prepared predictions the index holds for it (the SQLite file, or the
+    store's generation in PostgreSQL), read beside the store."""
+    if isinstance(store, PgPredictionStore):
+        with store.db.connection() as conn:
+            return {r["context"]: r["n"] for r in conn.execute(
+                "SELECT context, count(*) AS n FROM ix_prepared WHERE gen = %s GROUP BY context",
+                [store.gen()])}
     with sqlite3.connect(store.path) as db:
         return dict(db.execute("SELECT context, count(*) FROM prepared GROUP BY context"))
 

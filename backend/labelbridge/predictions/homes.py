@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from labelbridge.postgres.once import Jobs
+from labelbridge.predictions import parts
 from labelbridge.predictions import store as sqlite_store
 from labelbridge.predictions.indexer import IndexResult
 from labelbridge.predictions.pg_store import PgIndex, PgPredictionStore
@@ -116,7 +117,7 @@ class SharedHome:
 
 def remove_built(path: Path) -> None:
     """A local SQLite index once published: the file and the payload parts it names."""
-    for name in sqlite_store._listed_parts(path):
+    for name in parts.listed_parts(path):
         path.with_name(name).unlink(missing_ok=True)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)

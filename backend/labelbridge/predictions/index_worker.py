@@ -10,7 +10,7 @@ from pathlib import Path
 
 from labelbridge.labelbox.export import ExportError
 from labelbridge.predictions.indexer import MESSAGE_ROWS, RowReader, gc_paused, send_message
-from labelbridge.predictions.store import PayloadPart
+from labelbridge.predictions.parts import PayloadPart
 
 
 def main() -> int:

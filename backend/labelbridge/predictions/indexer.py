@@ -30,6 +30,7 @@ import orjson
 
 from labelbridge.labelbox import export
 from labelbridge.predictions import store
+from labelbridge.predictions.parts import part_path
 from labelbridge.predictions.store import IndexRow, IndexTail, build_index
 
 if TYPE_CHECKING:  # numpy, Pillow: imported only where masks are read
@@ -338,7 +339,7 @@ def index_export(export_path: Path, index_path: Path, selection: export.Selectio
                 yield from here.rows(chunk)
             tallies.append(here.tally())
             return
-        parts.extend(store.part_path(index_path, os.getpid(), build, n) for n in range(readers))
+        parts.extend(part_path(index_path, os.getpid(), build, n) for n in range(readers))
         pool = _ReaderPool(RowReader(selection, masks, base_dir), chunks, parts)
         done = False
         try:

@@ -260,8 +260,22 @@ class PgPredictionStore:
 
     def register_context(self, context: str, label_config: str) -> None:
         self._all("INSERT INTO ix_contexts(gen, context, label_config, updated_at) VALUES "
-                  "(%s, %s, %s, %s) ON CONFLICT (gen, context) DO NOTHING RETURNING context",
+                  "(%s, %s, %s, %s) ON CONFLICT (gen, context) DO UPDATE SET updated_at = "
+                  "excluded.updated_at RETURNING context",
                   [self.gen(), context, label_config, time.time()])
+
+    def drop_contexts(self, keep: int, spare: Iterable[str] = ()) -> list[str]:
+        """As ``PredictionStore.drop_contexts``, for this generation (every replica's)."""
+        gen, spared = self.gen(), set(spare)
+        with self.db.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT context FROM ix_contexts WHERE gen = %s ORDER BY updated_at "
+                        "DESC, context OFFSET %s", [gen, keep])
+            old = [r["context"] for r in cur.fetchall() if r["context"] not in spared]
+            for table in ("ix_prepared", "ix_losses", "ix_contexts"):
+                cur.execute(f"DELETE FROM {table} WHERE gen = %s AND context = ANY(%s)",
+                            [gen, old])
+        self._complete.difference_update(old)
+        return old
 
     def finish_context(self, context: str, report: dict) -> None:
         self._all("UPDATE ix_contexts SET complete = true, report = %s, updated_at = %s "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Protocol
 from labelbridge.labelbox.export import ExportError, Selection
 from labelbridge.labelbox.model_runs import ModelRunClient, RunInfo
 from labelbridge.model.sink import PermanentError
-from labelbridge.predictions import store
+from labelbridge.predictions import parts, store
 from labelbridge.predictions.indexer import IndexResult, export_fingerprint, index_export
 from labelbridge.predictions.run_index import index_rows
 from labelbridge.predictions.store import PredictionStore
@@ -124,7 +124,7 @@ def remove_dead_builds(index_path: Path) -> None:
     """Temporary files of builds whose process died (an interrupted export)."""
     for p in index_path.parent.glob(f"{index_path.name}.build-*"):
         pid = p.name.rsplit("-", 1)[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not store._alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not parts.alive(int(pid)):
             p.unlink(missing_ok=True)
 
 

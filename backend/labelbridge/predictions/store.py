@@ -27,7 +27,9 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import orjson
 
-PAYLOADS = "CREATE TABLE IF NOT EXISTS payloads (pk INTEGER PRIMARY KEY, payload BLOB NOT NULL)"
+from labelbridge.predictions.parts import (INSERT_PAYLOAD, PAYLOADS, listed_parts, meta_parts,
+                                           open_for_build, stale_parts)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
   pk INTEGER PRIMARY KEY,
@@ -64,7 +66,6 @@ _SQL_VARS = 900
 MMAP_SIZE = 1 << 40  # capped by SQLite's compile-time maximum
 INSERT_ROW = ("INSERT INTO rows(pk, data_row_id, global_key, external_id, row_data, origin) "
               "VALUES (?,?,?,?,?,?)")
-INSERT_PAYLOAD = "INSERT INTO payloads(pk, payload) VALUES (?,?)"
 
 
 class IndexRow(NamedTuple):  # the columns of rows, then the payload (absent: in a part)
@@ -101,77 +102,6 @@ class IndexTail(NamedTuple):
     parts: Sequence[Path] = ()  # payload files written beside the index (``PayloadPart``)
 
 
-def part_path(index: Path, pid: int, build: str, n: int) -> Path:
-    return index.with_name(f"{index.name}.part-{pid}-{build}-{n}")
-
-
-def _meta_parts(conn: sqlite3.Connection) -> list[str]:
-    """The part file names an index's meta lists."""
-    got = conn.execute("SELECT value FROM meta WHERE key = 'parts'").fetchone()
-    return orjson.loads(got[0]) if got else []
-
-
-def _listed_parts(index: Path) -> list[str]:
-    try:
-        conn = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
-        try:
-            return _meta_parts(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-def _stale_parts(index: Path, keep: Sequence[str], replaced: Sequence[str]) -> list[Path]:
-    """Parts of the index this build replaced, and of builds whose process is gone (not of a
-    build still running beside this one)."""
-    stale = []
-    for p in index.parent.glob(f"{index.name}.part-*"):
-        pid = p.name.rsplit(".part-", 1)[1].split("-", 1)[0]
-        if p.name not in keep and (p.name in replaced or not pid.isdigit()
-                                   or not _alive(int(pid))):
-            stale.append(p)
-    return stale
-
-
-def _open_for_build(path: Path) -> sqlite3.Connection:
-    """A fresh file written in one go: no journal, no fsync (a failed build is thrown away,
-    not recovered); 64 KiB pages, as payloads are KBs (fewer overflow pages)."""
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA page_size=65536")
-    conn.execute("PRAGMA journal_mode=OFF")
-    conn.execute("PRAGMA synchronous=OFF")
-    return conn
-
-
-class PayloadPart:
-    """A payload file of one index build, written by one worker process."""
-
-    def __init__(self, path: Path) -> None:
-        self.conn = _open_for_build(path)
-        self.conn.execute(PAYLOADS)
-        self.conn.execute("BEGIN")
-
-    def add(self, payloads: Sequence[tuple[int, bytes]]) -> None:
-        self.conn.executemany(INSERT_PAYLOAD, payloads)
-
-    def close(self) -> None:
-        self.conn.execute("COMMIT")
-        self.conn.close()
-
-
 def build_index(path: Path, rows: Iterable[IndexRow], finish: Callable[[], IndexTail],
                 progress: Callable[[int], None] | None = None) -> int:
     """Write a fresh index from ``rows`` (streamed) and atomically replace ``path``.
@@ -180,7 +110,7 @@ def build_index(path: Path, rows: Iterable[IndexRow], finish: Callable[[], Index
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".build-{os.getpid()}")
-    conn = _open_for_build(tmp)
+    conn = open_for_build(tmp)
     try:
         conn.executescript(SCHEMA)
         conn.execute("BEGIN")
@@ -199,11 +129,11 @@ def build_index(path: Path, rows: Iterable[IndexRow], finish: Callable[[], Index
         tmp.unlink(missing_ok=True)
         raise
     conn.close()
-    replaced = _listed_parts(path)
+    replaced = listed_parts(path)
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     os.replace(tmp, path)
-    for stale in _stale_parts(path, [p.name for p in tail.parts], replaced):
+    for stale in stale_parts(path, [p.name for p in tail.parts], replaced):
         stale.unlink(missing_ok=True)
     return count
 
@@ -249,7 +179,7 @@ class PredictionStore:
 
     def _attach_parts(self, conn: sqlite3.Connection) -> list[str]:
         schemas = ["main"]
-        for n, name in enumerate(_meta_parts(conn)):
+        for n, name in enumerate(meta_parts(conn)):
             part = self.path.with_name(name)
             if not part.exists():
                 raise IndexMissing(f"prediction index {self.path}: its payload file {part} is "
