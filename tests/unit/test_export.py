@@ -89,6 +89,21 @@ def test_global_classifications_radio_checklist_text():
     assert (caption.kind, caption.text) == ("text", "hello")
 
 
+def test_answers_repeated_across_rows_keep_their_own_score_and_schema_id():
+    # a plain answer ("yes" with nothing nested) is shared between rows: what differs must not be
+    plain = radio("c1", "occluded", "yes")
+    scored = radio("c2", "occluded", "yes")
+    scored["radio_answer"]["confidence"] = 0.25
+    with_schema = radio("c3", "occluded", "yes")
+    with_schema["radio_answer"]["feature_schema_id"] = "cschema1"
+    nested = radio("c4", "occluded", "yes", [radio("c5", "cause", "motion")])
+    answers = [regions_of(export_row(classifications=[c])).classifications[0].answers[0]
+               for c in (plain, scored, with_schema, nested, plain)]
+    assert [(a.name, a.score, a.schema_id, len(a.classifications)) for a in answers] == [
+        ("yes", None, None, 0), ("yes", 0.25, None, 0), ("yes", None, "cschema1", 0),
+        ("yes", None, None, 1), ("yes", None, None, 0)]
+
+
 def test_relationship_ids_resolve_and_direction():
     rels = [{"feature_id": "cr1", "name": "drives", "unidirectional": True, "source": "ca",
              "target": "cb"},

@@ -65,6 +65,21 @@ def _id(fid: Any, row: str, *fallback: object) -> str:
     return region_id_for_feature(_str(fid), row, *fallback)
 
 
+# An answer with nothing nested and no confidence is the same (frozen) object in every row
+# of a model run that gives it: one is built per option, not ~a dozen a row.
+_LEAF_ANSWERS: dict[tuple[str, str | None], Answer] = {}
+_LEAF_ANSWERS_MAX = 4096
+
+
+def _leaf_answer(name: str, schema_id: str | None) -> Answer:
+    answer = _LEAF_ANSWERS.get((name, schema_id))
+    if answer is None:
+        if len(_LEAF_ANSWERS) >= _LEAF_ANSWERS_MAX:
+            _LEAF_ANSWERS.clear()
+        answer = _LEAF_ANSWERS[(name, schema_id)] = Answer(name, (), None, schema_id)
+    return answer
+
+
 class _RowReader:
     def __init__(self, row: str, report: Reporter, ctx: RowContext) -> None:
         self.row = row
@@ -136,10 +151,12 @@ class _RowReader:
             return None
         nested = item.get("classifications")
         sid = item.get("feature_schema_id")
+        sid = sid if type(sid) is str and sid else None
+        if not nested and item.get("confidence") is None:
+            return _leaf_answer(name, sid)
         return Answer(name, self.classifications(nested, path + ("classifications",),
                                                  id_path + (name,)) if nested else (),
-                      None if item.get("confidence") is None else _score(item),
-                      sid if type(sid) is str and sid else None)
+                      None if item.get("confidence") is None else _score(item), sid)
 
     def classifications(self, items: Any, path: tuple, id_path: tuple
                         ) -> tuple[Classification, ...]:
