@@ -51,6 +51,10 @@ def test_sigterm_answers_in_flight_and_exits_in_bounded_time(service, standin, i
         assert "labelbridge_outbox_in_doubt_items 1.0" in httpx.get(
             service.url + "/metrics").text.splitlines()
     sock, rest = half_sent_webhook(service.port, annotation(32, 320, "img-2.jpg"))
+    # Only a request whose head the server has read is in flight: a connection still in the
+    # listen backlog is reset when the listener closes. A request on another connection is
+    # answered only after the event loop's next turns, which read the first one's head.
+    assert httpx.get(service.url + "/health").status_code == 200
     proc = service.proc
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
