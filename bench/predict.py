@@ -158,10 +158,13 @@ def bench_index(export: Path, small: Path, data_dir: Path, runs: int) -> dict:
 
 def child_index(export: str, index: str, workers: str | None = None) -> dict:
     from labelbridge.labelbox.export import Selection
+    from labelbridge.labelbox.masks import MaskSource
     from labelbridge.predictions.indexer import index_export
 
     started = time.perf_counter()
-    result = index_export(Path(export), Path(index), Selection(),
+    # as `labelbridge index` and `serve` build it (masks read without a key): the same
+    # fingerprint, so the server serves this index and the predictions prepared into it
+    result = index_export(Path(export), Path(index), Selection(), masks=MaskSource(),
                           workers=int(workers) if workers else None)
     return {"seconds": time.perf_counter() - started, "rows": result.rows,
             "model_version": result.model_version, "readers": result.readers}
@@ -253,11 +256,15 @@ def start_servers(export: Path, data_dir: Path, cpus: list[int]) -> dict:
     lb_env = clean_env(LABELBRIDGE_EXPORT=str(export), LABELBRIDGE_DATA_DIR=str(data_dir),
                        LABELBRIDGE_HOST="127.0.0.1", LABELBRIDGE_PORT=str(lb_port),
                        LOG_LEVEL="WARNING")
+    index_inode = (data_dir / "predictions.sqlite3").stat().st_ino   # a rebuild replaces it
     started = time.perf_counter()
     lb = start_process(pinned([sys.executable, "-m", "labelbridge", "serve"], cpus), lb_env,
                        f"http://127.0.0.1:{lb_port}/health", data_dir / "labelbridge.log",
                        timeout=300)
     lb_start = time.perf_counter() - started
+    if (data_dir / "predictions.sqlite3").stat().st_ino != index_inode:
+        raise SystemExit("labelbridge serve rebuilt the index the bench built (its fingerprint "
+                         "differs): /predict would be measured while it prepares again")
     floor = start_process(pinned([sys.executable, "-m", "uvicorn", "bench.floor_app:app",
                                   "--host", "127.0.0.1", "--port", str(floor_port),
                                   "--log-level", "warning", "--no-access-log"], cpus),
