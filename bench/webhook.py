@@ -482,7 +482,7 @@ class Services:
     # -- labelbridge's outbox ----------------------------------------------------------
 
     def metrics(self) -> dict:
-        return http_json("GET", self.lb_url + "/metrics")
+        return http_json("GET", self.lb_url + "/status")
 
     def wait_drained(self, expected_events: int, timeout: float) -> dict:
         """Until every accepted event is delivered, failed or skipped (nothing pending)."""
