@@ -17,19 +17,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Literal
 from xml.etree import ElementTree
 
-import yaml
 from label_studio_sdk.label_interface import LabelInterface
 
+from labelbridge.labelstudio.mapping_file import MappingError, Overrides
 from labelbridge.model.regions import ClassificationKind, ShapeKind
-
-
-class MappingError(ValueError):
-    """The label config or the mapping file cannot be used; the message says where."""
-
 
 # Geometry tools and the kind of Labelbox object each holds.
 TOOL_KINDS: dict[str, ShapeKind] = {
@@ -45,7 +39,6 @@ MERGED_LABEL_TOOLS = {"VideoRectangle"}
 # Objects a plain <Labels> control labels spans of.
 SPAN_OBJECTS = {"Text", "HyperText"}
 CLASSIFICATION_TAGS = {"Choices", "TextArea", "Number", "Rating"}
-RotatedBoxes = Literal["enclosing_box", "polygon"]
 _UNKNOWN = object()  # not looked up yet (None is a cached answer: no target)
 
 
@@ -117,63 +110,6 @@ def _stroke_width(tool: Any) -> float | None:
 
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in {"true", "1", "yes"}
-
-
-@dataclass
-class Overrides:
-    objects: list[dict] = field(default_factory=list)
-    classifications: list[dict] = field(default_factory=list)
-    relations: list[dict] = field(default_factory=list)
-    rotated_boxes: RotatedBoxes = "enclosing_box"
-    source: str = "<none>"
-
-    @classmethod
-    def load(cls, path: Path | None) -> Overrides:
-        if path is None:
-            return cls()
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise MappingError(f"{path}: cannot read mapping: {exc}") from None
-        return cls.from_dict(raw, str(path))
-
-    @classmethod
-    def from_dict(cls, raw: Any, source: str = "<mapping>") -> Overrides:
-        if not isinstance(raw, dict):
-            raise MappingError(f"{source}: the mapping must be a YAML mapping at the top level")
-        unknown = set(raw) - {"objects", "classifications", "relations", "options"}
-        if unknown:
-            raise MappingError(f"{source}: unknown top-level keys {sorted(unknown)}; "
-                               "allowed: objects, classifications, relations, options")
-        out = cls(source=source)
-        for key, required in (("objects", ("labelbox", "control")),
-                              ("classifications", ("labelbox", "control")),
-                              ("relations", ("labelbox",))):
-            entries = raw.get(key) or []
-            if not isinstance(entries, list):
-                raise MappingError(f"{source}: '{key}' must be a list")
-            for i, entry in enumerate(entries):
-                if not isinstance(entry, dict):
-                    raise MappingError(f"{source}: {key}[{i}] must be a mapping")
-                missing = [k for k in required if not entry.get(k)]
-                if missing:
-                    raise MappingError(f"{source}: {key}[{i}] needs {', '.join(missing)}")
-                for sub in ("answers", "answer_schema_ids"):
-                    if key == "classifications" and entry.get(sub) is not None \
-                            and not isinstance(entry[sub], dict):
-                        raise MappingError(f"{source}: {key}[{i}].{sub} must be a mapping")
-                sid = entry.get("schema_id")
-                if sid is not None and not (isinstance(sid, str) and len(sid) == 25):
-                    raise MappingError(f"{source}: {key}[{i}].schema_id must be a Labelbox "
-                                       f"feature schema id (25 characters), got {sid!r}")
-            setattr(out, key, [dict(e) for e in entries])
-        options = raw.get("options") or {}
-        rotated = options.get("rotated_boxes", "enclosing_box")
-        if rotated not in ("enclosing_box", "polygon"):
-            raise MappingError(f"{source}: options.rotated_boxes must be enclosing_box or polygon, "
-                               f"got {rotated!r}")
-        out.rotated_boxes = rotated
-        return out
 
 
 class Mapping:
