@@ -208,3 +208,13 @@ def raw_rows(outbox, sql: str, params: tuple = ()) -> list[tuple]:
 
 
 _raw_connections: dict = {}   # url -> a connection raw_rows keeps (tests read a lot)
+
+
+def rejected_bodies(settings) -> list[dict]:
+    """The rejected webhook bodies the outbox of ``settings`` keeps (up to 1,000, newest first)."""
+    from labelbridge.groundtruth.outbox import Outbox
+    ob = Outbox(settings.outbox_db)
+    try:
+        return ob.rejected(1000)
+    finally:
+        ob.close()

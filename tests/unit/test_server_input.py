@@ -11,12 +11,12 @@ import copy
 import pytest
 from fastapi.testclient import TestClient
 
-from labelbridge.groundtruth.outbox import INCARNATION_STEP, Outbox
+from labelbridge.groundtruth.outbox import INCARNATION_STEP
 from labelbridge.labelstudio import webhooks
 from labelbridge.service.server import create_app
 from labelbridge.settings import Settings
 
-from tests.helpers import capture
+from tests.helpers import capture, rejected_bodies
 
 TOKEN = "hook-secret"
 HOOK = {"X-Labelbridge-Token": TOKEN}
@@ -39,14 +39,6 @@ def client(tmp_path):
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         c.settings = settings
         yield c
-
-
-def rejected(settings) -> list[dict]:
-    ob = Outbox(settings.outbox_db)
-    try:
-        return ob.rejected(1000)
-    finally:
-        ob.close()
 
 
 def edit(path: str, value):
@@ -95,13 +87,13 @@ BAD_WEBHOOKS = [
 
 @pytest.mark.parametrize("name, body, loc", BAD_WEBHOOKS, ids=[c[0] for c in BAD_WEBHOOKS])
 def test_bad_webhook_bodies_get_422_naming_the_field_and_are_kept(client, name, body, loc):
-    before = len(rejected(client.settings))
+    before = len(rejected_bodies(client.settings))
     r = client.post("/webhook", content=json.dumps(body),
                     headers={**HOOK, "Content-Type": "application/json"})
     assert r.status_code == 422, r.text
     (err,) = r.json()["detail"]
     assert err["loc"][:len(loc) + 1] == ["body", *loc] and err["msg"]
-    kept = rejected(client.settings)
+    kept = rejected_bodies(client.settings)
     assert len(kept) == before + 1
     assert kept[0]["reason"].startswith(".".join(str(p) for p in loc))
     assert kept[0]["body"]

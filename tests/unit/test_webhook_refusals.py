@@ -8,12 +8,11 @@ import logging
 
 from fastapi.testclient import TestClient
 
-from labelbridge.groundtruth.outbox import Outbox
 from labelbridge.service import auth
 from labelbridge.service.server import create_app
 from labelbridge.settings import Settings
 
-from tests.helpers import capture
+from tests.helpers import capture, rejected_bodies
 
 TOKEN = "hook-secret"
 CREATED = capture("basic-auth-flow/ml-auto-webhook_ANNOTATION_CREATED.json")   # project 1
@@ -22,14 +21,6 @@ CREATED = capture("basic-auth-flow/ml-auto-webhook_ANNOTATION_CREATED.json")   #
 def settings_for(tmp_path) -> Settings:
     return Settings(LABELBRIDGE_DATA_DIR=tmp_path, LABELBRIDGE_WEBHOOK_TOKEN=TOKEN,
                     LABELBRIDGE_DELIVERY_WORKER="off")
-
-
-def rejected(settings) -> list[dict]:
-    ob = Outbox(settings.outbox_db)
-    try:
-        return ob.rejected(100)
-    finally:
-        ob.close()
 
 
 def refused_lines(caplog) -> list[str]:
@@ -51,7 +42,7 @@ def test_refusals_are_logged_once_a_minute_and_kept_without_body(tmp_path, caplo
     assert "no X-Labelbridge-Token header (project 1)" in lines[0]
     assert "a wrong X-Labelbridge-Token header (project 7)" in lines[1]
     assert all(CREATED["project"]["token"] not in line for line in lines)
-    rows = rejected(settings)
+    rows = rejected_bodies(settings)
     assert [r["reason"] for r in rows] == [
         "401 unauthorized: a wrong X-Labelbridge-Token header (project 7)",
         "401 unauthorized: no X-Labelbridge-Token header (project 1)"]
@@ -86,4 +77,4 @@ def test_a_flood_of_refusals_fills_no_disk(tmp_path):
         for pid in range(1, 201):                      # a project id of its own each time
             body = dict(CREATED, project=dict(CREATED["project"], id=pid))
             assert client.post("/webhook", json=body).status_code == 401
-    assert len(rejected(settings)) == auth.RECORDS_PER_MINUTE
+    assert len(rejected_bodies(settings)) == auth.RECORDS_PER_MINUTE
