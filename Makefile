@@ -3,34 +3,42 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -d' ' -f1)
+# The converters' hot modules, compiled with mypyc at install (backend/labelbridge/compiled.py);
+# BUILT is remade, and they are compiled again, when one of their sources changes.
+BUILT  := $(VENV)/.built
+COMPILED := $(shell $(PYTHON) backend/labelbridge/compiled.py sources)
 DEMO_EXPORT := configs/demo/labelbox-export.ndjson
 
 .PHONY: run demo test unit e2e ls-env lsml-env browser-env pg-env bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
-	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+	LABELBRIDGE_COMPILE=0 $(BIN)/python -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-* $(BUILT); touch $(STAMP)
+
+$(BUILT): $(COMPILED) | $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $(BUILT)
 
 ## Serve the ML backend on the bundled demo export (SQLite + file sink, no keys needed).
-run: $(STAMP)
+run: $(BUILT)
 	LABELBRIDGE_EXPORT=$${LABELBRIDGE_EXPORT:-$(DEMO_EXPORT)} $(BIN)/labelbridge serve
 
 ## Optional: a local Label Studio with one project per demo config, connected to labelbridge on
 ## the demo export, predictions retrieved; prints the URLs and what to try. Ctrl-C stops it all.
-demo: $(STAMP) ls-env
+demo: $(BUILT) ls-env
 	$(BIN)/python -m labelbridge.tools.demo
 
 ## Everything: unit, property, integration and end-to-end tests against a real Label Studio.
-test: $(STAMP) ls-env lsml-env browser-env pg-env
+test: $(BUILT) ls-env lsml-env browser-env pg-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-unit: $(STAMP) pg-env
+unit: $(BUILT) pg-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not lsml"
 
-e2e: $(STAMP) ls-env lsml-env browser-env
+e2e: $(BUILT) ls-env lsml-env browser-env
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m e2e
 
 ## Label Studio 1.23.2 in its own virtualenv (.venv-ls), for the end-to-end tests and the demo.
@@ -49,7 +57,7 @@ pg-env: $(STAMP)
 lsml-env: $(STAMP)
 	$(BIN)/python tests/lsml/harness.py install
 
-bench: $(STAMP)
+bench: $(BUILT)
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/webhook.py
 	$(BIN)/python bench/masks.py

@@ -189,6 +189,7 @@ def _cpu_seconds() -> float:
 def child_prepare(index: str, model_version: str) -> dict:
     import logging
 
+    from labelbridge import compiled
     from labelbridge.labelstudio.mapping import Overrides
     from labelbridge.predictions.predictor import Predictor
     from labelbridge.predictions.prepare_worker import worker_count
@@ -205,16 +206,18 @@ def child_prepare(index: str, model_version: str) -> dict:
     report = ctx.report.as_dict()
     return {"seconds": seconds, "cpu_seconds": cpu, "rows": store.count(),
             "workers": worker_count(store.count()), "converted": report["converted"],
-            "skipped": report["skipped"], "invalid_regions": ctx.invalid}
+            "skipped": report["skipped"], "invalid_regions": ctx.invalid,
+            "converters": compiled.summary()}
 
 
 def bench_prepare(index: Path, model_version: str) -> dict:
     answer, rss = run_child(["prepare", str(index), model_version])
     log(f"  prepared {answer['rows']:,} rows in {answer['seconds']:.1f} s "
-        f"({answer['workers']} converting process(es), {answer['cpu_seconds']:.1f} CPU s in all)")
+        f"({answer['workers']} converting process(es), {answer['cpu_seconds']:.1f} CPU s in all, "
+        f"converters {answer['converters']})")
     return {"rows": answer["rows"], "prepare_s": round(answer["seconds"], 2),
             "rows_per_s": round(answer["rows"] / answer["seconds"]),
-            "processes": answer["workers"],
+            "processes": answer["workers"], "converters": answer["converters"],
             "cpu_us_per_row": round(answer["cpu_seconds"] / answer["rows"] * 1e6),
             "converted": answer["converted"], "skipped": answer["skipped"],
             "invalid_regions": answer["invalid_regions"], "peak_rss_mb": round(rss, 1)}
@@ -516,7 +519,7 @@ def summarize(res: dict) -> str:
         f"{ix['parse_floor_rows_per_s']:>14,}{pr['rows_per_s'] / ix['parse_floor_rows_per_s']:>9.2f}"
         f"  >= {TARGETS['prepare_vs_parse']} x parse: {verdict(t['prepare_vs_parse']['met'])}"
         f" ({pr['prepare_s']:.1f} s, {pr['processes']} process(es), "
-        f"{pr['cpu_us_per_row']} us CPU a row)",
+        f"{pr['cpu_us_per_row']} us CPU a row, converters {pr['converters']})",
     ]
     for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
         a, b = lat["labelbridge"][key], lat["floor"][key]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from labelbridge import compiled
 from tests.pg import PgServer
 
 ENGINES = ("sqlite", "postgresql")
@@ -23,6 +24,14 @@ TEMPLATE = "labelbridge_template"
 _names = itertools.count(1)
 _HERE = Path(__file__).resolve().parent
 FOLDER_MARKS = {"e2e": pytest.mark.e2e, "lsml": pytest.mark.lsml}
+
+
+def pytest_sessionstart(session):
+    """A compiled module older than its source would test the old code: stop and say so."""
+    stale = [m for m, state in compiled.status().items() if state == "stale"]
+    if stale:
+        pytest.exit(f"compiled modules older than their source: {', '.join(stale)}; rebuild "
+                    "them with `make` (or `pip install --no-deps -e .`)", returncode=4)
 
 
 @pytest.fixture(scope="session")

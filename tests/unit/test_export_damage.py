@@ -262,3 +262,15 @@ def test_pixels_are_rounded_to_the_documented_precision():
     assert tr.regions[0].shape == Box(0.1235, 320.0, 10.0, 5.0)
     assert tr.regions[1].shape == Polygon(((0.3333, 0.0), (2.0, 0.0), (2.0, 2.0)))
     assert tr.regions[2].shape == KeyPoint(0.6667, 1.0)
+
+
+@pytest.mark.parametrize("size", [1e308, 2 ** 63 - 1, 2 ** 31, 1e12, 0.5, -640])
+def test_an_implausible_media_size_is_a_loss_and_the_row_converts_without_it(size):
+    row = export_row([bbox("c1", "Car", 0, 0, 1, 1)], data_row_id="cdr1")
+    row["media_attributes"]["width"] = size
+    report = ConversionReport()
+    tr = task_regions(compact_row(row, Selection())[1], report)
+    assert tr.width is None and tr.height == 480 and tr.regions[0].shape == Box(0, 0, 1, 1)
+    (loss,) = report.examples
+    assert (loss.data_row, loss.field) == ("cdr1", "media_attributes.width")
+    assert "whole number of pixels" in loss.reason

@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "groundtruth": {"model", "labelbox", "labelstudio", "postgres", "settings"},
     "tools": {"model", "labelbox", "labelstudio", "postgres", "settings"},
     "settings": set(),
+    "compiled": set(),   # which modules mypyc compiles; setup.py runs it as a script
     "service": None,
     "mlbackend": None,
     "__main__": None,

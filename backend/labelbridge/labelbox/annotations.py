@@ -228,7 +228,7 @@ class _RowReader:
             self.report.loss("relationship", "not an object", field=path)
             return None
         name = _name(item)
-        data = item.get("data") if isinstance(item.get("data"), dict) else {}
+        data = d if isinstance(d := item.get("data"), dict) else {}
         fid = item.get("feature_id") or item.get("featureId")
         ends = []
         for key, old in (("source", "startFeatureId"), ("target", "endFeatureId")):
@@ -254,10 +254,15 @@ class _RowReader:
                         region_id_for_feature(_str(fid), self.row, "rel", index))
 
 
+# The largest side a media size may have: far beyond any image or video, and an int32, which
+# Label Studio's and Labelbox's readers of original_width/height hold.
+MAX_MEDIA_PIXELS = 2 ** 31 - 1
+
+
 def _media_size(media: Any, report: Reporter) -> tuple[int | None, int | None]:
     if not isinstance(media, dict):
         return None, None
-    size = []
+    size: list[int | None] = []
     for key in ("width", "height"):
         value = media.get(key)
         if value is None:
@@ -265,8 +270,8 @@ def _media_size(media: Any, report: Reporter) -> tuple[int | None, int | None]:
             continue
         try:
             v = number(value, f"media_attributes.{key}")
-            if v <= 0 or not v.is_integer():
-                raise ExportError("not a positive whole number of pixels",
+            if v <= 0 or not v.is_integer() or v > MAX_MEDIA_PIXELS:
+                raise ExportError(f"not a whole number of pixels from 1 to {MAX_MEDIA_PIXELS:,}",
                                   f"media_attributes.{key}")
             size.append(int(v))
         except ExportError as exc:
@@ -287,7 +292,7 @@ def task_regions(compact: dict, report: ConversionReport | Reporter | None = Non
     """Neutral regions of a compact row (see ``export.compact_row``); never raises on a damaged
     row: every part that cannot be read is a loss in ``report``."""
     report = report if report is not None else ConversionReport()
-    dr = compact.get("data_row") if isinstance(compact.get("data_row"), dict) else {}
+    dr = d if isinstance(d := compact.get("data_row"), dict) else {}
     ref = DataRowRef(**{k: (v if isinstance(v := dr.get(k), str) else None)
                         for k in ("id", "global_key", "external_id", "row_data")})
     row = ref.id or ref.global_key or ref.external_id or "?"

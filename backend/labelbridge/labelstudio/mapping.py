@@ -189,7 +189,7 @@ class Mapping:
                 self.classifications.append(self._classification_target(c, to_name))
         # LabelInterface does not expose <Relations>; read their <Relation value> directly.
         root = ElementTree.fromstring(self.label_config)
-        self.relation_labels = [el.get("value") for el in root.iter("Relation") if el.get("value")]
+        self.relation_labels = [v for el in root.iter("Relation") if (v := el.get("value"))]
         for label in self.relation_labels:
             self._lb(label)   # notes an ambiguous spelling (relations are named at lookup)
         self._apply_overrides()

@@ -224,7 +224,7 @@ def rate_data(mapping: Mapping, info: VideoInfo | None) -> dict[str, float]:
 
 
 def write_region(region: Region, target: ObjectTarget, tr: TaskRegions, mapping: Mapping,
-                 report: ConversionReport, row: str,
+                 report: ConversionReport, row: str | None,
                  classify: Callable[[Classification], list[dict]]) -> list[dict]:
     """The results of one track: its videorectangle (labels merged in, as the editor does)
     and its per-region classifications."""
@@ -272,7 +272,7 @@ def _ranges_text(frames: tuple[tuple[int, int], ...]) -> str:
 
 
 def read_result(item: dict, sizes: list, mapping: Mapping, report: ConversionReport, name: str,
-                row: str, task_data: dict | None = None) -> VideoTrack | None:
+                row: str | None, task_data: dict | None = None) -> VideoTrack | None:
     """The track of a videorectangle result, or None (the loss reported)."""
     w = item.get("original_width") or (sizes[0][0] if sizes else None)
     h = item.get("original_height") or (sizes[0][1] if sizes else None)

@@ -45,6 +45,11 @@ class Loss:
     def as_dict(self) -> dict:
         return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
 
+    def __reduce__(self) -> tuple:
+        # prepare workers pickle their reports back; compiled (mypyc), a frozen class cannot be
+        # rebuilt field by field as pickle's default does
+        return Loss, tuple(getattr(self, f.name) for f in fields(self))
+
     def __str__(self) -> str:
         where = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in (
             ("feature", repr(self.feature) if self.feature else None), ("region", self.region),

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from fastapi import FastAPI
 
+from labelbridge import compiled
 from labelbridge.service import auth, errors, logs
 from labelbridge.service.limits import BodyLimitMiddleware, BodyLimits
 from labelbridge.service.metrics import Metrics
@@ -27,14 +29,16 @@ from labelbridge.service.routes import ml, ops, webhook
 from labelbridge.service.runtime import Runtime
 from labelbridge.settings import Settings
 
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     rt = runtime or Runtime(settings)
     readiness = Readiness(settings)
+    converters = compiled.summary()
 
     def snapshot() -> dict[str, Any]:
-        snap = rt.metrics()
+        snap = rt.metrics() | {"converters": converters}
         if snap["outbox"] is not None:
             readiness.note_dead_letters(snap["outbox"].get("dead_letters") or 0)
         return snap
@@ -75,8 +79,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
 
 def _at_start(rt: Runtime, settings: Settings, snapshot) -> None:
-    """Seed the dead-letter baseline; name the projects whose webhooks the token refused."""
-    snapshot()
+    """Seed the dead-letter baseline; name the projects whose webhooks the token refused; say
+    whether the converters run compiled."""
+    converters = snapshot()["converters"]
+    if converters == "compiled":
+        log.info("converters: compiled (mypyc)")
+    else:
+        log.warning("converters: %s: preparing predictions is ~1.5x slower (see README, "
+                    "\"Compiled converters\")", converters)
     if settings.webhook_token is not None:
         try:
             seen = orjson.loads(rt.outbox.get_cursor(auth.SEEN_CURSOR) or "{}")

@@ -39,6 +39,11 @@ def _labels_in(allowed: frozenset[str]) -> Callable[[Any], bool]:
 # The geometry rules run for most regions of a prediction: each number is tested inline, as
 # finite (``v - v == 0``: nan for nan and the infinities) and within the bound.
 def _rectangle(v: dict) -> bool:
+    x: Any
+    y: Any
+    w: Any
+    h: Any
+    r: Any
     x, y, w, h, r = v.get("x"), v.get("y"), v.get("width"), v.get("height"), v.get("rotation")
     return (type(x) in _NUMBER and x - x == 0 and x <= 100
             and type(y) in _NUMBER and y - y == 0 and y <= 100
@@ -62,7 +67,8 @@ def _polygon(v: dict) -> bool:
 
 
 def _keypoint(v: dict) -> bool:
-    x, y = v.get("x"), v.get("y")
+    x: Any = v.get("x")
+    y: Any = v.get("y")
     return (type(x) in _NUMBER and x - x == 0 and x <= 100
             and type(y) in _NUMBER and y - y == 0 and y <= 100)
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from labelbridge.labelstudio import brush, video
-from labelbridge.model.regions import PIXEL_DIGITS, Box, KeyPoint, Mask, Polygon, Shape, Span
+from labelbridge.model.regions import (PIXEL_DIGITS, Box, KeyPoint, Mask, Polygon, Shape, Span,
+                                      VideoTrack)
 from labelbridge.model.rounding import fixed
 
 PERCENT_DIGITS = 8  # percent of the image size: keeps PIXEL_DIGITS exact for images < 10^6 px
@@ -242,7 +243,9 @@ def _read_track(item: dict, sizes: list, mapping: Any, report: Any, name: str,
 
 
 def _nest_track(shape: Shape, nested: tuple) -> tuple[Shape, tuple]:
-    return video.with_classifications(shape, nested), ()  # Labelbox asks them on every keyframe
+    if isinstance(shape, VideoTrack):  # Labelbox asks them on every keyframe
+        return video.with_classifications(shape, nested), ()
+    return shape, nested
 
 
 def _row(tr: Any) -> str | None:

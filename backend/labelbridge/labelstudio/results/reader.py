@@ -33,7 +33,8 @@ def _geometry_type(item: dict) -> bool:
 
 
 def _size(item: dict) -> tuple[float, float] | None:
-    w, h = item.get("original_width"), item.get("original_height")
+    w: Any = item.get("original_width")
+    h: Any = item.get("original_height")
     if type(w) in (int, float) and type(h) in (int, float) and w > 0 and h > 0:
         return float(w), float(h)
     return None
@@ -139,7 +140,7 @@ class ResultReader:
         nested = self._assemble([(rid, it) for it in others], report, per_region=True)
         if kind.nest is not None:
             shape, nested = kind.nest(shape, nested)
-        score = main.get("score")
+        score: Any = main.get("score")
         return Region(id=rid, name=target.labelbox, shape=shape, classifications=nested,
                       score=float(score) if type(score) in (int, float) else None,
                       schema_id=target.schema_id)
@@ -173,7 +174,7 @@ class ResultReader:
             texts = v.get("text")
             text = "\n".join(str(x) for x in texts) if isinstance(texts, list) else None
         elif t.tag == "Number":
-            n = v.get("number")
+            n: Any = v.get("number")
             text = _number_text(n) if type(n) in (int, float) and math.isfinite(n) else None
         else:
             r = v.get("rating")

@@ -7,6 +7,8 @@ is ``text`` (a list of strings). Geometry goes through the kind table (``kinds.B
 
 from __future__ import annotations
 
+from typing import Any
+
 from labelbridge.labelstudio import video
 from labelbridge.labelstudio.mapping import ClassificationTarget, Mapping
 from labelbridge.labelstudio.results.kinds import BY_SHAPE, ResultError
@@ -79,9 +81,10 @@ class ResultWriter:
             value = {**geometry, (kind.label_key if target.result_type == kind.labels_type
                                   else target.result_type): [target.label]}
         if kind.image or target.object_tag == "Image":
-            main = {"id": region.id, "from_name": target.control, "to_name": target.to_name,
-                    "original_width": tr.width, "original_height": tr.height,
-                    "image_rotation": 0, "type": target.result_type, "value": value}
+            main: dict[str, Any] = {"id": region.id, "from_name": target.control,
+                                    "to_name": target.to_name, "original_width": tr.width,
+                                    "original_height": tr.height, "image_rotation": 0,
+                                    "type": target.result_type, "value": value}
         else:
             main = {"id": region.id, "from_name": target.control, "to_name": target.to_name,
                     "type": target.result_type, "value": value}
@@ -119,8 +122,9 @@ class ResultWriter:
             return
         if geometry:
             value = {**geometry, **value}
-        item = {"id": result_id, "from_name": target.control, "to_name": target.to_name,
-                "type": target.result_type, "value": value}
+        item: dict[str, Any] = {"id": result_id, "from_name": target.control,
+                                "to_name": target.to_name, "type": target.result_type,
+                                "value": value}
         score = c.score
         if score is None:
             for a in c.answers:
@@ -190,7 +194,7 @@ class ResultWriter:
             report.loss("relationship", "no <Relation value> for this relationship", rel.name,
                         region=rel.id)
             return None
-        item = {"from_id": rel.source, "to_id": rel.target, "type": "relation",
+        item: dict[str, Any] = {"from_id": rel.source, "to_id": rel.target, "type": "relation",
                 "direction": "bi" if rel.bidirectional else "right"}
         if label:
             item["labels"] = [label]
