@@ -85,7 +85,7 @@ def _at_start(rt: Runtime, settings: Settings, snapshot) -> None:
     if converters == "compiled":
         log.info("converters: compiled (mypyc)")
     else:
-        log.warning("converters: %s: preparing predictions is ~1.5x slower (see README, "
+        log.warning("converters: %s: preparing predictions is slower (see README, "
                     "\"Compiled converters\")", converters)
     if settings.webhook_token is not None:
         try:
