@@ -180,6 +180,25 @@ def json_places(node, path=()):
             yield from json_places(v, path + (i,))
 
 
+def put_junk(root, count: int, place, junk) -> None:
+    """Damage ``root`` in ``count`` places: ``place()`` gives a path (from ``json_places``),
+    ``junk()`` the value put there (``...``: the key is deleted). A path an earlier damage
+    removed or replaced is skipped."""
+    for _ in range(count):
+        path = place()
+        parent = root
+        try:
+            for step in path[:-1]:
+                parent = parent[step]
+            value = junk()
+            if value is ...:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue
+
+
 def create_bridge_tables(url: str) -> None:
     """What a first start does to a new PostgreSQL database: every component's tables."""
     from labelbridge.groundtruth.outbox import Outbox

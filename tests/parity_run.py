@@ -23,7 +23,7 @@ from labelbridge import compiled  # noqa: E402
 from labelbridge.labelbox.export import Selection, compact_row  # noqa: E402
 from labelbridge.labelstudio.mapping import Mapping, Overrides  # noqa: E402
 from labelbridge.predictions.converting import RowConverter  # noqa: E402
-from tests.helpers import IMAGE_CONFIG, json_places  # noqa: E402
+from tests.helpers import IMAGE_CONFIG, json_places, put_junk  # noqa: E402
 
 JUNK = [None, True, False, 0, -1, 1.5, -0.0, 1e308, math.nan, math.inf, -math.inf, "", "12",
         "x" * 50, [], [1, 2], {}, {"x": 1}, 2 ** 63 - 1, ...]
@@ -32,19 +32,8 @@ JUNK = [None, True, False, 0, -1, 1.5, -0.0, 1e308, math.nan, math.inf, -math.in
 def damage(row: dict, rnd: random.Random) -> None:
     places = list(json_places({"experiments": row["experiments"],
                                "media_attributes": row["media_attributes"]}))
-    for _ in range(rnd.randint(1, 3)):
-        path = rnd.choice(places)
-        parent = row
-        try:
-            for step in path[:-1]:
-                parent = parent[step]
-            junk = rnd.choice(JUNK)
-            if junk is ...:
-                del parent[path[-1]]
-            else:
-                parent[path[-1]] = copy.deepcopy(junk)
-        except (KeyError, IndexError, TypeError):
-            continue
+    put_junk(row, rnd.randint(1, 3), lambda: rnd.choice(places),
+             lambda: copy.deepcopy(rnd.choice(JUNK)))
 
 
 def main(seed: int, count: int) -> None:

@@ -16,7 +16,7 @@ from labelbridge.labelbox.shapes import utf16_to_code_points
 from labelbridge.model.regions import Box, KeyPoint, Polygon, Span
 from labelbridge.model.report import ConversionReport
 
-from tests.helpers import DATA_ROW, bbox, export_row, json_places, radio
+from tests.helpers import DATA_ROW, bbox, export_row, json_places, put_junk, radio
 
 BAD_VALUES = {"missing": ..., "null": None, "a string": "12", "NaN": math.nan,
               "infinite": math.inf, "a boolean": True, "an object": {"x": 1}}
@@ -130,24 +130,8 @@ def test_random_damage_never_raises_names_the_row_and_never_costs_another_row(da
     victim = rows[1]
     places = list(json_places({"experiments": victim["experiments"],
                           "media_attributes": victim["media_attributes"]}))
-    for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(places))
-        parent = victim
-        try:  # an earlier damage may have removed or replaced part of the path
-            for step in path[:-1]:
-                parent = parent[step]
-        except (KeyError, IndexError, TypeError):
-            continue
-        if not isinstance(parent, (dict, list)):
-            continue
-        junk = data.draw(JUNK)
-        try:
-            if junk is ...:
-                del parent[path[-1]]
-            else:
-                parent[path[-1]] = junk
-        except (KeyError, IndexError, TypeError):
-            continue
+    put_junk(victim, data.draw(st.integers(1, 3)), lambda: data.draw(st.sampled_from(places)),
+             lambda: data.draw(JUNK))
     report = ConversionReport()
     converted = []
     for row in rows:

@@ -12,7 +12,7 @@ from labelbridge.labelbox.export import Selection, compact_row
 from labelbridge.labelstudio.mapping import Mapping, Overrides
 from labelbridge.predictions.converting import RowConverter
 
-from tests.helpers import IMAGE_CONFIG, bbox, export_row, json_places, radio
+from tests.helpers import IMAGE_CONFIG, bbox, export_row, json_places, put_junk, radio
 
 # beyond test_export_damage's junk: the numbers that overflow a conversion or a serializer
 # (integers as a JSON parser gives them: orjson reads -2**63 .. 2**64-1 as int)
@@ -47,19 +47,8 @@ def test_random_damage_never_stops_a_batch_and_never_changes_another_row(data):
     victim = rows[1]
     places = list(json_places({"experiments": victim["experiments"],
                                "media_attributes": victim["media_attributes"]}))
-    for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(places))
-        parent = victim
-        try:
-            for step in path[:-1]:
-                parent = parent[step]
-            junk = data.draw(JUNK)
-            if junk is ...:
-                del parent[path[-1]]
-            else:
-                parent[path[-1]] = junk
-        except (KeyError, IndexError, TypeError):
-            continue
+    put_junk(victim, data.draw(st.integers(1, 3)), lambda: data.draw(st.sampled_from(places)),
+             lambda: data.draw(JUNK))
     prepared = _prepare(rows)
     assert prepared[0] == INTACT[0] and prepared[2] == INTACT[2]
     if 1 in prepared:

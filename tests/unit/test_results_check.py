@@ -12,7 +12,7 @@ from label_studio_sdk.label_interface import LabelInterface
 
 from labelbridge.labelstudio.results import PredictionCheck
 
-from tests.helpers import IMAGE_CONFIG, TEXT_CONFIG, json_places
+from tests.helpers import IMAGE_CONFIG, TEXT_CONFIG, json_places, put_junk
 
 MERGED_CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -85,19 +85,8 @@ JUNK = st.one_of(st.none(), st.booleans(), st.integers(-5, 500),
 def _damage(result, data):
     result = copy.deepcopy(result)
     places = list(json_places(result))
-    for _ in range(data.draw(st.integers(0, 3))):
-        path = data.draw(st.sampled_from(places))
-        parent = result
-        try:
-            for step in path[:-1]:
-                parent = parent[step]
-            junk = data.draw(JUNK)
-            if junk is ...:
-                del parent[path[-1]]
-            else:
-                parent[path[-1]] = junk
-        except (KeyError, IndexError, TypeError):
-            continue
+    put_junk(result, data.draw(st.integers(0, 3)), lambda: data.draw(st.sampled_from(places)),
+             lambda: data.draw(JUNK))
     if data.draw(st.booleans()):  # extra keys the value classes ignore, or the control's name
         item = data.draw(st.sampled_from(result)) if result else None
         if isinstance(item, dict) and isinstance(item.get("value"), dict):
