@@ -14,24 +14,18 @@ from setuptools.command.build_ext import build_ext
 
 
 class OptionalBuildExt(build_ext):
-    """Compiling is a speed-up, not a requirement: a failed C build leaves the pure modules."""
+    """Compiling is a speed-up, not a requirement: a failed C build leaves the pure modules.
+    All or none: a compiled module cannot import without the group library the others share."""
 
     def run(self) -> None:
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - distutils raises several unrelated types
-            self._skip(exc)
-
-    def build_extension(self, ext) -> None:
-        try:
-            super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001
-            self._skip(exc)
-
-    @staticmethod
-    def _skip(exc: Exception) -> None:
-        print(f"labelbridge: mypyc modules not built ({exc}); the converters run interpreted",
-              file=sys.stderr)
+            for path in self.get_outputs():
+                if os.path.exists(path):
+                    os.remove(path)
+            print(f"labelbridge: mypyc modules not built ({exc}); the converters run "
+                  "interpreted", file=sys.stderr)
 
 
 def compiled_modules() -> list:
