@@ -113,6 +113,9 @@ def test_three_replicas_deliver_every_acknowledged_annotation_exactly_once(tmp_p
             svc.start()
         standin.fail_next(6, "429", {"createLabelImport"})
         standin.fail_next(6, "429", {"labelImport"})
+        # imports stay RUNNING until the kill: the victim cannot finish its batch between being
+        # picked and being killed (on a loaded machine it sometimes did)
+        standin.set_import_duration(3600)
         post(replicas, 48)
 
         # kill -9 the replica whose worker holds a batch being imported (its name is stored)
@@ -126,6 +129,7 @@ def test_three_replicas_deliver_every_acknowledged_annotation_exactly_once(tmp_p
             time.sleep(0.02)
         assert victim is not None, "no replica was caught importing"
         victim.kill()
+        standin.set_import_duration(0.8)
         alive = [r for r in replicas if r is not victim]
         standin.fail_next(4, "429", {"createLabelImport", "labelImport"})
         post(alive, 48)
