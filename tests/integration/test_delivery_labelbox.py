@@ -106,7 +106,7 @@ def test_killed_between_accept_and_delivery(service, standin):
 
 
 def test_killed_while_an_import_runs_resumes_it_instead_of_resending(service, standin):
-    standin.set_import_duration(3.0)
+    standin.set_import_duration(3600)                 # RUNNING until the kill
     service.start(LABELBRIDGE_BATCH_SIZE="10", LABELBRIDGE_BATCH_MAX_WAIT="30")  # one batch
     for i in range(10):
         service.post(annotation(900 + i, 1000 + i, f"img-{i}.jpg"))
@@ -114,6 +114,7 @@ def test_killed_while_an_import_runs_resumes_it_instead_of_resending(service, st
     while not standin.imports(PROJECT) and time.monotonic() < deadline:
         time.sleep(0.05)
     service.kill()                                       # the import is still RUNNING
+    standin.set_import_duration(0.5)
     service.start()
     service.wait_delivered(10, timeout=40)
     assert len(standin.imports(PROJECT)) == 1            # looked up by name, not sent again

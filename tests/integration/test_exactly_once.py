@@ -123,7 +123,7 @@ def test_a_batch_whose_worker_died_is_taken_over_when_its_lease_expires(tmp_path
     other = None
     try:
         svc.start()                          # its worker waits for 50 items or 10 minutes
-        standin.set_import_duration(4.0)
+        standin.set_import_duration(3600)    # RUNNING until the other worker is killed
         ids = list(range(5))
         post_all(svc, ids)
         other = subprocess.Popen([sys.executable, "-m", "labelbridge", "deliver"],
@@ -135,6 +135,7 @@ def test_a_batch_whose_worker_died_is_taken_over_when_its_lease_expires(tmp_path
         assert standin.imports(PROJECT), "the other worker never created its import"
         os.kill(other.pid, signal.SIGKILL)    # mid-import, its lease is never renewed again
         other.wait(10)
+        standin.set_import_duration(0.5)
         assert "claimed batches" in svc.cli("outbox", "status").stderr
         (claimed,) = svc.status()["batches"]           # what it shows: state, age, import
         assert claimed["import_name"] == standin.imports(PROJECT)[0]["name"]
