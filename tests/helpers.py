@@ -199,6 +199,14 @@ def put_junk(root, count: int, place, junk) -> None:
             continue
 
 
+def damage_export_row(row: dict, count: int, pick, junk) -> None:
+    """``put_junk`` in ``count`` places of an export row's annotations and media attributes:
+    ``pick(places)`` chooses one of the paths there."""
+    places = list(json_places({"experiments": row["experiments"],
+                               "media_attributes": row["media_attributes"]}))
+    put_junk(row, count, lambda: pick(places), junk)
+
+
 def create_bridge_tables(url: str) -> None:
     """What a first start does to a new PostgreSQL database: every component's tables."""
     from labelbridge.groundtruth.outbox import Outbox

@@ -23,17 +23,14 @@ from labelbridge import compiled  # noqa: E402
 from labelbridge.labelbox.export import Selection, compact_row  # noqa: E402
 from labelbridge.labelstudio.mapping import Mapping, Overrides  # noqa: E402
 from labelbridge.predictions.converting import RowConverter  # noqa: E402
-from tests.helpers import IMAGE_CONFIG, json_places, put_junk  # noqa: E402
+from tests.helpers import IMAGE_CONFIG, damage_export_row  # noqa: E402
 
 JUNK = [None, True, False, 0, -1, 1.5, -0.0, 1e308, math.nan, math.inf, -math.inf, "", "12",
         "x" * 50, [], [1, 2], {}, {"x": 1}, 2 ** 63 - 1, ...]
 
 
 def damage(row: dict, rnd: random.Random) -> None:
-    places = list(json_places({"experiments": row["experiments"],
-                               "media_attributes": row["media_attributes"]}))
-    put_junk(row, rnd.randint(1, 3), lambda: rnd.choice(places),
-             lambda: copy.deepcopy(rnd.choice(JUNK)))
+    damage_export_row(row, rnd.randint(1, 3), rnd.choice, lambda: copy.deepcopy(rnd.choice(JUNK)))
 
 
 def main(seed: int, count: int) -> None:

@@ -16,7 +16,7 @@ from labelbridge.labelbox.shapes import utf16_to_code_points
 from labelbridge.model.regions import Box, KeyPoint, Polygon, Span
 from labelbridge.model.report import ConversionReport
 
-from tests.helpers import DATA_ROW, bbox, export_row, json_places, put_junk, radio
+from tests.helpers import DATA_ROW, bbox, damage_export_row, export_row, radio
 
 BAD_VALUES = {"missing": ..., "null": None, "a string": "12", "NaN": math.nan,
               "infinite": math.inf, "a boolean": True, "an object": {"x": 1}}
@@ -128,10 +128,8 @@ JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
 def test_random_damage_never_raises_names_the_row_and_never_costs_another_row(data):
     rows = [_row(i) for i in range(3)]
     victim = rows[1]
-    places = list(json_places({"experiments": victim["experiments"],
-                          "media_attributes": victim["media_attributes"]}))
-    put_junk(victim, data.draw(st.integers(1, 3)), lambda: data.draw(st.sampled_from(places)),
-             lambda: data.draw(JUNK))
+    damage_export_row(victim, data.draw(st.integers(1, 3)),
+                      lambda places: data.draw(st.sampled_from(places)), lambda: data.draw(JUNK))
     report = ConversionReport()
     converted = []
     for row in rows:

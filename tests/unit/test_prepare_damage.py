@@ -12,7 +12,7 @@ from labelbridge.labelbox.export import Selection, compact_row
 from labelbridge.labelstudio.mapping import Mapping, Overrides
 from labelbridge.predictions.converting import RowConverter
 
-from tests.helpers import IMAGE_CONFIG, bbox, export_row, json_places, put_junk, radio
+from tests.helpers import IMAGE_CONFIG, bbox, damage_export_row, export_row, radio
 
 # beyond test_export_damage's junk: the numbers that overflow a conversion or a serializer
 # (integers as a JSON parser gives them: orjson reads -2**63 .. 2**64-1 as int)
@@ -45,10 +45,8 @@ INTACT = _prepare([_row(0), _row(1), _row(2)])
 def test_random_damage_never_stops_a_batch_and_never_changes_another_row(data):
     rows = [_row(i) for i in range(3)]
     victim = rows[1]
-    places = list(json_places({"experiments": victim["experiments"],
-                               "media_attributes": victim["media_attributes"]}))
-    put_junk(victim, data.draw(st.integers(1, 3)), lambda: data.draw(st.sampled_from(places)),
-             lambda: data.draw(JUNK))
+    damage_export_row(victim, data.draw(st.integers(1, 3)),
+                      lambda places: data.draw(st.sampled_from(places)), lambda: data.draw(JUNK))
     prepared = _prepare(rows)
     assert prepared[0] == INTACT[0] and prepared[2] == INTACT[2]
     if 1 in prepared:
