@@ -8,7 +8,7 @@ object never costs another object or row.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from labelbridge.labelbox import video
 from labelbridge.labelbox.errors import ExportError
@@ -19,7 +19,7 @@ from labelbridge.model.regions import (Answer, Classification, DataRowRef, Regio
                                        TaskRegions)
 from labelbridge.model.report import ConversionReport, Reporter
 
-_URL_PREFIXES = ("http://", "https://", "gs://", "s3://", "data:", "file://")
+_URL_PREFIXES: Final = ("http://", "https://", "gs://", "s3://", "data:", "file://")
 
 
 def _name(item: dict) -> str | None:
@@ -67,8 +67,8 @@ def _id(fid: Any, row: str, *fallback: object) -> str:
 
 # An answer with nothing nested and no confidence is the same (frozen) object in every row
 # of a model run that gives it: one is built per option, not ~a dozen a row.
-_LEAF_ANSWERS: dict[tuple[str, str | None], Answer] = {}
-_LEAF_ANSWERS_MAX = 4096
+_LEAF_ANSWERS: Final[dict[tuple[str, str | None], Answer]] = {}
+_LEAF_ANSWERS_MAX: Final = 4096
 
 
 def _leaf_answer(name: str, schema_id: str | None) -> Answer:
@@ -256,7 +256,7 @@ class _RowReader:
 
 # The largest side a media size may have: far beyond any image or video, and an int32, which
 # Label Studio's and Labelbox's readers of original_width/height hold.
-MAX_MEDIA_PIXELS = 2 ** 31 - 1
+MAX_MEDIA_PIXELS: Final = 2 ** 31 - 1
 
 
 def _media_size(media: Any, report: Reporter) -> tuple[int | None, int | None]:

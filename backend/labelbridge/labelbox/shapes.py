@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Final
 
 from labelbridge.labelbox.errors import ExportError
 from labelbridge.labelbox.mask_payload import READERS as MASK_READERS
@@ -179,7 +179,7 @@ def utf16_to_code_points(text: str, offset: int) -> int | None:
 Reader = Callable[[Any, str, RowContext], Shape]
 
 # geometry key of an exported object -> (neutral kind for the report, reader)
-READERS: dict[str, tuple[str, Reader]] = {
+READERS: Final[dict[str, tuple[str, Reader]]] = {
     "bounding_box": ("bbox", read_box),
     "polygon": ("polygon", read_polygon),
     "line": ("polyline", read_line),
@@ -190,11 +190,11 @@ READERS: dict[str, tuple[str, Reader]] = {
 
 # annotation kinds (or geometry keys) read nowhere yet: (kind for the report, reason)
 # (a module that reads one removes it here and adds its READERS entry)
-UNSUPPORTED: dict[str, tuple[str, str]] = {
+UNSUPPORTED: Final[dict[str, tuple[str, str]]] = {
     "VideoSegmentationMask": ("mask", "video masks are not supported yet"),
     "DocumentBoundingBox": ("document", "document boxes are not supported"),
     "DocumentEntityToken": ("document", "document entities are not supported"),
     "ConversationalTextEntity": ("conversation", "conversation entities are not supported"),
     "conversational_location": ("conversation", "conversation entities are not supported"),
 }
-UNSUPPORTED_KEYS: tuple[str, ...] = tuple(k for k in UNSUPPORTED if k[0].islower())
+UNSUPPORTED_KEYS: Final[tuple[str, ...]] = tuple(k for k in UNSUPPORTED if k[0].islower())

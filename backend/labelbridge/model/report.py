@@ -16,11 +16,11 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field, fields, replace
-from typing import Callable, Protocol
+from typing import Callable, Final, Protocol
 
 log = logging.getLogger(__name__)
 
-MAX_EXAMPLES = 20
+MAX_EXAMPLES: Final = 20
 _INDEX = re.compile(r"\[\d+\]")
 
 

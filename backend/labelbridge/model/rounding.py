@@ -10,8 +10,10 @@ keeps) the exact ``round`` decides (``tests/unit/test_rounding.py`` compares bot
 
 from __future__ import annotations
 
-_SCALES = tuple(float(10 ** n) for n in range(16))  # exact doubles
-_SAFE = 2.0 ** 36   # |v * 10**n| below this: its rounding error is < 2**-16, far from the margin
+from typing import Final
+
+_SCALES: Final = tuple(float(10 ** n) for n in range(16))  # exact doubles
+_SAFE: Final = 2.0 ** 36   # |v * 10**n| below this: its rounding error is < 2**-16, far from the margin
 
 
 def fixed(v: float, digits: int) -> float:
@@ -19,7 +21,9 @@ def fixed(v: float, digits: int) -> float:
     scale = _SCALES[digits]
     y = v * scale
     if -_SAFE < y < _SAFE:  # false for nan and the infinities as well
-        k = round(y)
-        if k and -0.4999 < y - k < 0.4999:
+        # the nearest whole number as a float, in native arithmetic once compiled (``round(y)``
+        # builds an int object); near a tie, where the two rules part, ``round`` decides below
+        k = float(int(y + 0.5)) if y >= 0.0 else -float(int(0.5 - y))
+        if k != 0.0 and -0.4999 < y - k < 0.4999:
             return k / scale
     return round(v, digits)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Final
 
 from label_studio_sdk.label_interface import LabelInterface
 
 Rule = Callable[[dict], bool]
-_NUMBER = (float, int)  # exactly these types (bool is neither), as the value classes accept
+_NUMBER: Final = (float, int)  # exactly these types (bool is neither), as the value classes accept
 
 
 def _labels_in(allowed: frozenset[str]) -> Callable[[Any], bool]:
@@ -74,7 +74,7 @@ def _keypoint(v: dict) -> bool:
 
 
 # geometry tool -> the plain values its pydantic value class accepts
-_GEOMETRY: dict[str, Rule] = {"rectangle": _rectangle, "rectanglelabels": _rectangle,
+_GEOMETRY: Final[dict[str, Rule]] = {"rectangle": _rectangle, "rectanglelabels": _rectangle,
                               "polygon": _polygon, "polygonlabels": _polygon,
                               "keypoint": _keypoint, "keypointlabels": _keypoint}
 
@@ -229,5 +229,5 @@ def _may_be_partner(r: Any, region: dict) -> bool:
     return r.get("id") == region.get("id") and (rtype or "").lower() in _SPLIT_PARTNERS
 
 
-_SPLIT_PARTNERS = frozenset({"rectangle", "polygon", "ellipse", "keypoint", "brush", "bitmask",
+_SPLIT_PARTNERS: Final = frozenset({"rectangle", "polygon", "ellipse", "keypoint", "brush", "bitmask",
                              "vector"})

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Final
 
 from labelbridge.labelstudio import brush, video
 from labelbridge.model.regions import (PIXEL_DIGITS, Box, KeyPoint, Mask, Polygon, Shape, Span,
                                       VideoTrack)
 from labelbridge.model.rounding import fixed
 
-PERCENT_DIGITS = 8  # percent of the image size: keeps PIXEL_DIGITS exact for images < 10^6 px
+PERCENT_DIGITS: Final = 8  # percent of the image size: keeps PIXEL_DIGITS exact for images < 10^6 px
 
 
 class ResultError(ValueError):
@@ -155,7 +155,7 @@ def read_point(value: dict, size: Size, text: str | None) -> Shape:
     return KeyPoint(_px(value, "x", w), _px(value, "y", h))
 
 
-POINT_STROKE_WIDTH = 2.0  # px: Label Studio's default strokeWidth of KeyPoint(Labels) (1.23.2)
+POINT_STROKE_WIDTH: Final = 2.0  # px: Label Studio's default strokeWidth of KeyPoint(Labels) (1.23.2)
 
 
 def point_style(target: Any, size: Size) -> dict:
@@ -268,8 +268,8 @@ VIDEO_BOX = ResultKind("videobox", "videorectangle", None, True, _unused, _unuse
 # validated by LabelInterface itself.
 KINDS: tuple[ResultKind, ...] = (BOX, POLYGON, POINT, SPAN, HYPERTEXT_SPAN, MASK,
                                  VIDEO_BOX)
-BY_TYPE: dict[str, ResultKind] = {t: k for k in KINDS for t in k.types}
-BY_SHAPE: dict[str, ResultKind] = {}
+BY_TYPE: Final[dict[str, ResultKind]] = {t: k for k in KINDS for t in k.types}
+BY_SHAPE: Final[dict[str, ResultKind]] = {}
 for _k in KINDS:
     BY_SHAPE.setdefault(_k.kind, _k)
 LABEL_KEYS: tuple[str, ...] = tuple(k.labels_type for k in KINDS)
