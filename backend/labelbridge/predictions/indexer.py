@@ -242,11 +242,13 @@ def read_message(proc: subprocess.Popen, what: str) -> tuple[str, Any]:
                            "log above)") from None
 
 
-def start_worker(module: str, setup: object) -> subprocess.Popen:
+def start_worker(module: str, setup: object, env: dict[str, str] | None = None
+                 ) -> subprocess.Popen:
     """A worker process (``python -m module``) on unbuffered pipes (so that ``select`` sees
-    every byte not yet read), given its setup."""
+    every byte not yet read), given its setup; ``env``: added to this process's environment."""
     proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, bufsize=0)
+                            stdout=subprocess.PIPE, bufsize=0,
+                            env={**os.environ, **env} if env else None)
     send_object(proc, setup)
     return proc
 
