@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Final
 
 _SCALES: Final = tuple(float(10 ** n) for n in range(16))  # exact doubles
-_SAFE: Final = 2.0 ** 36   # |v * 10**n| below this: its rounding error is < 2**-16, far from the margin
+# |v * 10**n| below this: its rounding error is < 2**-16, far from the margin
+_SAFE: Final = 2.0 ** 36
 
 
 def fixed(v: float, digits: int) -> float:

@@ -229,5 +229,5 @@ def _may_be_partner(r: Any, region: dict) -> bool:
     return r.get("id") == region.get("id") and (rtype or "").lower() in _SPLIT_PARTNERS
 
 
-_SPLIT_PARTNERS: Final = frozenset({"rectangle", "polygon", "ellipse", "keypoint", "brush", "bitmask",
-                             "vector"})
+_SPLIT_PARTNERS: Final = frozenset({"rectangle", "polygon", "ellipse", "keypoint", "brush",
+                                    "bitmask", "vector"})

@@ -26,7 +26,8 @@ from labelbridge.model.regions import (PIXEL_DIGITS, Box, KeyPoint, Mask, Polygo
                                       VideoTrack)
 from labelbridge.model.rounding import fixed
 
-PERCENT_DIGITS: Final = 8  # percent of the image size: keeps PIXEL_DIGITS exact for images < 10^6 px
+# percent of the image size: keeps PIXEL_DIGITS exact for images < 10^6 px
+PERCENT_DIGITS: Final = 8
 
 
 class ResultError(ValueError):
@@ -155,7 +156,8 @@ def read_point(value: dict, size: Size, text: str | None) -> Shape:
     return KeyPoint(_px(value, "x", w), _px(value, "y", h))
 
 
-POINT_STROKE_WIDTH: Final = 2.0  # px: Label Studio's default strokeWidth of KeyPoint(Labels) (1.23.2)
+# px: Label Studio's default strokeWidth of KeyPoint(Labels) (1.23.2)
+POINT_STROKE_WIDTH: Final = 2.0
 
 
 def point_style(target: Any, size: Size) -> dict:
