@@ -33,7 +33,7 @@ class Box:
     width: float
     height: float
     rotation: float = 0.0
-    kind: ShapeKind = field(default="bbox", init=False, repr=False)
+    kind: ShapeKind = field(init=False, repr=False)  # set by __init__
 
     def __init__(self, left: float, top: float, width: float, height: float,
                  rotation: float = 0.0) -> None:
@@ -47,7 +47,7 @@ class Polygon:
     """An open ring: the first point is not repeated at the end."""
 
     points: tuple[tuple[float, float], ...]
-    kind: ShapeKind = field(default="polygon", init=False, repr=False)
+    kind: ShapeKind = field(init=False, repr=False)  # set by __init__
 
     def __init__(self, points: tuple[tuple[float, float], ...]) -> None:
         self.points = points
@@ -57,7 +57,7 @@ class Polygon:
 @dataclass(init=False, unsafe_hash=True, slots=True)
 class Polyline:
     points: tuple[tuple[float, float], ...]
-    kind: ShapeKind = field(default="polyline", init=False, repr=False)
+    kind: ShapeKind = field(init=False, repr=False)  # set by __init__
 
     def __init__(self, points: tuple[tuple[float, float], ...]) -> None:
         self.points = points
@@ -68,7 +68,7 @@ class Polyline:
 class KeyPoint:
     x: float
     y: float
-    kind: ShapeKind = field(default="point", init=False, repr=False)
+    kind: ShapeKind = field(init=False, repr=False)  # set by __init__
 
     def __init__(self, x: float, y: float) -> None:
         self.x, self.y = x, y
@@ -82,7 +82,7 @@ class Span:
     start: int
     end: int
     text: str | None = None
-    kind: ShapeKind = field(default="span", init=False, repr=False)
+    kind: ShapeKind = field(init=False, repr=False)  # set by __init__
 
     def __init__(self, start: int, end: int, text: str | None = None) -> None:
         self.start, self.end, self.text = start, end, text
@@ -99,7 +99,7 @@ class Mask:
     width: int
     height: int
     runs: bytes
-    kind: ShapeKind = field(default="mask", init=False, repr=False)
+    kind: ShapeKind = field(init=False, repr=False)  # set by __init__
 
     def __init__(self, width: int, height: int, runs: bytes) -> None:
         if width <= 0 or height <= 0 or not runs or len(runs) % 4:
@@ -154,7 +154,7 @@ class VideoTrack:
     """One object followed through a video: segments in frame order, with gaps between them."""
 
     segments: tuple[VideoSegment, ...]
-    kind: ShapeKind = field(default="videobox", init=False, repr=False)
+    kind: ShapeKind = field(init=False, repr=False)  # set by __init__
 
     def __init__(self, segments: tuple[VideoSegment, ...]) -> None:
         for a, b in zip(segments, segments[1:]):
