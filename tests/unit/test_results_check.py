@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from label_studio_sdk.label_interface import LabelInterface
 
+from labelbridge.labelstudio.label_config import LabelConfig
 from labelbridge.labelstudio.results import PredictionCheck
 
 from tests.helpers import IMAGE_CONFIG, TEXT_CONFIG, json_places, put_junk
@@ -22,9 +24,11 @@ MERGED_CONFIG = """<View>
 </View>"""
 CLASSIFY_CONFIG = (open("configs/image-classification.xml").read())
 
-CONFIGS = {name: (LabelInterface(xml), PredictionCheck(LabelInterface(xml)))
+CONFIGS = {name: (LabelInterface(xml), PredictionCheck(LabelConfig.parse(xml)))
            for name, xml in (("image", IMAGE_CONFIG), ("text", TEXT_CONFIG),
                              ("merged", MERGED_CONFIG), ("classify", CLASSIFY_CONFIG))}
+# as a prepare worker gets it: the table compiled again from the outline, the SDK parsed on use
+PICKLED = {name: pickle.loads(pickle.dumps(check)) for name, (_, check) in CONFIGS.items()}
 
 BOX = {"x": 10.0, "y": 20.5, "width": 30, "height": 40.25, "rotation": 0}
 VALID = {
@@ -110,7 +114,8 @@ def test_fast_check_gives_the_sdks_verdicts_on_random_results(name, data):
     prediction = {"result": result}
     if data.draw(st.booleans()):
         prediction["score"] = data.draw(st.one_of(st.floats(-1, 2), st.none(), st.just("x")))
-    assert check.check(prediction) == li.validate_prediction(prediction, return_errors=True)
+    verdict = li.validate_prediction(prediction, return_errors=True)
+    assert check.check(prediction) == verdict == PICKLED[name].check(prediction)
     for i, region in enumerate(r for r in result if isinstance(r, dict)):
         if region.get("type") != "relation" and isinstance(region.get("type"), str):
             assert check.region_errors(region, i, result) == li.validate_region(
@@ -124,3 +129,23 @@ def test_a_rejection_carries_the_sdks_message():
     bad[0]["value"]["x"] = math.inf
     errors = check.check({"result": bad})
     assert errors and errors == li.validate_prediction({"result": bad}, return_errors=True)
+
+
+RELATION_FIELD = st.one_of(JUNK, st.sampled_from(["a", "b", "c", "g", "zz", "right", "left",
+                                                  "bi", "relation"]))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.dictionaries(st.sampled_from(["type", "direction", "from_id", "to_id", "labels"]),
+                       RELATION_FIELD.filter(lambda v: v is not ...)),
+       st.booleans(), st.booleans())
+def test_relations_get_the_sdks_verdicts(fields, typed, drop_a_region):
+    """The relation check's common case (inline) against the SDK, on random relations."""
+    li, check = CONFIGS["image"]
+    relation = {**({"type": "relation"} if typed else {}), **fields}
+    regions = [r for r in VALID["image"] if r.get("type") != "relation"]
+    if drop_a_region:  # a relation to a region that is not there
+        regions = regions[1:]
+    prediction = {"result": regions + [relation]}
+    verdict = li.validate_prediction(prediction, return_errors=True)
+    assert check.check(prediction) == verdict == PICKLED["image"].check(prediction)

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 from xml.etree import ElementTree
 
-from label_studio_sdk.label_interface import LabelInterface
-
+from labelbridge.labelstudio.label_config import LabelConfig, TagOutline
 from labelbridge.labelstudio.mapping_file import MappingError, Overrides
 from labelbridge.model.regions import ClassificationKind, ShapeKind
+
+if TYPE_CHECKING:
+    from label_studio_sdk.label_interface import LabelInterface
 
 # Geometry tools and the kind of Labelbox object each holds.
 TOOL_KINDS: dict[str, ShapeKind] = {
@@ -99,10 +101,10 @@ def _opt(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def _stroke_width(tool: Any) -> float | None:
+def _stroke_width(tool: TagOutline) -> float | None:
     """A tool's ``strokeWidth`` attribute when it is a positive number (None: the default)."""
     try:
-        width = float((tool.attr or {}).get("strokeWidth", ""))
+        width = float(tool.attr.get("strokeWidth", ""))
     except (TypeError, ValueError):
         return None
     return width if 0 < width < float("inf") else None
@@ -119,13 +121,16 @@ class Mapping:
     in an export); when given, names going to Labelbox use Labelbox's exact spelling.
     """
 
-    def __init__(self, label_config: str, overrides: Overrides | None = None,
+    def __init__(self, label_config: str | LabelConfig, overrides: Overrides | None = None,
                  labelbox_names: Iterable[str] = ()) -> None:
-        try:
-            self.interface = LabelInterface(label_config)
-        except Exception as exc:  # the SDK raises several types for malformed XML
-            raise MappingError(f"label config: cannot parse: {exc}") from None
-        self.label_config = label_config
+        if isinstance(label_config, LabelConfig):
+            self.config = label_config
+        else:
+            try:
+                self.config = LabelConfig.parse(label_config)
+            except Exception as exc:  # the SDK raises several types for malformed XML
+                raise MappingError(f"label config: cannot parse: {exc}") from None
+        self.label_config = self.config.text
         self.overrides = overrides or Overrides()
         self._lb_exact = frozenset(labelbox_names)
         self._lb_variants: dict[str, list[str]] = {}   # casefolded -> spellings, sorted
@@ -140,16 +145,23 @@ class Mapping:
         self._classification_cache: dict[tuple, ClassificationTarget | None] = {}  # tables
         self._build()                                                # never change once built
 
+    def __reduce__(self) -> tuple:
+        """Pickled as what it is built from: the config's outline, not the SDK's parse (a
+        prepare worker builds it again in ~1 ms, without importing label_studio_sdk)."""
+        return (Mapping, (self.config, self.overrides, tuple(sorted(self._lb_exact))))
+
+    @property
+    def interface(self) -> LabelInterface:
+        return self.config.interface
+
     # ----- construction -------------------------------------------------------------------
     def _object_tag(self, name: str) -> str:
-        try:
-            return self.interface.get_object(name).tag
-        except Exception:
-            return ""
+        obj = self.config.object(name)
+        return obj.tag if obj is not None else ""
 
     def _build(self) -> None:
-        controls = list(self.interface.controls)
-        tools_by_object: dict[str, list[Any]] = {}
+        controls = self.config.controls
+        tools_by_object: dict[str, list[TagOutline]] = {}
         for c in controls:
             if c.tag in TOOL_KINDS and not c.tag.endswith("Labels"):
                 for obj in c.to_name:
@@ -195,8 +207,8 @@ class Mapping:
         self._apply_overrides()
         self._report_ambiguous()
 
-    def _classification_target(self, c: Any, to_name: str) -> ClassificationTarget:
-        attr = c.attr or {}
+    def _classification_target(self, c: TagOutline, to_name: str) -> ClassificationTarget:
+        attr = c.attr
         if c.tag == "Choices":
             kind: ClassificationKind = "checklist" if attr.get("choice") == "multiple" else "radio"
         else:
@@ -205,7 +217,7 @@ class Mapping:
         if attr.get("visibleWhen") == "choice-selected" and attr.get("whenTagName"):
             parent = (attr["whenTagName"], attr.get("whenChoiceValue") or "")
         max_rating = int(attr.get("maxRating", 5)) if c.tag == "Rating" else None
-        answers = {self._lb(v): v for v in (c.labels or [])}
+        answers = {self._lb(v): v for v in c.labels}
         return ClassificationTarget(self._lb(c.name), kind, c.name, to_name, c.tag,
                                     _truthy(attr.get("perRegion", "false")), answers, parent,
                                     max_rating)

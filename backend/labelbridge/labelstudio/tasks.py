@@ -30,10 +30,9 @@ class TaskKeys:
 def object_fields(mapping: Mapping) -> list[str]:
     """Task data fields the label config's objects read (``$image`` -> ``image``)."""
     fields = []
-    for obj in mapping.interface.objects:
-        value = getattr(obj, "value", "") or ""
-        if value.startswith("$") and value[1:] not in fields:
-            fields.append(value[1:])
+    for obj in mapping.config.objects:
+        if obj.value.startswith("$") and obj.value[1:] not in fields:
+            fields.append(obj.value[1:])
     return fields
 
 
@@ -53,11 +52,10 @@ def data_row_ref(data: dict) -> DataRowRef:
 
 def task_text(data: dict, mapping: Mapping) -> str | None:
     """The text a Text object shows, when the task holds it inline (for span text)."""
-    for obj in mapping.interface.objects:
-        value = getattr(obj, "value", "") or ""
-        if obj.tag == "Text" and value.startswith("$") \
-                and str((obj.attr or {}).get("valueType", "")).lower() != "url":
-            text = data.get(value[1:])
+    for obj in mapping.config.objects:
+        if obj.tag == "Text" and obj.value.startswith("$") \
+                and str(obj.attr.get("valueType", "")).lower() != "url":
+            text = data.get(obj.value[1:])
             if isinstance(text, str):
                 return text
     return None
@@ -69,7 +67,7 @@ _MEDIA = {"Image": "image/", "Text": "text/", "HyperText": "text/", "Video": "vi
 
 def media_mismatch(mapping: Mapping, mime_type: str | None) -> str | None:
     """Why a data row of this MIME type does not fit the config's first object, or None."""
-    objects = list(mapping.interface.objects)
+    objects = mapping.config.objects
     if not mime_type or not objects:
         return None
     prefix = _MEDIA.get(objects[0].tag)

@@ -166,10 +166,8 @@ def read_track(value: Any, width: float, height: float, t: Timing,
 # ===== hooks of the result writer and reader ==================================================
 
 def _rate_attr(mapping: Mapping, to_name: str) -> Any:
-    try:
-        return mapping.interface.get_object(to_name).attr.get("frameRate")
-    except Exception:  # no such object: the label config was checked elsewhere
-        return None
+    obj = mapping.config.object(to_name)  # None: no such object (the config is checked elsewhere)
+    return obj.attr.get("frameRate") if obj is not None else None
 
 
 def tag_frame_rate(mapping: Mapping, to_name: str, known: float | None,
@@ -186,8 +184,8 @@ def tag_frame_rate(mapping: Mapping, to_name: str, known: float | None,
 def rate_fields(mapping: Mapping) -> dict[str, str]:
     """Video tag name -> the task field its ``frameRate`` names (``frameRate="$fps"``)."""
     out = {}
-    for obj in mapping.interface.objects:
-        attr = (obj.attr or {}).get("frameRate") if obj.tag == "Video" else None
+    for obj in mapping.config.objects:
+        attr = obj.attr.get("frameRate") if obj.tag == "Video" else None
         if isinstance(attr, str) and attr.startswith("$") and len(attr) > 1:
             out[obj.name] = attr[1:]
     return out

@@ -32,8 +32,11 @@ class Converted:
 class RowConverter:
     def __init__(self, mapping: Mapping, model_version: str) -> None:
         self.mapping = mapping
-        self.check = PredictionCheck(mapping.interface)
+        self.check = PredictionCheck(mapping.config)
         self.model_version = model_version
+
+    def __reduce__(self) -> tuple:  # to a prepare worker (prepare_worker.py)
+        return (RowConverter, (self.mapping, self.model_version))
 
     def batch(self, rows: dict[int, tuple[str | None, bytes]], pks: Iterable[int]) -> Converted:
         done = Converted()

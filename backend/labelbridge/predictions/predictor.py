@@ -127,7 +127,7 @@ class Predictor:
         try:
             workers = worker_count(self.store.count(), self.workers)
             if workers > 1:
-                self._prepare_in_workers(ctx, label_config, workers, progress)
+                self._prepare_in_workers(ctx, workers, progress)
             else:
                 done = 0
                 with gc_paused():
@@ -152,11 +152,9 @@ class Predictor:
             if todo:
                 yield todo
 
-    def _prepare_in_workers(self, ctx: Context, label_config: str, workers: int,
+    def _prepare_in_workers(self, ctx: Context, workers: int,
                             progress: Callable[[int], None] | None) -> None:
-        setup = (self.store.locator, label_config, self.overrides,
-                 sorted(self.store.feature_names()), self.model_version)
-        pool = PreparePool(setup, self._todo(ctx), workers)
+        pool = PreparePool((self.store.locator, ctx.converter), self._todo(ctx), workers)
         done = 0
         try:
             for converted in pool.results():

@@ -34,7 +34,7 @@ def lb_to_ls(export_path: Path, mapping: Mapping, selection: export.Selection, o
     fields = object_fields(mapping)
     if not fields:
         raise ConvertError("the label config has no object tag reading task data ($field)")
-    check = PredictionCheck(mapping.interface)
+    check = PredictionCheck(mapping.config)
     count = 0
     base_dir = export_path if Path(export_path).is_dir() else Path(export_path).parent
     out.write(b"[")

@@ -5,20 +5,25 @@ and instantiating the control's pydantic value class: about 12 µs a region, mos
 prediction's cost. ``PredictionCheck`` reads the label config once into a table (per control,
 object and result type: the value rule, from the control's labels) and accepts a region from
 that table when its value is in the plain form our writer produces (finite numbers within the
-bounds, lists of known labels...): one lookup and the value's own test, ~0.5 µs a region.
-Anything else, and every rejection, is decided by ``LabelInterface`` itself, so the check can
+bounds, lists of known labels...): one lookup and the value's own test, ~0.5 µs a region; a
+relation, when its direction is known and both its ends are valid regions. Anything else, and every rejection, is decided by ``LabelInterface`` itself, so the check can
 only be faster, never more or less strict (``tests/unit/test_results_check.py`` proves the
 verdicts equal on random results). The loop around the regions follows ``_validate_object_logic``
-of label-studio-sdk 2.1.2 line by line, messages included.
+of label-studio-sdk 2.1.2 line by line, messages included. The table is compiled from a plain
+outline of the controls, so a check pickles to a prepare worker without the SDK, which that
+worker imports only if a row needs it (``labelstudio/label_config.py``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Final
+from typing import TYPE_CHECKING, Any, Callable, Final
 
-from label_studio_sdk.label_interface import LabelInterface
+from labelbridge.labelstudio.label_config import LabelConfig, TagOutline
+
+if TYPE_CHECKING:
+    from label_studio_sdk.label_interface import LabelInterface
 
 Rule = Callable[[dict], bool]
 _NUMBER: Final = (float, int)  # exactly these types (bool is neither), as the value classes accept
@@ -95,11 +100,11 @@ class _Control:
 class PredictionCheck:
     """``check(prediction)`` returns what ``validate_prediction(prediction, True)`` returns."""
 
-    def __init__(self, interface: LabelInterface) -> None:
-        self.interface = interface
-        self.objects = frozenset(o.name for o in interface.objects)
+    def __init__(self, config: LabelConfig) -> None:
+        self.config = config
+        self.objects = frozenset(o.name for o in config.objects)
         self.controls: dict[str, _Control] = {}
-        for c in interface.controls:  # unique names (the SDK keeps them in a dict)
+        for c in config.controls:  # unique names (the SDK keeps them in a dict)
             self.controls[c.name] = self._compile(c)
         # (from_name, to_name, type) -> (rule, whether a split-format partner must be looked
         # for): one lookup settles everything about a region but its value
@@ -113,10 +118,17 @@ class PredictionCheck:
                     self.rules[(control.name, to_name, rtype)] = (
                         rule, control.tag == "labels" and rtype == "labels")
 
-    def _compile(self, c: Any) -> _Control:
+    def __reduce__(self) -> tuple:  # the rules are closures: compiled again from the outline
+        return (PredictionCheck, (self.config,))
+
+    @property
+    def interface(self) -> LabelInterface:
+        return self.config.interface
+
+    def _compile(self, c: TagOutline) -> _Control:
         tag = c.tag.lower()
-        labels = _labels_in(frozenset(c.labels or ()))
-        key = getattr(c, "_label_attr_name", None)
+        labels = _labels_in(frozenset(c.labels))
+        key = c.label_key
         rule: Rule | None = None
         geometry = _GEOMETRY.get(tag)
         if geometry is not None:
@@ -139,18 +151,18 @@ class PredictionCheck:
             rule = lambda v: type(v.get("rating")) is int and 0 <= v["rating"] <= top
         merged: dict[str, Rule] = {}
         if tag == "labels":  # the SDK's _merged_labels_geometry_control, read once
-            valid = frozenset(c.labels or ())
-            for sib in self.interface.controls:
+            valid = frozenset(c.labels)
+            for sib in self.config.controls:
                 g = _GEOMETRY.get(sib.tag.lower())
                 if sib is not c and g and not sib.tag.endswith("Labels") \
-                        and set(c.to_name or []) & set(sib.to_name or []):
+                        and set(c.to_name) & set(sib.to_name):
                     t = f"{sib.tag.lower()}labels"
                     merged.setdefault(t, (lambda g, t: lambda v: (
                         type(v.get(t if t in v else "labels")) is list
                         and bool(v[t if t in v else "labels"]) and all(
                             type(x) is str and x in valid for x in v[t if t in v else "labels"])
                         and g(v)))(g, t))
-        return _Control(tag, c.name, frozenset(c.to_name or ()), rule, merged)
+        return _Control(tag, c.name, frozenset(c.to_name), rule, merged)
 
     def _plain(self, region: dict, result: list) -> bool:
         """True when the table alone shows the SDK accepts this region."""
@@ -209,7 +221,10 @@ class PredictionCheck:
                         regions.append(region)
                 else:
                     relations.append((i, region))
+            ids = _region_ids(regions) if relations else None
             for i, relation in relations:
+                if ids is not None and _plain_relation(relation, ids):
+                    continue  # validate_relation(), its common case inline
                 relation_error = self.interface.validate_relation(
                     relation, regions, return_errors=True, relation_index=i)
                 if relation_error:
@@ -217,6 +232,25 @@ class PredictionCheck:
         except Exception as e:  # noqa: BLE001 -- the SDK's own loop does the same, verbatim
             errors.append(f"Unexpected error during validation: {str(e)}")
         return errors
+
+
+def _region_ids(regions: list[dict]) -> frozenset | None:
+    """The ids a relation may name (None: one is unhashable, the SDK reports it)."""
+    try:
+        return frozenset(r["id"] for r in regions if "id" in r)
+    except TypeError:
+        return None
+
+
+_DIRECTIONS: Final = frozenset({"left", "right", "bi"})
+
+
+def _plain_relation(relation: dict, ids: frozenset) -> bool:
+    """True when the SDK's ``_validate_relation_logic`` finds nothing wrong (type is known to be
+    "relation"): a known direction, and both ends among the valid regions."""
+    d, a, b = relation.get("direction"), relation.get("from_id"), relation.get("to_id")
+    return (type(d) is str and d in _DIRECTIONS and type(a) is str and a in ids
+            and type(b) is str and b in ids)
 
 
 def _may_be_partner(r: Any, region: dict) -> bool:

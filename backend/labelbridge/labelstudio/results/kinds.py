@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Final
 
-from labelbridge.labelstudio import brush, video
+from labelbridge.labelstudio import video
 from labelbridge.model.regions import (PIXEL_DIGITS, Box, KeyPoint, Mask, Polygon, Shape, Span,
                                       VideoTrack)
 from labelbridge.model.rounding import fixed
@@ -200,9 +200,11 @@ def read_span(value: dict, size: Size, text: str | None) -> Shape:
                 (text[start:end] if text is not None else None))
 
 
-# ----- brush masks (the codec: labelstudio/brush.py) -----------------------------------------
+# ----- brush masks (the codec: labelstudio/brush.py, imported on use: numpy is ~50 ms to import
+# and starts a BLAS thread per CPU, which a prepare worker with no mask should not pay) -------
 
 def write_mask(shape: Shape, size: Size) -> dict:
+    from labelbridge.labelstudio import brush
     assert isinstance(shape, Mask)
     if size and size != (shape.width, shape.height):
         raise ResultError("the mask's size is not the image's", "original_width",
@@ -211,6 +213,7 @@ def write_mask(shape: Shape, size: Size) -> dict:
 
 
 def read_mask(value: dict, size: Size, text: str | None) -> Shape:
+    from labelbridge.labelstudio import brush
     w, h = _size(size)
     if value.get("format", "rle") != "rle":
         raise ResultError("not a brush RLE", "value.format", repr(value.get("format")))
