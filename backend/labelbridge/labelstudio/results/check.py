@@ -6,9 +6,10 @@ prediction's cost. ``PredictionCheck`` reads the label config once into a table 
 object and result type: the value rule, from the control's labels) and accepts a region from
 that table when its value is in the plain form our writer produces (finite numbers within the
 bounds, lists of known labels...): one lookup and the value's own test, ~0.5 µs a region; a
-relation, when its direction is known and both its ends are valid regions. Anything else, and every rejection, is decided by ``LabelInterface`` itself, so the check can
-only be faster, never more or less strict (``tests/unit/test_results_check.py`` proves the
-verdicts equal on random results). The loop around the regions follows ``_validate_object_logic``
+relation, when its direction is known and both its ends are valid regions. Anything else, and
+every rejection, is decided by ``LabelInterface`` itself, so the check can only be faster, never
+more or less strict (``tests/unit/test_results_check.py`` proves the verdicts equal on random
+results). The loop around the regions follows ``_validate_object_logic``
 of label-studio-sdk 2.1.2 line by line, messages included. The table is compiled from a plain
 outline of the controls, so a check pickles to a prepare worker without the SDK, which that
 worker imports only if a row needs it (``labelstudio/label_config.py``).
