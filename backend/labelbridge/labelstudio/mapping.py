@@ -130,7 +130,6 @@ class Mapping:
                 self.config = LabelConfig.parse(label_config)
             except Exception as exc:  # the SDK raises several types for malformed XML
                 raise MappingError(f"label config: cannot parse: {exc}") from None
-        self.label_config = self.config.text
         self.overrides = overrides or Overrides()
         self._lb_exact = frozenset(labelbox_names)
         self._lb_variants: dict[str, list[str]] = {}   # casefolded -> spellings, sorted
@@ -149,6 +148,10 @@ class Mapping:
         """Pickled as what it is built from: the config's outline, not the SDK's parse (a
         prepare worker builds it again in ~1 ms, without importing label_studio_sdk)."""
         return (Mapping, (self.config, self.overrides, tuple(sorted(self._lb_exact))))
+
+    @property
+    def label_config(self) -> str:
+        return self.config.text
 
     @property
     def interface(self) -> LabelInterface:
